@@ -1,0 +1,145 @@
+import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { backoffDelay, type ResolvedBackoff } from './retry.js';
+import { DlqHeaders, type BusMessage, type Delivery, type Handler } from './types.js';
+import { dlqTopic } from './topics.js';
+
+export type DeliveryOutcome = 'handled' | 'dead-lettered' | 'aborted';
+
+export interface RetryPolicy {
+  handler: Handler;
+  maxAttempts: number;
+  backoff: ResolvedBackoff;
+  group: string;
+  logger: Logger;
+  /** Publishes the dead letter; must resolve only once the bus holds it. */
+  deadLetter: (topic: string, message: BusMessage) => Promise<void>;
+  /** Aborts waiting between attempts when the subscription closes. */
+  signal: AbortSignal;
+}
+
+/**
+ * Runs one delivery through the handler with retries and backoff, shared by every adapter so the three
+ * buses behave alike. `delivery.attempt` on entry is the attempt this delivery starts at (above 1 when
+ * the bus redelivered it after a crash). Returns:
+ * - `handled`: ack it;
+ * - `dead-lettered`: the DLQ holds it now, ack it;
+ * - `aborted`: the subscription closed between attempts; do not ack, the bus will redeliver.
+ * Throws only when the dead letter itself could not be published (do not ack either).
+ */
+export async function deliverWithRetry(delivery: Delivery, policy: RetryPolicy): Promise<DeliveryOutcome> {
+  let attempt = Math.max(1, delivery.attempt);
+  for (;;) {
+    if (policy.signal.aborted) return 'aborted';
+    let failure: unknown;
+    try {
+      await policy.handler({ ...delivery, attempt });
+      return 'handled';
+    } catch (err) {
+      failure = err;
+    }
+    const log = policy.logger.child({ eventId: delivery.event.id, topic: delivery.topic, attempt });
+    if (attempt >= policy.maxAttempts) {
+      const { code, message } = describeError(failure);
+      log.warn({ err: failure }, 'handler failed on its last attempt; moving the message to the DLQ');
+      await policy.deadLetter(dlqTopic(delivery.topic), {
+        key: delivery.key,
+        event: delivery.event,
+        headers: {
+          ...delivery.headers,
+          [DlqHeaders.originalTopic]: delivery.topic,
+          [DlqHeaders.errorCode]: code,
+          [DlqHeaders.errorMessage]: message.slice(0, 2_000),
+          [DlqHeaders.attempts]: String(attempt),
+          [DlqHeaders.failedAt]: new Date().toISOString(),
+          [DlqHeaders.group]: policy.group,
+        },
+      });
+      return 'dead-lettered';
+    }
+    log.debug({ err: failure }, 'handler failed; retrying after backoff');
+    const waited = await sleep(backoffDelay(policy.backoff, attempt + 1), policy.signal);
+    if (!waited) return 'aborted';
+    attempt += 1;
+  }
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Runs tasks with at most `concurrency` in flight, one at a time per key, in push order per key.
+ * Null keys carry no order, so each such task gets a lane of its own.
+ */
+export class KeyedScheduler {
+  private readonly lanes = new Map<unknown, Array<() => Promise<void>>>();
+  private readonly ready: unknown[] = [];
+  private running = 0;
+  private pending = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly concurrency: number) {}
+
+  /** Number of tasks queued or running. */
+  get size(): number {
+    return this.pending;
+  }
+
+  /** Queues `task` behind earlier tasks of the same key. The returned promise settles with the task. */
+  push(key: string | null, task: () => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const lane = key === null ? Symbol('unkeyed') : key;
+      const wrapped = (): Promise<void> => task().then(resolve, reject);
+      const queue = this.lanes.get(lane);
+      this.pending += 1;
+      if (queue) {
+        queue.push(wrapped);
+      } else {
+        this.lanes.set(lane, [wrapped]);
+        this.ready.push(lane);
+        this.pump();
+      }
+    });
+  }
+
+  /** Resolves when nothing is queued or running. */
+  idle(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private pump(): void {
+    while (this.running < this.concurrency && this.ready.length > 0) {
+      const lane = this.ready.shift();
+      const queue = this.lanes.get(lane)!;
+      const task = queue[0]!;
+      this.running += 1;
+      void task().finally(() => {
+        this.running -= 1;
+        this.pending -= 1;
+        queue.shift();
+        if (queue.length > 0) this.ready.push(lane);
+        else this.lanes.delete(lane);
+        if (this.pending === 0) {
+          const waiters = this.idleWaiters;
+          this.idleWaiters = [];
+          waiters.forEach((w) => w());
+        }
+        this.pump();
+      });
+    }
+  }
+}

@@ -1,0 +1,39 @@
+import { ConfigError, ErrorCodes } from '../errors.js';
+import { silentLogger, type Logger } from '../logger.js';
+import { busConfigSchema, type BusConfigInput } from './options.js';
+import type { Bus } from './types.js';
+
+export * from './types.js';
+export { busConfigSchema, type BusConfig, type BusConfigInput } from './options.js';
+export { topicMatcher, topicsMatcher, assertTopicName, assertTopicPattern, dlqTopic, isPattern } from './topics.js';
+
+export interface CreateBusOptions {
+  logger?: Logger;
+}
+
+/**
+ * Builds the adapter for `config` (not started: call `start()`). Vendor modules load lazily, so an
+ * embedded-only install never loads kafkajs or ioredis.
+ */
+export async function createBus(config: BusConfigInput, options: CreateBusOptions = {}): Promise<Bus> {
+  const parsed = busConfigSchema.safeParse(config);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `bus${i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('')}: ${i.message}`);
+    throw new ConfigError(ErrorCodes.CONFIG_INVALID, issues.join('\n'), issues);
+  }
+  const logger = (options.logger ?? silentLogger()).child({ component: 'bus', bus: parsed.data.kind });
+  switch (parsed.data.kind) {
+    case 'embedded': {
+      const { EmbeddedBus } = await import('./embedded/embedded-bus.js');
+      return new EmbeddedBus(parsed.data, logger);
+    }
+    case 'redis': {
+      const { RedisBus } = await import('./redis/redis-bus.js');
+      return new RedisBus(parsed.data, logger);
+    }
+    case 'kafka': {
+      const { KafkaBus } = await import('./kafka/kafka-bus.js');
+      return new KafkaBus(parsed.data, logger);
+    }
+  }
+}

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import { busConfigSchema } from '../bus/options.js';
+import { flowSchema } from '../flows/schema.js';
+
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, like 127.0.0.1:15000');
+const httpUrl = z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL');
+
+export const adminSchema = z
+  .object({
+    listen: hostPort.default('127.0.0.1:15001'),
+    /** Bearer token for the admin API. Required unless `auth: false` on a loopback listener. */
+    token: z.string().min(16, 'expected at least 16 characters').optional(),
+    auth: z.boolean().default(true),
+  })
+  .strict();
+
+/** The whole cutover config file. Every part reads its own section from here. */
+export const cutoverConfigSchema = z
+  .object({
+    /** Name of the agent this sidecar stands in front of (CloudEvent source `/agents/<agent>`). */
+    agent: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected a lowercase agent name like inventory'),
+    listen: hostPort.default('127.0.0.1:15000'),
+    upstream: httpUrl.optional(),
+    admin: adminSchema.default({}),
+    bus: busConfigSchema.default({ kind: 'embedded' }),
+    /** Directory for the local spool and the embedded bus default path. */
+    dataDir: z.string().default('.data'),
+    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({}),
+    flows: z.array(flowSchema).default([]),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const seen = new Map<string, number>();
+    config.flows.forEach((flow, i) => {
+      const first = seen.get(flow.name);
+      if (first !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['flows', i, 'name'], message: `duplicate flow name (also flows[${first}])` });
+      else seen.set(flow.name, i);
+    });
+    if (config.admin.auth && !config.admin.token) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'token'], message: 'required (or set admin.auth: false on a loopback listen address)' });
+    }
+    if (!config.admin.auth && !/^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):/.test(config.admin.listen)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'auth'], message: 'auth may only be disabled on a loopback listen address' });
+    }
+  });
+
+export type CutoverConfig = z.infer<typeof cutoverConfigSchema>;
+export type CutoverConfigInput = z.input<typeof cutoverConfigSchema>;

@@ -1,0 +1,125 @@
+/**
+ * The one error module. Callers match `code`, never message text.
+ * Codes are a closed list: add one here (and to docs/troubleshooting.md) before throwing it.
+ */
+export const ErrorCodes = {
+  /** Config file fails validation; message names every failing path. */
+  CONFIG_INVALID: 'CUTOVER_CONFIG_INVALID',
+  /** Config file missing or unreadable. */
+  CONFIG_NOT_FOUND: 'CUTOVER_CONFIG_NOT_FOUND',
+  /** Bus server unreachable (connection refused, down, lock held). Retriable. */
+  BUS_UNAVAILABLE: 'CUTOVER_BUS_UNAVAILABLE',
+  /** A bus operation did not complete within its time bound. Retriable. */
+  BUS_TIMEOUT: 'CUTOVER_BUS_TIMEOUT',
+  /** The bus answered but refused the operation. */
+  BUS_REJECTED: 'CUTOVER_BUS_REJECTED',
+  /** The bus is set up in a way that silently breaks guarantees (e.g. Redis eviction policy). */
+  BUS_MISCONFIGURED: 'CUTOVER_BUS_MISCONFIGURED',
+  /** Operation on a bus that was closed or never started. */
+  BUS_CLOSED: 'CUTOVER_BUS_CLOSED',
+  /** Topic name or pattern does not follow the rules. */
+  TOPIC_INVALID: 'CUTOVER_TOPIC_INVALID',
+  /** A CloudEvent is malformed or misses a required attribute. */
+  EVENT_INVALID: 'CUTOVER_EVENT_INVALID',
+  /** A message exceeds the bus or capture size limit. */
+  MESSAGE_TOO_LARGE: 'CUTOVER_MESSAGE_TOO_LARGE',
+  /** A subscriber's handler threw; wraps the cause. */
+  HANDLER_FAILED: 'CUTOVER_HANDLER_FAILED',
+  /** An event's schemaversion major is not one the consumer supports. */
+  SCHEMA_UNSUPPORTED: 'CUTOVER_SCHEMA_UNSUPPORTED',
+  /** Upstream agent refused or dropped the connection (HTTP 502). */
+  UPSTREAM_UNREACHABLE: 'CUTOVER_UPSTREAM_UNREACHABLE',
+  /** Upstream agent did not answer in time (HTTP 504). */
+  UPSTREAM_TIMEOUT: 'CUTOVER_UPSTREAM_TIMEOUT',
+  /** Request body over a configured limit. */
+  BODY_TOO_LARGE: 'CUTOVER_BODY_TOO_LARGE',
+  /** Local spool has no room left. */
+  SPOOL_FULL: 'CUTOVER_SPOOL_FULL',
+  /** Local spool file is unreadable or corrupt. */
+  SPOOL_CORRUPT: 'CUTOVER_SPOOL_CORRUPT',
+  /** Missing or wrong bearer token on the admin API (HTTP 401). */
+  UNAUTHORIZED: 'CUTOVER_UNAUTHORIZED',
+  /** Unknown route or resource (HTTP 404). */
+  NOT_FOUND: 'CUTOVER_NOT_FOUND',
+  /** A flow name that no config declares. */
+  FLOW_UNKNOWN: 'CUTOVER_FLOW_UNKNOWN',
+  /** A flip refused by the readiness gate. */
+  FLIP_REFUSED: 'CUTOVER_FLIP_REFUSED',
+  /** No reply arrived on the bus in time (bus mode). */
+  REPLY_TIMEOUT: 'CUTOVER_REPLY_TIMEOUT',
+  /** Encryption key missing or unusable, or ciphertext that does not decrypt. */
+  CRYPTO_FAILED: 'CUTOVER_CRYPTO_FAILED',
+  /** A command-line usage error. */
+  USAGE: 'CUTOVER_USAGE',
+  /** A bug: an invariant broke. */
+  INTERNAL: 'CUTOVER_INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface CutoverErrorOptions {
+  cause?: unknown;
+  retriable?: boolean;
+  /** HTTP status to answer with when this error ends a request. */
+  status?: number;
+  /** Structured detail safe to log and return (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+/** Base error: every error cutover throws on purpose is one of these. */
+export class CutoverError extends Error {
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+  readonly status: number | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: CutoverErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+    this.status = options.status;
+    this.details = options.details;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, retriable: this.retriable, ...(this.details ? { details: this.details } : {}) };
+  }
+}
+
+/** Config could not be loaded or validated. `issues` lists every failing path. */
+export class ConfigError extends CutoverError {
+  readonly issues: readonly string[];
+  constructor(code: typeof ErrorCodes.CONFIG_INVALID | typeof ErrorCodes.CONFIG_NOT_FOUND, message: string, issues: readonly string[] = [], options: CutoverErrorOptions = {}) {
+    super(code, message, options);
+    this.issues = issues;
+  }
+}
+
+/** Anything that went wrong talking to a bus. */
+export class BusError extends CutoverError {}
+
+/** Bad events, topics or payloads. */
+export class ValidationError extends CutoverError {}
+
+/** HTTP data-plane errors (upstream, limits). */
+export class ProxyError extends CutoverError {}
+
+/** Admin API / control-plane errors. */
+export class ControlError extends CutoverError {}
+
+export function isCutoverError(err: unknown): err is CutoverError {
+  return err instanceof CutoverError;
+}
+
+/** True when retrying the same operation may succeed. Unknown errors are not retried. */
+export function isRetriable(err: unknown): boolean {
+  return isCutoverError(err) && err.retriable;
+}
+
+/** Short text for an unknown thrown value, for logs and DLQ records. */
+export function describeError(err: unknown): { code: string; message: string } {
+  if (isCutoverError(err)) return { code: err.code, message: err.message };
+  if (err instanceof Error) return { code: (err as { code?: string }).code ?? err.name, message: err.message };
+  return { code: 'UNKNOWN', message: String(err) };
+}

@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { ErrorCodes, ValidationError } from '../errors.js';
+import type { CloudEvent } from './types.js';
+
+/** Extension attributes cutover defines (CloudEvents names: lowercase letters and digits only). */
+export const EXTENSIONS = ['schemaversion', 'correlationid', 'replyto', 'partitionkey', 'traceparent', 'cutoverflow', 'cutovermode'] as const;
+
+const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+const cloudEventSchema = z
+  .object({
+    specversion: z.literal('1.0', { errorMap: () => ({ message: 'expected "1.0"' }) }),
+    id: z.string().min(1),
+    source: z.string().min(1),
+    type: z.string().min(1),
+    time: z.string().datetime({ offset: true }).optional(),
+    datacontenttype: z.string().min(1).optional(),
+    dataschema: z.string().min(1).optional(),
+    subject: z.string().optional(),
+    data: z.unknown().optional(),
+    data_base64: z.string().optional(),
+    schemaversion: z.string().regex(/^\d+(\.\d+){0,2}$/, 'expected a version like 1, 1.2 or 1.2.3').optional(),
+    correlationid: z.string().min(1).optional(),
+    replyto: z.string().min(1).optional(),
+    partitionkey: z.string().optional(),
+    traceparent: z.string().regex(TRACEPARENT, 'expected a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)').optional(),
+    cutoverflow: z.string().min(1).optional(),
+    cutovermode: z.string().min(1).optional(),
+  })
+  .passthrough()
+  .superRefine((e, ctx) => {
+    for (const name of Object.keys(e)) {
+      if (name === 'data_base64') continue;
+      if (!EXTENSION_NAME.test(name)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name], message: 'attribute names must be 1-20 lowercase letters or digits' });
+      }
+    }
+    if (e.data !== undefined && e.data_base64 !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['data_base64'], message: 'data and data_base64 are mutually exclusive' });
+    }
+  });
+
+export interface NewEvent<T> {
+  source: string;
+  type: string;
+  data?: T;
+  datacontenttype?: string;
+  id?: string;
+  time?: Date | string;
+  subject?: string;
+  schemaversion?: string;
+  correlationid?: string;
+  replyto?: string;
+  partitionkey?: string;
+  traceparent?: string;
+  cutoverflow?: string;
+  cutovermode?: string;
+}
+
+/** Builds a CloudEvent with a fresh id and the current time; omits attributes left undefined. */
+export function buildEvent<T>(input: NewEvent<T>): CloudEvent<T> {
+  const event: CloudEvent<T> = {
+    specversion: '1.0',
+    id: input.id ?? randomUUID(),
+    source: input.source,
+    type: input.type,
+    time: input.time instanceof Date ? input.time.toISOString() : (input.time ?? new Date().toISOString()),
+    datacontenttype: input.datacontenttype ?? 'application/json',
+  };
+  const optional = ['subject', 'schemaversion', 'correlationid', 'replyto', 'partitionkey', 'traceparent', 'cutoverflow', 'cutovermode'] as const;
+  for (const name of optional) {
+    const value = input[name];
+    if (value !== undefined) event[name] = value;
+  }
+  if (input.data !== undefined) event.data = input.data;
+  return event;
+}
+
+/** Validates an object as a CloudEvent; throws CUTOVER_EVENT_INVALID naming each bad attribute. */
+export function validateEvent(value: unknown): CloudEvent {
+  const result = cloudEventSchema.safeParse(value);
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'event'}: ${i.message}`);
+    throw new ValidationError(ErrorCodes.EVENT_INVALID, `invalid CloudEvent: ${issues.join('; ')}`, { details: { issues } });
+  }
+  return result.data as CloudEvent;
+}
+
+/** Structured-mode JSON text of an event. */
+export function serializeEvent(event: CloudEvent): string {
+  return JSON.stringify(event);
+}
+
+/** Parses structured-mode JSON text; throws CUTOVER_EVENT_INVALID on bad JSON or attributes. */
+export function parseEvent(text: string | Buffer): CloudEvent {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof text === 'string' ? text : text.toString('utf8'));
+  } catch (err) {
+    throw new ValidationError(ErrorCodes.EVENT_INVALID, `invalid CloudEvent: not JSON (${(err as Error).message})`, { cause: err });
+  }
+  return validateEvent(value);
+}
+
+/** The major part of a schema version (`2.1.0` → 2); undefined when absent or malformed. */
+export function schemaMajor(version: string | undefined): number | undefined {
+  if (!version) return undefined;
+  const major = Number.parseInt(version.split('.')[0] ?? '', 10);
+  return Number.isFinite(major) ? major : undefined;
+}
+
+/** A new W3C traceparent with random trace and span ids, sampled. */
+export function newTraceparent(): string {
+  const hex = (bytes: number): string => randomUUID().replace(/-/g, '').slice(0, bytes * 2);
+  return `00-${hex(16)}-${hex(8)}-01`;
+}
+
+export function isTraceparent(value: string): boolean {
+  return TRACEPARENT.test(value) && !/^[0-9a-f]{2}-0{32}-/.test(value) && !/-0{16}-[0-9a-f]{2}$/.test(value);
+}
