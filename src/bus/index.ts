@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { ConfigError, ErrorCodes } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { busConfigSchema, type BusConfigInput } from './options.js';
@@ -9,6 +10,11 @@ export { topicMatcher, topicsMatcher, assertTopicName, assertTopicPattern, dlqTo
 
 export interface CreateBusOptions {
   logger?: Logger;
+  /**
+   * Opens a TCP connection to a broker (Kafka only; default `net.connect`). Tests use it to inject faults
+   * at the connection layer, since Kafka clients reconnect to the addresses the broker advertises.
+   */
+  connect?: (host: string, port: number) => Socket;
 }
 
 /**
@@ -25,15 +31,15 @@ export async function createBus(config: BusConfigInput, options: CreateBusOption
   switch (parsed.data.kind) {
     case 'embedded': {
       const { EmbeddedBus } = await import('./embedded/embedded-bus.js');
-      return new EmbeddedBus(parsed.data, logger);
+      return new EmbeddedBus(parsed.data, logger, options);
     }
     case 'redis': {
       const { RedisBus } = await import('./redis/redis-bus.js');
-      return new RedisBus(parsed.data, logger);
+      return new RedisBus(parsed.data, logger, options);
     }
     case 'kafka': {
       const { KafkaBus } = await import('./kafka/kafka-bus.js');
-      return new KafkaBus(parsed.data, logger);
+      return new KafkaBus(parsed.data, logger, options);
     }
   }
 }

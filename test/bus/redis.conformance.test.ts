@@ -1,0 +1,43 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, describe, it } from 'vitest';
+import { redisUrl } from '../helpers/brokers.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { runConformance } from './conformance.js';
+
+const url = redisUrl();
+const prefix = `test:${randomUUID().slice(0, 8)}:`;
+
+if (!url) {
+  describe.skip('bus conformance: redis (Redis unavailable, see the line printed at start)', () => it('skipped', () => undefined));
+} else {
+  afterAll(async () => {
+    // Remove every key this suite made (they all share its unique prefix).
+    const redis = new Redis(url);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (keys.length) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+    await redis.quit();
+  });
+
+  runConformance({
+    kind: 'redis',
+    config: () => ({ kind: 'redis', url, prefix, claimIdle: '1s', blockTime: '200ms' }),
+    async faulty() {
+      const u = new URL(url);
+      const relay = await startFaultProxy(u.hostname, Number(u.port || 6379));
+      return {
+        config: { kind: 'redis', url: `redis://${relay.host}:${relay.port}`, prefix, claimIdle: '1s', blockTime: '200ms' },
+        down: async () => relay.down(),
+        up: async () => relay.up(),
+        close: () => relay.close(),
+      };
+    },
+    takeoverMs: 5_000,
+    discoveryMs: 3_000,
+    countsCrashRedelivery: true,
+  });
+}
