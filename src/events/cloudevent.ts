@@ -30,17 +30,15 @@ const cloudEventSchema = z
     cutovermode: z.string().min(1).optional(),
   })
   .passthrough()
-  .superRefine((e, ctx) => {
-    for (const name of Object.keys(e)) {
-      if (name === 'data_base64') continue;
-      if (!EXTENSION_NAME.test(name)) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name], message: 'attribute names must be 1-20 lowercase letters or digits' });
-      }
-    }
-    if (e.data !== undefined && e.data_base64 !== undefined) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['data_base64'], message: 'data and data_base64 are mutually exclusive' });
-    }
-  });
+  .refine((e) => e.data === undefined || e.data_base64 === undefined, { path: ['data_base64'], message: 'data and data_base64 are mutually exclusive' });
+
+/** Attribute names the spec allows; checked apart from the schema so one report lists every problem. */
+function nameIssues(value: unknown): string[] {
+  if (typeof value !== 'object' || value === null) return [];
+  return Object.keys(value)
+    .filter((name) => name !== 'data_base64' && !EXTENSION_NAME.test(name))
+    .map((name) => `${name}: attribute names must be 1-20 lowercase letters or digits`);
+}
 
 export interface NewEvent<T> {
   source: string;
@@ -81,8 +79,8 @@ export function buildEvent<T>(input: NewEvent<T>): CloudEvent<T> {
 /** Validates an object as a CloudEvent; throws CUTOVER_EVENT_INVALID naming each bad attribute. */
 export function validateEvent(value: unknown): CloudEvent {
   const result = cloudEventSchema.safeParse(value);
-  if (!result.success) {
-    const issues = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'event'}: ${i.message}`);
+  const issues = [...(result.success ? [] : result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'event'}: ${i.message}`)), ...nameIssues(value)];
+  if (!result.success || issues.length > 0) {
     throw new ValidationError(ErrorCodes.EVENT_INVALID, `invalid CloudEvent: ${issues.join('; ')}`, { details: { issues } });
   }
   return result.data as CloudEvent;

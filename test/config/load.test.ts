@@ -1,0 +1,95 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfigFile, parseConfigText } from '../../src/config/load.js';
+import { cutoverConfigSchema } from '../../src/config/schema.js';
+import { ErrorCodes, type ConfigError } from '../../src/errors.js';
+
+const valid = `
+agent: inventory
+listen: 127.0.0.1:15000
+upstream: http://127.0.0.1:8081
+admin: { listen: 127.0.0.1:15001, token: \${CUTOVER_ADMIN_TOKEN} }
+bus: { kind: kafka, brokers: [127.0.0.1:9092] }
+flows:
+  - name: inventory.reserve
+    match: { method: POST, path: /reservations }
+    topic: commands.agent.inventory.reserve
+    key: body.sku
+    mode: shadow
+`;
+
+function issuesOf(text: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfigText(text, cutoverConfigSchema, { env });
+  } catch (err) {
+    expect((err as ConfigError).code).toBe(ErrorCodes.CONFIG_INVALID);
+    return [...(err as ConfigError).issues];
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('config', () => {
+  it('accepts the issue contract example with defaults filled in', () => {
+    const config = parseConfigText(valid, cutoverConfigSchema, { env: { CUTOVER_ADMIN_TOKEN: 'a-long-enough-token' } });
+    expect(config.flows[0]!.schemaVersion).toBe('1');
+    expect(config.bus).toMatchObject({ kind: 'kafka', brokers: ['127.0.0.1:9092'], partitions: 6, publishTimeout: 10_000 });
+    expect(config.admin.token).toBe('a-long-enough-token');
+  });
+
+  it('interpolates ${VAR:-default} and reports unset variables by line', () => {
+    const text = valid.replace('${CUTOVER_ADMIN_TOKEN}', '${TOKEN:-default-token-of-16+}');
+    expect(parseConfigText(text, cutoverConfigSchema, { env: {} }).admin.token).toBe('default-token-of-16+');
+    expect(issuesOf(valid)).toEqual(['line 5: environment variable CUTOVER_ADMIN_TOKEN is not set (use ${CUTOVER_ADMIN_TOKEN:-default} for a default)']);
+  });
+
+  it('names the path of every error at once', () => {
+    const text = `
+agent: Inventory
+upstream: ftp://x
+admin: { auth: false, listen: 0.0.0.0:15001 }
+bus: { kind: kafka, brokers: [nohost] }
+flows:
+  - name: ok
+    match: { method: POST, path: /a }
+    topic: commands.agent.inventory.reserve
+  - name: ok
+    match: { method: FETCH, path: reservations }
+    topic: orders
+    key: cookie.id
+    mode: sideways
+    extra: 1
+`;
+    const issues = issuesOf(text);
+    const paths = issues.map((i) => i.split(':')[0]);
+    expect(paths).toEqual(expect.arrayContaining([
+      'agent', 'upstream', 'bus.brokers[0]', 'flows[1].match.method', 'flows[1].match.path', 'flows[1].topic', 'flows[1].key', 'flows[1].mode', 'flows[1].extra',
+    ]));
+    expect(issues.find((i) => i.startsWith('flows[1].match.path'))).toContain('expected a path starting with /');
+    expect(issues.find((i) => i.startsWith('flows[1].extra'))).toContain('unknown key');
+  });
+
+  it('checks cross-field rules: duplicate flow names and admin auth', () => {
+    const dup = `agent: a\nadmin: { auth: false }\nflows:\n  - { name: x, match: { method: GET, path: /a }, topic: events.a.b }\n  - { name: x, match: { method: GET, path: /b }, topic: events.a.c }\n`;
+    expect(issuesOf(dup)).toEqual(['flows[1].name: duplicate flow name (also flows[0])']);
+    expect(issuesOf('agent: a\n')).toEqual(['admin.token: required (or set admin.auth: false on a loopback listen address)']);
+    expect(issuesOf('agent: a\nadmin: { auth: false, listen: 0.0.0.0:1 }\n')).toEqual(['admin.auth: auth may only be disabled on a loopback listen address']);
+  });
+
+  it('reports YAML syntax errors with their line', () => {
+    expect(issuesOf('agent: a\nflows: [\n')[0]).toMatch(/^line \d+: /);
+  });
+
+  it('rejects an unknown bus kind by naming the field', () => {
+    expect(issuesOf('agent: a\nadmin: { auth: false }\nbus: { kind: rabbit }\n')[0]).toMatch(/^bus\.kind: /);
+  });
+
+  it('distinguishes a missing file', () => {
+    expect(() => loadConfigFile('/nonexistent/cutover.yaml', cutoverConfigSchema)).toThrowError(expect.objectContaining({ code: ErrorCodes.CONFIG_NOT_FOUND }));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-config-'));
+    const file = path.join(dir, 'c.yaml');
+    writeFileSync(file, 'agent: a\nadmin: { auth: false }\n');
+    expect(loadConfigFile(file, cutoverConfigSchema).agent).toBe('a');
+  });
+});
