@@ -1,0 +1,169 @@
+/**
+ * Bus throughput, every adapter in one run: `npm run bench:bus` (KAFKA_BROKERS / REDIS_URL as for the tests;
+ * start Kafka with `npm run kafka:start`). Adapters whose server is unreachable are reported and skipped.
+ *
+ * For each adapter it measures, with ~1 KB CloudEvents:
+ *   raw      the vendor client alone writing the same bytes the same way (the baseline, same run)
+ *   publish  cutover's Bus.publish (batches of BATCH, INFLIGHT calls in flight)
+ *   drain    a subscriber consuming a pre-filled topic
+ *   e2e      publish and consume at once: time until the last event is handled
+ * and prints events/s with ratios: publish vs raw, and each figure vs the goals (20k/s publish, 10k/s consume).
+ *
+ * Env: BENCH_EVENTS (default 50000), BENCH_BATCH (200), BENCH_INFLIGHT (16), BENCH_ADAPTERS (embedded,redis,kafka).
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { Redis } from 'ioredis';
+import { Kafka, logLevel } from 'kafkajs';
+import { createBus, type Bus, type BusConfigInput, type BusMessage } from '../src/bus/index.js';
+import { buildEvent, serializeEvent } from '../src/events/cloudevent.js';
+
+const EVENTS = Number(process.env.BENCH_EVENTS ?? 50_000);
+const BATCH = Number(process.env.BENCH_BATCH ?? 200);
+const INFLIGHT = Number(process.env.BENCH_INFLIGHT ?? 16);
+const ADAPTERS = (process.env.BENCH_ADAPTERS ?? 'embedded,redis,kafka').split(',');
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const KAFKA = (process.env.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',');
+const GOAL_PUBLISH = 20_000;
+const GOAL_CONSUME = 10_000;
+
+function messages(n: number): BusMessage[] {
+  return Array.from({ length: n }, (_, i) => ({
+    key: `sku-${i % 64}`,
+    event: buildEvent({ source: '/agents/bench', type: 'bench.event', data: { n: i, payload: 'x'.repeat(820) } }),
+  }));
+}
+
+const SAMPLE = messages(EVENTS);
+const EVENT_BYTES = Buffer.byteLength(serializeEvent(SAMPLE[0]!.event));
+
+/** Runs `work` over batches with at most INFLIGHT in flight; returns events/s. */
+async function pump(all: BusMessage[], work: (batch: BusMessage[]) => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < all.length) {
+      const batch = all.slice(next, next + BATCH);
+      next += BATCH;
+      await work(batch);
+    }
+  };
+  await Promise.all(Array.from({ length: INFLIGHT }, worker));
+  return all.length / ((performance.now() - started) / 1000);
+}
+
+async function consume(bus: Bus, topic: string, expected: number, publish?: () => Promise<unknown>): Promise<number> {
+  let seen = 0;
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  const started = performance.now();
+  const sub = await bus.subscribe({
+    group: `bench-${randomUUID()}`,
+    topics: [topic],
+    concurrency: 16,
+    handler: async () => {
+      seen += 1;
+      if (seen === expected) done();
+    },
+  });
+  const t0 = publish ? performance.now() : started;
+  await Promise.all([publish?.(), finished]);
+  const rate = expected / ((performance.now() - t0) / 1000);
+  await sub.close();
+  return rate;
+}
+
+interface Row { adapter: string; raw?: number; publish?: number; drain?: number; e2e?: number; note?: string }
+
+async function rawBaseline(kind: string, topic: string, dir: string): Promise<number> {
+  if (kind === 'embedded') {
+    const db = new Database(path.join(dir, 'raw.db'));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.exec('CREATE TABLE m (seq INTEGER PRIMARY KEY, topic TEXT, key TEXT, event TEXT, headers TEXT, at INTEGER)');
+    const insert = db.prepare('INSERT INTO m (topic, key, event, headers, at) VALUES (?, ?, ?, ?, ?)');
+    const tx = db.transaction((batch: BusMessage[]) => {
+      for (const m of batch) insert.run(topic, m.key, serializeEvent(m.event), '{}', Date.now());
+    });
+    const rate = await pump(SAMPLE, async (batch) => tx(batch));
+    db.close();
+    return rate;
+  }
+  if (kind === 'redis') {
+    const redis = new Redis(REDIS_URL);
+    const key = `bench:raw:${topic}`;
+    const rate = await pump(SAMPLE, async (batch) => {
+      const p = redis.pipeline();
+      for (const m of batch) p.xadd(key, 'MAXLEN', '~', '1000000', '*', 'key', m.key ?? '', 'event', serializeEvent(m.event));
+      await p.exec();
+    });
+    await redis.del(key);
+    await redis.quit();
+    return rate;
+  }
+  const kafka = new Kafka({ brokers: KAFKA, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic: `${topic}.raw`, numPartitions: 6 }], waitForLeaders: true });
+  const producer = kafka.producer();
+  await producer.connect();
+  const rate = await pump(SAMPLE, (batch) => producer.send({ topic: `${topic}.raw`, acks: -1, messages: batch.map((m) => ({ key: m.key, value: serializeEvent(m.event) })) }));
+  await producer.disconnect();
+  await admin.deleteTopics({ topics: [`${topic}.raw`] }).catch(() => undefined);
+  await admin.disconnect();
+  return rate;
+}
+
+async function benchAdapter(kind: string, dir: string): Promise<Row> {
+  const config: BusConfigInput =
+    kind === 'embedded' ? { kind: 'embedded', path: path.join(dir, 'bus.db') }
+      : kind === 'redis' ? { kind: 'redis', url: REDIS_URL, prefix: `bench:${randomUUID().slice(0, 8)}:` }
+        : { kind: 'kafka', brokers: KAFKA };
+  const bus = await createBus(config);
+  try {
+    await bus.start();
+  } catch (err) {
+    return { adapter: kind, note: `skipped: ${(err as Error).message.split('\n')[0]}` };
+  }
+  try {
+    const topic = `bench.${kind}.${randomUUID().slice(0, 8)}`;
+    const raw = await rawBaseline(kind, topic, dir);
+    const publish = await pump(SAMPLE, (batch) => bus.publish(topic, batch));
+    const drain = await consume(bus, topic, EVENTS);
+    const topic2 = `${topic}.e2e`;
+    const e2e = await consume(bus, topic2, EVENTS, () => pump(SAMPLE, (batch) => bus.publish(topic2, batch)));
+    return { adapter: kind, raw, publish, drain, e2e };
+  } finally {
+    await bus.close();
+  }
+}
+
+const fmt = (n: number | undefined): string => (n === undefined ? '-' : Math.round(n).toLocaleString('en-US'));
+const ratio = (a: number | undefined, b: number): string => (a === undefined ? '-' : `${(a / b).toFixed(2)}x`);
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
+const rows: Row[] = [];
+try {
+  for (const kind of ADAPTERS) {
+    process.stderr.write(`benchmarking ${kind}...\n`);
+    rows.push(await benchAdapter(kind, dir));
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+console.log(`\nbus throughput: ${EVENTS.toLocaleString('en-US')} events of ${EVENT_BYTES} bytes, batches of ${BATCH}, ${INFLIGHT} publishes in flight, ${os.cpus().length} cores`);
+console.log('adapter   | raw client/s | publish/s | vs raw | vs 20k goal | drain/s | e2e/s  | vs 10k goal (e2e)');
+for (const r of rows) {
+  if (r.note) {
+    console.log(`${r.adapter.padEnd(9)} | ${r.note}`);
+    continue;
+  }
+  console.log(
+    `${r.adapter.padEnd(9)} | ${fmt(r.raw).padStart(12)} | ${fmt(r.publish).padStart(9)} | ${ratio(r.publish, r.raw!).padStart(6)} | ${ratio(r.publish, GOAL_PUBLISH).padStart(11)} | ${fmt(r.drain).padStart(7)} | ${fmt(r.e2e).padStart(6)} | ${ratio(r.e2e, GOAL_CONSUME)}`,
+  );
+}
+process.exit(0);

@@ -1,0 +1,61 @@
+/**
+ * The parity record: what the comparator concludes for one call, published on `cutover.parity`
+ * (CloudEvent type `cutover.parity.v1`, key = flow name, data = ParityRecord). Reports aggregate these.
+ * Versioned: readers check `v` and skip records from a newer major with a counted warning.
+ */
+export const PARITY_TOPIC = 'cutover.parity';
+export const OBSERVATIONS_TOPIC = 'cutover.observations';
+export const PARITY_EVENT_TYPE = 'cutover.parity.v1';
+
+export const PARITY_OUTCOMES = ['match', 'mismatch', 'missing_bus', 'missing_direct', 'error_bus', 'error_direct'] as const;
+export type ParityOutcome = (typeof PARITY_OUTCOMES)[number];
+
+/** One difference between the direct and the bus-driven result. */
+export interface FieldDiff {
+  /** JSON pointer into the compared document: `/status`, `/headers/content-type`, `/body/items/0/price`. */
+  path: string;
+  /** `changed` value, `missing` on the bus side, `extra` on the bus side, `type` differs. */
+  kind: 'changed' | 'missing' | 'extra' | 'type';
+  /** Values, truncated (strings to ~200 chars, objects summarised) so records stay small. */
+  direct?: unknown;
+  bus?: unknown;
+}
+
+/** The original call, redacted, kept only on non-matching records so a report can print a `curl`. */
+export interface CallSample {
+  method: string;
+  /** Path and query as the caller sent them. */
+  target: string;
+  /** Allow-listed request headers (never credentials). */
+  headers?: Record<string, string>;
+  /** Request body as text (truncated), when it was captured. */
+  body?: string;
+}
+
+export interface ParityRecord {
+  v: 1;
+  flow: string;
+  correlationId: string;
+  outcome: ParityOutcome;
+  /** ISO time when the comparator decided. */
+  at: string;
+  /** The flow's mode when the call was made (`shadow`, `canary:10`, `bus`...). */
+  mode: string;
+  /** Differences that count (noise excluded); empty unless outcome is `mismatch`. Capped in length. */
+  diffs: FieldDiff[];
+  /** Paths that differed but are classified as noise for this flow, so excluded from parity. */
+  noise?: string[];
+  directStatus?: number;
+  busStatus?: number;
+  /** Direct call latency as the sidecar measured it. */
+  directLatencyMs?: number;
+  /** Bus path end to end: call event published → bus reply published. */
+  busLatencyMs?: number;
+  /** Bus lag: call event published → consumed by the shadow side. */
+  busLagMs?: number;
+  /** The bus side ended in a DLQ (error_bus records). */
+  dlq?: boolean;
+  /** Error code of the failing side for error_* outcomes. */
+  errorCode?: string;
+  request?: CallSample;
+}
