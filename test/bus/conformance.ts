@@ -207,7 +207,7 @@ export function runConformance(target: ConformanceTarget): void {
       // The reader must be positioned before we publish: wait until it has had a chance to start.
       await waitFor(async () => {
         await b.publish(topic, [{ key: 'log', event: event(100 + later.length) }]);
-        return later.length >= 1;
+        return later.length >= 2;
       }, { timeoutMs: 20_000, intervalMs: 500, what: 'the follower to see a new message' });
       await reading;
       await tail.close();
