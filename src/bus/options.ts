@@ -32,8 +32,13 @@ export const redisBusSchema = z
     url: z.string().url().default('redis://127.0.0.1:6379'),
     /** Prefix of every key cutover writes, so several installations can share one Redis. */
     prefix: z.string().default('cutover:'),
-    /** Approximate cap on entries per stream (XADD MAXLEN ~). */
+    /** Approximate cap on entries per topic (XADD MAXLEN ~, split evenly over the topic's partition streams). */
     maxLen: z.number().int().positive().default(1_000_000),
+    /**
+     * Virtual partitions (one stream each) of topics this installation creates: the unit of per-key order
+     * and of work sharing in a group. A topic keeps the count it was created with (recorded in Redis).
+     */
+    partitions: z.number().int().min(1).max(256).default(8),
     /** A pending message idle this long with its consumer is claimed by another (XAUTOCLAIM). */
     claimIdle: durationSchema.default('30s'),
     /** How long one XREADGROUP blocks waiting for messages. */

@@ -1,0 +1,92 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { Kafka, logLevel, type ISocketFactory, type LogEntry, type RetryOptions, type SASLOptions } from 'kafkajs';
+import type { Logger } from '../../logger.js';
+import type { CreateBusOptions } from '../index.js';
+import type { KafkaBusConfig } from '../options.js';
+
+/** Same keep-alive kafkajs's own socket factory sets, so swapping in `options.connect` changes nothing else. */
+const KEEP_ALIVE_MS = 60_000;
+
+/**
+ * kafkajs messages we expect and handle ourselves; logged at debug instead of warn so they do not look like
+ * faults. Retries are bounded on purpose (every publish has a deadline) and a producer that failed a send
+ * is replaced by a fresh one with a new producer id, so bounded retries cannot cause the sequence-number
+ * confusion the warning is about.
+ */
+const EXPECTED_WARNINGS = [/Limiting retries for the idempotent producer/];
+
+/** Maps kafkajs log entries onto the injected pino logger (kafkajs would otherwise print to the console). */
+export function kafkaLogCreator(logger: Logger): () => (entry: LogEntry) => void {
+  return () =>
+    ({ namespace, level, log }) => {
+      // kafkajs puts the message and its own timestamp beside the structured fields.
+      const { message, timestamp: _timestamp, ...extra } = log;
+      const fields = { kafkajs: namespace, ...extra };
+      switch (level) {
+        case logLevel.ERROR:
+          logger.error(fields, message);
+          break;
+        case logLevel.WARN:
+          if (EXPECTED_WARNINGS.some((re) => re.test(message))) logger.debug(fields, message);
+          else logger.warn(fields, message);
+          break;
+        case logLevel.INFO:
+          logger.info(fields, message);
+          break;
+        default:
+          logger.debug(fields, message);
+      }
+    };
+}
+
+/** The kafkajs level matching the logger's, so kafkajs does not even format lines pino would drop. */
+function kafkaLevel(logger: Logger): logLevel {
+  if (logger.isLevelEnabled('debug')) return logLevel.DEBUG;
+  if (logger.isLevelEnabled('info')) return logLevel.INFO;
+  if (logger.isLevelEnabled('warn')) return logLevel.WARN;
+  if (logger.isLevelEnabled('error')) return logLevel.ERROR;
+  return logLevel.NOTHING;
+}
+
+/** Routes every broker connection through `connect` (tests cut connections there). */
+function socketFactory(connect: NonNullable<CreateBusOptions['connect']>): ISocketFactory {
+  return ({ host, port, ssl, onConnect }) => {
+    const raw = connect(host, port);
+    raw.setKeepAlive(true, KEEP_ALIVE_MS);
+    // kafkajs hands over its `ssl` setting as given: `true` or TLS options when on, falsy when off.
+    if (ssl) {
+      const tlsOptions = typeof ssl === 'object' ? ssl : {};
+      return tls.connect({ ...tlsOptions, socket: raw, ...(net.isIP(host) ? {} : { servername: host }) }, onConnect);
+    }
+    if (!raw.connecting && raw.readyState === 'open') queueMicrotask(onConnect);
+    else raw.once('connect', onConnect);
+    return raw;
+  };
+}
+
+/**
+ * Retries kafkajs makes on its own before an operation fails. Kept short: cutover bounds every publish
+ * with its own deadline, and kafkajs's defaults (5 retries, growing to 30 s) would outlive it.
+ */
+export function clientRetry(config: KafkaBusConfig): RetryOptions {
+  return { retries: 3, initialRetryTime: 100, maxRetryTime: Math.max(200, Math.min(1_000, config.publishTimeout / 4)) };
+}
+
+export function createKafkaClient(config: KafkaBusConfig, logger: Logger, options: CreateBusOptions): Kafka {
+  return new Kafka({
+    clientId: config.clientId,
+    brokers: config.brokers,
+    connectionTimeout: config.connectionTimeout,
+    // A request outliving the publish deadline is useless to the caller, who has been told it failed.
+    requestTimeout: Math.max(config.publishTimeout, 1_000),
+    enforceRequestTimeout: true,
+    retry: clientRetry(config),
+    ssl: config.ssl,
+    // The config schema restricts the mechanism to the three kafkajs supports with username/password.
+    ...(config.sasl ? { sasl: config.sasl as SASLOptions } : {}),
+    ...(options.connect ? { socketFactory: socketFactory(options.connect) } : {}),
+    logLevel: kafkaLevel(logger),
+    logCreator: kafkaLogCreator(logger),
+  });
+}

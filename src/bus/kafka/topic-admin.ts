@@ -1,0 +1,151 @@
+import kafkajs, { type Admin, type Kafka } from 'kafkajs';
+import type { Logger } from '../../logger.js';
+import type { KafkaBusConfig } from '../options.js';
+import { ClientHandle } from './client-handle.js';
+
+export interface PartitionOffsets {
+  partition: number;
+  /** First offset still present. */
+  low: number;
+  /** Offset the next message will get (high watermark). */
+  high: number;
+}
+
+// kafkajs is CommonJS and Node cannot see every one of its named exports from ESM; the default import has them all.
+
+/** Broker-internal topics (`__consumer_offsets`, `__transaction_state`) are never cutover's to consume. */
+export function isInternalTopic(topic: string): boolean {
+  return topic.startsWith('__');
+}
+
+/**
+ * The admin side of the adapter: creates topics on demand (never relying on broker auto-create), lists
+ * them for pattern subscriptions, reads watermarks, checks health. Every call is time-bounded.
+ */
+export class TopicAdmin {
+  private readonly admin: ClientHandle<Admin>;
+  /** Topics known to exist (or being created): creation is one round trip per topic per process. */
+  private readonly ensured = new Map<string, Promise<void>>();
+
+  constructor(
+    kafka: Kafka,
+    private readonly config: KafkaBusConfig,
+    logger: Logger,
+  ) {
+    this.admin = new ClientHandle<Admin>({
+      create: () => kafka.admin(),
+      connectTimeout: config.connectionTimeout * 2,
+      retireTimeout: config.publishTimeout + 1_000,
+      what: 'admin',
+      brokers: config.brokers,
+      logger,
+    });
+  }
+
+  /** Bound on an admin round trip; creating a topic also waits for its leaders. */
+  private get opTimeout(): number {
+    return Math.max(this.config.publishTimeout, this.config.connectionTimeout * 2);
+  }
+
+  connect(): Promise<void> {
+    return this.admin.connect();
+  }
+
+  recentlyUnreachable(windowMs: number): boolean {
+    return this.admin.recentlyUnreachable(windowMs);
+  }
+
+  /**
+   * Makes sure `topic` exists with the configured partitions, and that its leaders are elected, before
+   * anyone produces to or joins a group on it. An existing topic is left as it is.
+   */
+  ensureTopic(topic: string, timeoutMs = this.opTimeout): Promise<void> {
+    let pending = this.ensured.get(topic);
+    if (!pending) {
+      pending = this.admin.run(`create topic ${topic}`, timeoutMs, async (admin) => {
+        await admin.createTopics({
+          topics: [{ topic, numPartitions: this.config.partitions, replicationFactor: this.config.replicationFactor }],
+          waitForLeaders: true,
+          timeout: timeoutMs,
+        });
+      });
+      this.ensured.set(topic, pending);
+      // A failure must not be cached: the next publish tries again.
+      pending.catch(() => this.ensured.delete(topic));
+    }
+    return pending;
+  }
+
+  /** Non-internal topics on the cluster. */
+  async listTopics(timeoutMs = this.opTimeout): Promise<string[]> {
+    const topics = await this.admin.run('list topics', timeoutMs, (admin) => admin.listTopics());
+    return topics.filter((t) => !isInternalTopic(t));
+  }
+
+  /** Low and high watermarks per partition; empty when the topic does not exist. */
+  async topicOffsets(topic: string, timeoutMs = this.opTimeout): Promise<PartitionOffsets[]> {
+    const topics = await this.listTopics(timeoutMs);
+    if (!topics.includes(topic)) return [];
+    const offsets = await this.admin.run(`fetch offsets of ${topic}`, timeoutMs, (admin) => admin.fetchTopicOffsets(topic));
+    return offsets.map((o) => ({ partition: o.partition, low: Number(o.low), high: Number(o.high) })).sort((a, b) => a.partition - b.partition);
+  }
+
+  /**
+   * Where "from now on" starts in each partition, for a reader that began at `since` (epoch ms): the
+   * earlier of the high watermark now and the first record stamped after `since`. The timestamp covers
+   * records published between `since` and this call; the watermark covers records from other clocks.
+   * A record stamped in the very millisecond of `since` counts as older.
+   */
+  async offsetsSince(topic: string, since: number, timeoutMs = this.opTimeout): Promise<Map<number, number>> {
+    const high = await this.topicOffsets(topic, timeoutMs);
+    const out = new Map(high.map((p) => [p.partition, p.high]));
+    if (high.length === 0) return out;
+    const stamped = await this.admin.run(`fetch offsets of ${topic} by time`, timeoutMs, (admin) => admin.fetchTopicOffsetsByTimestamp(topic, since + 1));
+    for (const p of stamped) {
+      const offset = Number(p.offset);
+      const current = out.get(p.partition);
+      if (offset >= 0 && (current === undefined || offset < current)) out.set(p.partition, offset);
+    }
+    return out;
+  }
+
+  /** Round trip to the cluster; rejects with a BusError when it does not answer within `timeoutMs`. */
+  async describeCluster(timeoutMs: number): Promise<{ brokers: number; clusterId: string }> {
+    const cluster = await this.admin.run('describe cluster', timeoutMs, (admin) => admin.describeCluster());
+    return { brokers: cluster.brokers.length, clusterId: cluster.clusterId };
+  }
+
+  /**
+   * The session timeouts the brokers accept (group.min/max.session.timeout.ms), or undefined when the
+   * cluster will not say (DescribeConfigs may be denied by ACLs).
+   */
+  async sessionTimeoutBounds(timeoutMs = this.opTimeout): Promise<{ min: number; max: number } | undefined> {
+    try {
+      return await this.admin.run('describe broker config', timeoutMs, async (admin) => {
+        const cluster = await admin.describeCluster();
+        const broker = cluster.brokers[0];
+        if (!broker) return undefined;
+        const { resources } = await admin.describeConfigs({
+          includeSynonyms: false,
+          resources: [{ type: kafkajs.ConfigResourceTypes.BROKER, name: String(broker.nodeId), configNames: ['group.min.session.timeout.ms', 'group.max.session.timeout.ms'] }],
+        });
+        const entries = resources[0]?.configEntries ?? [];
+        const value = (name: string): number => Number(entries.find((e) => e.configName === name)?.configValue);
+        const bounds = { min: value('group.min.session.timeout.ms'), max: value('group.max.session.timeout.ms') };
+        return Number.isFinite(bounds.min) && Number.isFinite(bounds.max) ? bounds : undefined;
+      });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Deletes consumer groups, ignoring every error (used for throwaway reader groups). */
+  async deleteGroups(groupIds: string[], timeoutMs = this.opTimeout): Promise<void> {
+    if (groupIds.length === 0) return;
+    await this.admin.run('delete groups', timeoutMs, (admin) => admin.deleteGroups(groupIds)).catch(() => undefined);
+  }
+
+  close(): Promise<void> {
+    return this.admin.close();
+  }
+}

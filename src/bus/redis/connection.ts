@@ -1,0 +1,147 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { BusError, ErrorCodes } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { RedisBusConfig } from '../options.js';
+import { ACQUIRE_LUA, HEARTBEAT_LUA, PUBLISH_LUA, RELEASE_LUA } from './scripts.js';
+
+/**
+ * An ioredis connection with the adapter's scripts defined on it. ioredis types stay inside src/bus/redis.
+ *
+ * Every connection is configured so that no command can run later than the caller believes:
+ * - `enableOfflineQueue: false`: a command issued while disconnected fails at once instead of waiting in a
+ *   queue to run after the reconnect (possibly long after its publish call timed out and was retried);
+ * - `autoResendUnfulfilledCommands: false` and `maxRetriesPerRequest: 0`: commands in flight when the
+ *   socket drops are rejected, never re-sent on the new connection. A command Redis received before the
+ *   drop may still have run: its caller sees an error and may retry, which duplicates (at-least-once), but
+ *   nothing we reported as failed is silently applied twice by the client itself;
+ * - `socketTimeout`: a half-open socket (no FIN, no data) is destroyed instead of stalling forever;
+ * - RESP2 (`protocol: 2`), so stream replies have the well-known nested-array shapes parsed in entries.ts;
+ * - reconnects forever with a capped delay, so one Bus instance recovers when the server is back.
+ */
+export type RedisConnection = Redis & {
+  cutoverPublish(numKeys: number, ...args: Array<string | number>): Promise<string>;
+  cutoverHeartbeat(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  cutoverAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  cutoverRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
+};
+
+export interface ConnectionSettings {
+  role: string;
+  /** Extra milliseconds of silence tolerated while a command is pending (blocking reads add their BLOCK). */
+  socketTimeout: number;
+}
+
+export function openConnection(config: RedisBusConfig, settings: ConnectionSettings, logger: Logger): RedisConnection {
+  const options: RedisOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    enableReadyCheck: true,
+    protocol: 2,
+    disableClientInfo: true,
+    connectionName: `cutover:${settings.role}`,
+    connectTimeout: Math.max(1_000, Math.min(config.publishTimeout, 10_000)),
+    socketTimeout: settings.socketTimeout,
+    retryStrategy: (times) => Math.min(100 * times, 1_000),
+    ...(config.tls ? { tls: {} } : {}),
+  };
+  const conn = new Redis(config.url, options) as RedisConnection;
+  conn.defineCommand('cutoverPublish', { lua: PUBLISH_LUA });
+  conn.defineCommand('cutoverHeartbeat', { lua: HEARTBEAT_LUA });
+  conn.defineCommand('cutoverAcquire', { lua: ACQUIRE_LUA });
+  conn.defineCommand('cutoverRelease', { lua: RELEASE_LUA });
+
+  // One warn when a working connection drops and one info when it is back; the per-attempt errors of a
+  // reconnect loop go to debug so that an outage does not flood the log.
+  let wasReady = false;
+  conn.on('error', (err: Error) => logger.debug({ err, role: settings.role }, 'redis connection error'));
+  conn.on('ready', () => {
+    if (wasReady) logger.info({ role: settings.role }, 'redis connection restored');
+    wasReady = true;
+  });
+  conn.on('close', () => {
+    if (wasReady && conn.status !== 'end') logger.warn({ role: settings.role }, 'redis connection lost; reconnecting');
+  });
+  return conn;
+}
+
+/** Connects within `timeoutMs`; on failure stops the reconnect loop and throws CUTOVER_BUS_UNAVAILABLE. */
+export async function connect(conn: RedisConnection, config: RedisBusConfig, timeoutMs: number): Promise<void> {
+  try {
+    await withTimeout(conn.connect(), timeoutMs, () => new BusError(ErrorCodes.BUS_UNAVAILABLE, `Redis at ${redactUrl(config.url)} did not answer within ${timeoutMs} ms`, { retriable: true }));
+  } catch (err) {
+    conn.disconnect();
+    if (err instanceof BusError) throw err;
+    throw new BusError(ErrorCodes.BUS_UNAVAILABLE, `cannot connect to Redis at ${redactUrl(config.url)}: ${(err as Error).message}`, { cause: err, retriable: true });
+  }
+}
+
+/** Closes gracefully (QUIT) when possible, within a bound; always ends with the socket destroyed. */
+export async function disconnect(conn: RedisConnection, timeoutMs = 1_000): Promise<void> {
+  if (conn.status === 'end') return;
+  if (conn.status === 'ready') {
+    await withTimeout(conn.quit(), timeoutMs, () => new Error('quit timed out')).catch(() => undefined);
+  }
+  conn.disconnect();
+}
+
+/**
+ * Races `promise` against a timer. The timer is cleared when the promise settles, so nothing lingers.
+ * The underlying command is not cancelled (Redis may still run it): callers document what that means.
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+const CONNECTION_ERRORS = /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Socket timeout|Command aborted due to connection close/i;
+const TRANSIENT_REPLIES = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|OOM|CLUSTERDOWN)/;
+
+/** Maps what ioredis throws onto the bus error codes. */
+export function toBusError(err: unknown, what: string): BusError {
+  if (err instanceof BusError) return err;
+  const e = err as { name?: string; message?: string };
+  const message = e?.message ?? String(err);
+  if (e?.name === 'MaxRetriesPerRequestError' || CONNECTION_ERRORS.test(message)) {
+    return new BusError(ErrorCodes.BUS_UNAVAILABLE, `${what}: Redis is unavailable (${message})`, { cause: err, retriable: true });
+  }
+  if (/Command timed out/i.test(message)) {
+    return new BusError(ErrorCodes.BUS_TIMEOUT, `${what}: Redis did not answer in time`, { cause: err, retriable: true });
+  }
+  return new BusError(ErrorCodes.BUS_REJECTED, `${what}: Redis refused: ${message}`, { cause: err, retriable: TRANSIENT_REPLIES.test(message) });
+}
+
+/** The URL without its password, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<invalid url>';
+  }
+}
+
+/**
+ * Decides from the reply to `CONFIG GET maxmemory-policy` whether the server may evict keys. Returns the
+ * problem in words, or undefined when the policy is noeviction. Any other policy lets Redis drop whole
+ * streams under memory pressure: silent message loss.
+ */
+export function evictionPolicyProblem(reply: unknown): string | undefined {
+  const policy = Array.isArray(reply) && reply.length >= 2 ? String(reply[1]) : undefined;
+  if (policy === undefined) return 'CONFIG GET maxmemory-policy returned nothing, so the eviction policy is unknown';
+  if (policy === 'noeviction') return undefined;
+  return `Redis maxmemory-policy is "${policy}": under memory pressure Redis may evict streams and silently lose messages. Set maxmemory-policy noeviction (or bus.requireNoEviction: false to accept the risk)`;
+}
