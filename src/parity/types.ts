@@ -30,6 +30,8 @@ export interface CallSample {
   headers?: Record<string, string>;
   /** Request body as text (truncated), when it was captured. */
   body?: string;
+  /** True when `body` was cut short, so a replay from it would not send the original bytes. */
+  bodyTruncated?: boolean;
 }
 
 export interface ParityRecord {
@@ -58,4 +60,6 @@ export interface ParityRecord {
   /** Error code of the failing side for error_* outcomes. */
   errorCode?: string;
   request?: CallSample;
+  /** Size in bytes of the serialized CloudEvent the sidecar published for this call (reports advise slimming large events). */
+  eventBytes?: number;
 }

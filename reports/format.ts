@@ -1,0 +1,54 @@
+/** Number formatting shared by the verdict messages and every renderer, so all outputs agree. */
+
+/** 0.99937 → `99.937%`; enough digits to tell 99.9% from 99.94%; `–` for null. */
+export function pct(value: number | null | undefined, digits = 3): string {
+  if (value === null || value === undefined) return '–';
+  if (value === 1) return '100%';
+  if (value === 0) return '0%';
+  const p = value * 100;
+  // Small rates need more precision to be readable (0.0123%).
+  const d = p < 0.1 ? Math.max(digits, 4) : digits;
+  const rounded = Number(p.toFixed(d));
+  // Never print 100% for something short of it, nor 0% for something above it.
+  if (rounded >= 100) return `>${(100 - 10 ** -d).toFixed(d)}%`;
+  if (rounded <= 0) return `<${(10 ** -d).toFixed(d)}%`;
+  return `${rounded}%`;
+}
+
+/** Milliseconds, short: `0.42 ms`, `12.3 ms`, `1,250 ms`; `–` for null. */
+export function ms(value: number | null | undefined): string {
+  if (value === null || value === undefined) return '–';
+  if (value < 10) return `${Number(value.toFixed(2))} ms`;
+  if (value < 100) return `${Number(value.toFixed(1))} ms`;
+  return `${Math.round(value).toLocaleString('en-US')} ms`;
+}
+
+export function bytes(value: number | null | undefined): string {
+  if (value === null || value === undefined) return '–';
+  if (value < 1024) return `${Math.round(value)} B`;
+  if (value < 1024 * 1024) return `${Number((value / 1024).toFixed(1))} KiB`;
+  return `${Number((value / 1024 / 1024).toFixed(1))} MiB`;
+}
+
+export function int(value: number): string {
+  return value.toLocaleString('en-US');
+}
+
+/** A diff value on one line, bounded, for tables. */
+export function valueText(value: unknown, max = 80): string {
+  let text: string;
+  try {
+    text = value === undefined ? 'undefined' : typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+  } catch {
+    text = String(value);
+  }
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** Threshold or measurement of a criterion, in its unit. */
+export function criterionValue(criterion: string, value: number | null): string {
+  if (value === null) return '–';
+  if (criterion === 'minSamples') return int(value);
+  if (criterion === 'maxBusP99Ms') return ms(value);
+  return pct(value);
+}

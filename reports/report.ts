@@ -1,0 +1,159 @@
+import type { Bus } from '../src/bus/types.js';
+import type { FlowConfig } from '../src/flows/schema.js';
+import { silentLogger, type Logger } from '../src/logger.js';
+import { PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
+import { DEFAULT_LIMITS, FlowAggregate, INVALID, recordTime, type AggregateLimits, type FlowInfo } from './aggregate.js';
+import { READINESS_DEFAULTS, resolveCriteria, type FlowReadinessConfig, type ReadinessConfig } from './options.js';
+import { renderHtml } from './render-html.js';
+import { renderJson } from './render-json.js';
+import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type FlowReport, type InputStats, type Report, type VerdictStatus } from './types.js';
+import { decideVerdict, worstVerdict } from './verdict.js';
+
+/** A flow the report covers, with what config knows about it. */
+export interface ReportFlow extends FlowInfo {
+  /** The flow's bus topic (names its DLQ in advice). */
+  topic?: string;
+  /** The flow's `readiness:` overrides. */
+  readiness?: FlowReadinessConfig;
+}
+
+export interface BuildReportOptions {
+  /**
+   * The flows to report on, in this order. Records of other flows are counted (`input.otherFlows`) and
+   * skipped: several agents share the parity topic. When omitted, every flow in the stream is reported
+   * (mode `unknown`), up to 1,000 flows.
+   */
+  flows?: readonly ReportFlow[];
+  /** Top-level `readiness:` defaults. */
+  readiness?: ReadinessConfig;
+  /** Leave out records decided before this time (`--since`). */
+  since?: Date | null;
+  /** The report's `generatedAt`; default now. */
+  now?: Date;
+  /** Where example `curl`s send the call: the sidecar's listen address. */
+  baseUrl?: string;
+  logger?: Logger;
+  limits?: Partial<AggregateLimits>;
+}
+
+const MAX_DISCOVERED_FLOWS = 1000;
+/** Skipped records logged one by one before going quiet (the counts are in the report either way). */
+const LOGGED_PROBLEMS = 5;
+
+/**
+ * Builds the report by streaming over `records` once: memory stays bounded by the number of flows, not
+ * the number of records. The source is injected: a bus reader in the CLI ({@link parityRecordsFromBus}),
+ * an array or generator in tests.
+ */
+export async function buildReport(records: AsyncIterable<ParityRecord> | Iterable<ParityRecord>, options: BuildReportOptions = {}): Promise<Report> {
+  const logger = (options.logger ?? silentLogger()).child({ component: 'report' });
+  const limits: AggregateLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const sinceMs = options.since ? options.since.getTime() : -Infinity;
+  const input: InputStats = { read: 0, used: 0, beforeSince: 0, otherFlows: 0, unsupportedVersion: 0, invalid: 0 };
+  const selected = options.flows ? new Map(options.flows.map((f) => [f.name, f])) : null;
+  const aggregates = new Map<string, FlowAggregate>();
+  if (options.flows) for (const f of options.flows) aggregates.set(f.name, new FlowAggregate(f, limits));
+
+  for await (const record of records as AsyncIterable<unknown>) {
+    input.read++;
+    const atMs = recordTime(record);
+    if (atMs < 0) {
+      if (atMs === INVALID) input.invalid++;
+      else input.unsupportedVersion++;
+      if (input.invalid + input.unsupportedVersion <= LOGGED_PROBLEMS) {
+        logger.warn({ problem: atMs === INVALID ? 'invalid' : 'unsupported version', correlationId: (record as { correlationId?: unknown } | null)?.correlationId }, 'skipping a parity record');
+      }
+      continue;
+    }
+    const r = record as ParityRecord;
+    let aggregate = aggregates.get(r.flow);
+    if (!aggregate && (selected || aggregates.size >= MAX_DISCOVERED_FLOWS)) {
+      input.otherFlows++;
+      continue;
+    }
+    if (atMs < sinceMs) {
+      input.beforeSince++;
+      continue;
+    }
+    if (!aggregate) {
+      aggregate = new FlowAggregate({ name: r.flow, mode: 'unknown' }, limits);
+      aggregates.set(r.flow, aggregate);
+    }
+    aggregate.add(r, atMs);
+    input.used++;
+  }
+  if (input.invalid + input.unsupportedVersion > 0) {
+    logger.warn({ invalid: input.invalid, unsupportedVersion: input.unsupportedVersion }, 'parity records skipped');
+  }
+
+  const baseUrl = options.baseUrl ?? 'http://127.0.0.1:15000';
+  const flows: FlowReport[] = [];
+  const ordered = options.flows ? options.flows.map((f) => aggregates.get(f.name)!) : [...aggregates.values()].sort((a, b) => a.info.name.localeCompare(b.info.name));
+  for (const aggregate of ordered) {
+    const flow = selected?.get(aggregate.info.name);
+    const criteria = resolveCriteria(options.readiness ?? READINESS_DEFAULTS, flow?.readiness);
+    const facts = aggregate.summarize(baseUrl);
+    flows.push({ ...facts, criteria, verdict: decideVerdict(facts, criteria, { topic: flow?.topic }) });
+  }
+  const summary: Record<VerdictStatus, number> = { READY: 0, NOT_READY: 0, INSUFFICIENT_DATA: 0 };
+  for (const f of flows) summary[f.verdict.status]++;
+  return {
+    schema: REPORT_SCHEMA_ID,
+    schemaVersion: REPORT_SCHEMA_VERSION,
+    generatedAt: (options.now ?? new Date()).toISOString(),
+    since: options.since ? options.since.toISOString() : null,
+    verdict: worstVerdict(flows.map((f) => f.verdict.status)),
+    summary,
+    input,
+    flows,
+  };
+}
+
+/**
+ * Parity records from the bus: reads `cutover.parity` from the start to its current end (no consumer
+ * group, so reports never disturb the comparator) and yields each event's `data`. Validation happens in
+ * {@link buildReport}, which counts what it skips.
+ */
+export async function* parityRecordsFromBus(bus: Bus): AsyncGenerator<ParityRecord> {
+  const stream = bus.read(PARITY_TOPIC, { from: 'start', follow: false });
+  try {
+    for await (const delivery of stream) {
+      // Unvalidated on purpose: buildReport checks and counts bad records instead of throwing mid-stream.
+      yield delivery.event.data as ParityRecord;
+    }
+  } finally {
+    await stream.close();
+  }
+}
+
+/**
+ * The report's view of configured flows: name, current mode (from `modeOf`; the config's `mode` until
+ * flips exist), method, topic and `readiness:` overrides (from the flow itself once the config schema
+ * carries the key, or from `overrides` as loaded by loadReportConfig). Shared by the CLI and the admin API.
+ */
+export async function reportFlowsFromConfig(
+  flows: ReadonlyArray<FlowConfig & { readiness?: FlowReadinessConfig }>,
+  modeOf: (flow: FlowConfig) => string | Promise<string> = (flow) => flow.mode,
+  overrides: ReadonlyMap<string, FlowReadinessConfig> = new Map(),
+): Promise<ReportFlow[]> {
+  const out: ReportFlow[] = [];
+  for (const flow of flows) {
+    out.push({ name: flow.name, mode: await modeOf(flow), method: flow.match.method, topic: flow.topic, readiness: flow.readiness ?? overrides.get(flow.name) });
+  }
+  return out;
+}
+
+/** What the admin API serves: `GET /report` (JSON) and `GET /report.html`. */
+export interface AdminReport {
+  report: Report;
+  /** `GET /report` body (application/json). */
+  json: string;
+  /** `GET /report.html` body (text/html; charset=utf-8). */
+  html: string;
+}
+
+/** Builds the report once and renders both admin API bodies from it. */
+export async function adminReport(records: AsyncIterable<ParityRecord> | Iterable<ParityRecord>, options: BuildReportOptions = {}): Promise<AdminReport> {
+  const report = await buildReport(records, options);
+  return { report, json: renderJson(report), html: renderHtml(report) };
+}

@@ -1,0 +1,91 @@
+import type { TimeBucket, Timeline } from './types.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+/** Bucket widths a timeline may use: round numbers so bucket starts read well on a chart. */
+const WIDTHS = [SECOND, 5 * SECOND, 15 * SECOND, 30 * SECOND, MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 7 * DAY, 30 * DAY, 365 * DAY];
+
+export type BucketOutcome = 'match' | 'mismatch' | 'missing' | 'errors';
+
+interface Counts {
+  samples: number;
+  match: number;
+  mismatch: number;
+  missing: number;
+  errors: number;
+}
+
+/**
+ * Counts outcomes per time bucket in bounded memory: the bucket width starts at one second and steps up
+ * (merging buckets) whenever the span of the data would need more than `maxBuckets` buckets, so a report
+ * over a minute and one over a month both get a readable chart. Records may arrive out of order.
+ */
+export class TimelineCounter {
+  private widthIndex = 0;
+  private buckets = new Map<number, Counts>();
+  private minKey = Infinity;
+  private maxKey = -Infinity;
+
+  constructor(private readonly maxBuckets = 120) {}
+
+  add(atMs: number, outcome: BucketOutcome): void {
+    let width = WIDTHS[this.widthIndex]!;
+    let key = Math.floor(atMs / width);
+    while (Math.max(this.maxKey, key) - Math.min(this.minKey, key) + 1 > this.maxBuckets && this.widthIndex < WIDTHS.length - 1) {
+      this.widen();
+      width = WIDTHS[this.widthIndex]!;
+      key = Math.floor(atMs / width);
+    }
+    let counts = this.buckets.get(key);
+    if (!counts) {
+      counts = { samples: 0, match: 0, mismatch: 0, missing: 0, errors: 0 };
+      this.buckets.set(key, counts);
+      if (key < this.minKey) this.minKey = key;
+      if (key > this.maxKey) this.maxKey = key;
+    }
+    counts.samples++;
+    counts[outcome]++;
+  }
+
+  private widen(): void {
+    const oldWidth = WIDTHS[this.widthIndex]!;
+    this.widthIndex++;
+    const width = WIDTHS[this.widthIndex]!;
+    const merged = new Map<number, Counts>();
+    for (const [oldKey, c] of this.buckets) {
+      const key = Math.floor((oldKey * oldWidth) / width);
+      const into = merged.get(key);
+      if (!into) merged.set(key, { ...c });
+      else {
+        into.samples += c.samples;
+        into.match += c.match;
+        into.mismatch += c.mismatch;
+        into.missing += c.missing;
+        into.errors += c.errors;
+      }
+    }
+    this.buckets = merged;
+    this.minKey = Infinity;
+    this.maxKey = -Infinity;
+    for (const key of merged.keys()) {
+      if (key < this.minKey) this.minKey = key;
+      if (key > this.maxKey) this.maxKey = key;
+    }
+  }
+
+  /** Every bucket from the first to the last record, empty ones included (a gap is information). */
+  result(): Timeline {
+    const width = WIDTHS[this.widthIndex]!;
+    const buckets: TimeBucket[] = [];
+    if (this.buckets.size > 0) {
+      for (let key = this.minKey; key <= this.maxKey; key++) {
+        const c = this.buckets.get(key) ?? { samples: 0, match: 0, mismatch: 0, missing: 0, errors: 0 };
+        const compared = c.match + c.mismatch;
+        buckets.push({ start: new Date(key * width).toISOString(), ...c, parity: compared > 0 ? c.match / compared : null });
+      }
+    }
+    return { bucketMs: width, buckets };
+  }
+}

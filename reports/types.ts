@@ -1,0 +1,197 @@
+import type { FieldDiff, ParityOutcome } from '../src/parity/types.js';
+
+/**
+ * The report model. It is also the JSON output (`--format json`, admin `GET /report`), so every field is
+ * plain JSON: numbers are finite, absent values are `null`, times are ISO strings. The shape is described
+ * by docs/report-schema.json; bump {@link REPORT_SCHEMA_VERSION} (major on breaking changes) when it changes.
+ */
+export const REPORT_SCHEMA_VERSION = '1.0.0';
+/** `$id` of docs/report-schema.json, echoed in every report as `schema`. */
+export const REPORT_SCHEMA_ID = 'urn:cutover:report-schema:1';
+
+export const VERDICTS = ['READY', 'NOT_READY', 'INSUFFICIENT_DATA'] as const;
+export type VerdictStatus = (typeof VERDICTS)[number];
+
+/** The names a criterion has in the `readiness:` config; reasons use the same names. */
+export const CRITERIA = ['minSamples', 'minParityLowerBound', 'maxMissingRate', 'maxDlqRate', 'maxBusErrorRate', 'maxBusP99Ms'] as const;
+export type CriterionName = (typeof CRITERIA)[number];
+
+/** Thresholds in force for one flow after the flow's `readiness:` overrides were applied to the defaults. */
+export interface Criteria {
+  minSamples: number;
+  minParityLowerBound: number;
+  maxMissingRate: number;
+  maxDlqRate: number;
+  maxBusErrorRate: number;
+  /** `null` when not gated. */
+  maxBusP99Ms: number | null;
+  /** Advice only: p95 event size above which the report advises slimming events. */
+  largeEventBytes: number;
+}
+
+/**
+ * A criterion the flow does not meet. `fail`: the data shows the flow misses the threshold.
+ * `insufficient`: the data is too thin to show that it meets it.
+ */
+export interface Reason {
+  criterion: CriterionName;
+  status: 'fail' | 'insufficient';
+  /** The measured value the threshold applies to (`null` when there is nothing to measure yet). */
+  measured: number | null;
+  threshold: number;
+  /** True when the 95% interval lies wholly on the wrong side of the threshold (fails even with few samples). */
+  conclusive: boolean;
+  /** One line for humans. */
+  message: string;
+}
+
+export interface Advice {
+  code: 'keep-on-rest' | 'slim-events' | 'inspect-dlq' | 'collect-more';
+  message: string;
+}
+
+export interface Verdict {
+  status: VerdictStatus;
+  reasons: Reason[];
+  advice: Advice[];
+}
+
+export interface RateStat {
+  count: number;
+  /** count / samples; `null` with no samples. */
+  rate: number | null;
+}
+
+/** Latency percentiles in milliseconds (HDR histogram, 3 significant digits, microsecond unit). */
+export interface Percentiles {
+  count: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+export interface Parity {
+  /** match + mismatch: the calls that could be compared. */
+  compared: number;
+  /** match / compared; `null` when nothing was compared. */
+  value: number | null;
+  /** 95% Wilson score interval. */
+  lowerBound: number | null;
+  upperBound: number | null;
+}
+
+export interface DiffExample {
+  correlationId: string;
+  at: string;
+  /** The actual JSON pointer (the field group may have replaced array indices by `*`). */
+  path: string;
+  kind: FieldDiff['kind'];
+  direct: unknown;
+  bus: unknown;
+  /** Copy-paste command that repeats the call through the sidecar; `null` when the record carried no request. */
+  curl: string | null;
+  /** Why the `curl` may not reproduce the call exactly (truncated body), else `null`. */
+  curlNote: string | null;
+}
+
+export interface DiffField {
+  /** JSON pointer with numeric segments replaced by `*`, so `/body/items/0/price` and `/body/items/7/price` group. */
+  field: string;
+  /** Mismatching calls in which this field differed. */
+  count: number;
+  kinds: Partial<Record<FieldDiff['kind'], number>>;
+  /** Up to three, most recent last. */
+  examples: DiffExample[];
+}
+
+export interface NoiseField {
+  field: string;
+  count: number;
+}
+
+export interface TimeBucket {
+  /** Bucket start, ISO. */
+  start: string;
+  samples: number;
+  match: number;
+  mismatch: number;
+  missing: number;
+  errors: number;
+  /** match / (match + mismatch) within the bucket; `null` when nothing was compared. */
+  parity: number | null;
+}
+
+export interface Timeline {
+  bucketMs: number;
+  buckets: TimeBucket[];
+}
+
+export interface FlowReport {
+  flow: string;
+  /** The flow's current mode (from the flip log once flips exist; from config until then). */
+  mode: string;
+  /** HTTP method of the flow, when known (from config or from sampled requests). */
+  method: string | null;
+  /** Modes the calls were made in, with counts (at most 20 distinct). */
+  modesObserved: Record<string, number>;
+  samples: number;
+  outcomes: Record<ParityOutcome, number>;
+  parity: Parity;
+  missingBus: RateStat;
+  missingDirect: RateStat;
+  /** missingBus + missingDirect: what `maxMissingRate` gates. */
+  missing: RateStat;
+  errorBus: RateStat;
+  errorDirect: RateStat;
+  dlq: RateStat;
+  /** Error codes of error_* outcomes with counts (top 10). */
+  errorCodes: Array<{ code: string; count: number }>;
+  latency: {
+    direct: Percentiles | null;
+    bus: Percentiles | null;
+    busLag: Percentiles | null;
+  };
+  /** Size of the published events in bytes; `null` when records do not carry `eventBytes`. */
+  eventBytes: Percentiles | null;
+  topDiffs: DiffField[];
+  /** Distinct differing fields beyond the tracking cap, counted but not itemised. */
+  untrackedDiffFields: number;
+  /** Mismatches whose record carried no diff detail. */
+  mismatchesWithoutDiffs: number;
+  noise: NoiseField[];
+  timeline: Timeline;
+  firstAt: string | null;
+  lastAt: string | null;
+  criteria: Criteria;
+  verdict: Verdict;
+}
+
+export interface InputStats {
+  /** Records read from the source. */
+  read: number;
+  /** Records aggregated into a flow. */
+  used: number;
+  /** Older than `since`. */
+  beforeSince: number;
+  /** For flows not selected (other agents' flows share the parity topic). */
+  otherFlows: number;
+  /** From a newer major version of the record format. */
+  unsupportedVersion: number;
+  /** Not a parity record (missing or wrongly typed fields). */
+  invalid: number;
+}
+
+export interface Report {
+  schema: typeof REPORT_SCHEMA_ID;
+  schemaVersion: typeof REPORT_SCHEMA_VERSION;
+  generatedAt: string;
+  /** Records older than this were left out (`--since`); `null` for all records. */
+  since: string | null;
+  /** Worst verdict over the flows: NOT_READY, then INSUFFICIENT_DATA, then READY. */
+  verdict: VerdictStatus;
+  summary: Record<VerdictStatus, number>;
+  input: InputStats;
+  flows: FlowReport[];
+}
