@@ -118,9 +118,11 @@ async function rawBaseline(kind: string, topic: string, dir: string): Promise<nu
 }
 
 async function benchAdapter(kind: string, dir: string): Promise<Row> {
+  const prefix = `bench:${randomUUID().slice(0, 8)}:`;
+  const topic = `bench.${kind}.${randomUUID().slice(0, 8)}`;
   const config: BusConfigInput =
     kind === 'embedded' ? { kind: 'embedded', path: path.join(dir, 'bus.db') }
-      : kind === 'redis' ? { kind: 'redis', url: REDIS_URL, prefix: `bench:${randomUUID().slice(0, 8)}:` }
+      : kind === 'redis' ? { kind: 'redis', url: REDIS_URL, prefix }
         : { kind: 'kafka', brokers: KAFKA };
   const bus = await createBus(config);
   try {
@@ -129,7 +131,6 @@ async function benchAdapter(kind: string, dir: string): Promise<Row> {
     return { adapter: kind, note: `skipped: ${(err as Error).message.split('\n')[0]}` };
   }
   try {
-    const topic = `bench.${kind}.${randomUUID().slice(0, 8)}`;
     const raw = await rawBaseline(kind, topic, dir);
     const publish = await pump(SAMPLE, (batch) => bus.publish(topic, batch));
     const drain = await consume(bus, topic, EVENTS);
@@ -138,6 +139,26 @@ async function benchAdapter(kind: string, dir: string): Promise<Row> {
     return { adapter: kind, raw, publish, drain, e2e };
   } finally {
     await bus.close();
+    await cleanup(kind, prefix, [topic, `${topic}.e2e`]);
+  }
+}
+
+/** Leaves the shared servers as it found them. */
+async function cleanup(kind: string, prefix: string, topics: string[]): Promise<void> {
+  if (kind === 'redis') {
+    const redis = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (keys.length) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+    await redis.quit();
+  } else if (kind === 'kafka') {
+    const admin = new Kafka({ brokers: KAFKA, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    await admin.deleteTopics({ topics }).catch(() => undefined);
+    await admin.disconnect();
   }
 }
 
