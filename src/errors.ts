@@ -37,6 +37,8 @@ export const ErrorCodes = {
   SPOOL_FULL: 'CUTOVER_SPOOL_FULL',
   /** Local spool file is unreadable or corrupt. */
   SPOOL_CORRUPT: 'CUTOVER_SPOOL_CORRUPT',
+  /** Another live process holds the spool directory (two sidecars must not share one spool). */
+  SPOOL_LOCKED: 'CUTOVER_SPOOL_LOCKED',
   /** Missing or wrong bearer token on the admin API (HTTP 401). */
   UNAUTHORIZED: 'CUTOVER_UNAUTHORIZED',
   /** Unknown route or resource (HTTP 404). */

@@ -39,7 +39,7 @@ export async function deliverWithRetry(delivery: Delivery, policy: RetryPolicy):
       failure = err;
     }
     const log = policy.logger.child({ eventId: delivery.event.id, topic: delivery.topic, attempt });
-    if (attempt >= policy.maxAttempts) {
+    if (attempt >= policy.maxAttempts || isNonRetriable(failure)) {
       const { code, message } = describeError(failure);
       log.warn({ err: failure }, 'handler failed on its last attempt; moving the message to the DLQ');
       await policy.deadLetter(dlqTopic(delivery.topic), {
@@ -62,6 +62,23 @@ export async function deliverWithRetry(delivery: Delivery, policy: RetryPolicy):
     if (!waited) return 'aborted';
     attempt += 1;
   }
+}
+
+const NON_RETRIABLE = Symbol.for('cutover.nonRetriable');
+
+/**
+ * Marks `err` so that deliverWithRetry moves the message to the DLQ at once instead of retrying: for
+ * poison messages (an unsupported schema version, say) where another attempt cannot succeed. Other
+ * handler errors keep the retry-then-DLQ behaviour. Returns `err` so it reads `throw nonRetriable(e)`.
+ */
+export function nonRetriable<E extends object>(err: E): E {
+  Object.defineProperty(err, NON_RETRIABLE, { value: true, enumerable: false });
+  return err;
+}
+
+/** Whether `err` was marked with {@link nonRetriable}. */
+export function isNonRetriable(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[NON_RETRIABLE] === true;
 }
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts. */

@@ -2,6 +2,9 @@ import { parseArgs } from 'node:util';
 import { cutoverConfigSchema } from '../config/schema.js';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError, CutoverError, ErrorCodes, isCutoverError } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { createRegistry } from '../metrics.js';
+import { sidecarConfigSchema } from '../../proxy/config.js';
 
 /** Exit codes the CLI promises: scripts rely on them. */
 export const ExitCode = { OK: 0, FAILURE: 1, USAGE_OR_CONFIG: 2 } as const;
@@ -13,6 +16,7 @@ const USAGE = `usage: cutover <command> [options]
 
 commands:
   validate --config FILE     check a config file; prints OK or every error with its path
+  sidecar --config FILE      run the sidecar proxy (forward + dual-write) until SIGTERM/SIGINT
 `;
 
 /** Runs one CLI invocation and returns its exit code (never calls process.exit itself). */
@@ -22,6 +26,8 @@ export async function runCli(argv: string[], io: Out = stdio): Promise<number> {
     switch (command) {
       case 'validate':
         return validate(rest, io);
+      case 'sidecar':
+        return await sidecar(rest, io);
       case undefined:
       case '-h':
       case '--help':
@@ -41,6 +47,37 @@ function validate(args: string[], io: Out): number {
   if (!values.config) throw new CutoverError(ErrorCodes.USAGE, 'validate needs --config FILE');
   const config = loadConfigFile(values.config, cutoverConfigSchema);
   io.out(`OK: ${values.config} (agent ${config.agent}, bus ${config.bus.kind}, ${config.flows.length} flow${config.flows.length === 1 ? '' : 's'})`);
+  return ExitCode.OK;
+}
+
+/**
+ * Runs the sidecar until SIGTERM or SIGINT, then drains: in-flight requests finish, the publish queue and
+ * spool are sent (what the bus cannot take in time stays in the spool for the next start). A second
+ * signal during the drain gets Node's default behaviour and ends the process at once.
+ */
+async function sidecar(args: string[], io: Out): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  if (!values.config) throw new CutoverError(ErrorCodes.USAGE, 'sidecar needs --config FILE');
+  // Every config error, with its path, before anything listens.
+  const config = loadConfigFile(values.config, sidecarConfigSchema);
+  const logger = createLogger({ level: config.log.level });
+  // Loaded here so that other commands do not pay for the data plane's modules.
+  const { startSidecar } = await import('../../proxy/sidecar.js');
+  const handle = await startSidecar(config, { logger, registry: createRegistry({ defaultMetrics: true }), env: process.env });
+  io.out(`cutover sidecar: agent ${config.agent} on ${handle.data.url} -> ${config.upstream ?? `${config.routes.length} routes`}, admin ${handle.admin.url}, bus ${config.bus.kind}`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const on = (s: NodeJS.Signals): void => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(s);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+  logger.info({ signal }, 'signal received; draining');
+  await handle.close();
+  io.out(`cutover sidecar: stopped (${signal}); ${handle.publisher.spoolDepth} events left in the spool`);
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return ExitCode.OK;
 }
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { busConfigSchema } from '../bus/options.js';
 import { flowSchema } from '../flows/schema.js';
+import { sidecarConfigShape } from '../../proxy/options.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, like 127.0.0.1:15000');
 const httpUrl = z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL');
@@ -27,6 +28,8 @@ export const cutoverConfigSchema = z
     dataDir: z.string().default('.data'),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({}),
     flows: z.array(flowSchema).default([]),
+    // The sidecar's own settings (routes, capture limits, redaction, encryption, spool, publisher).
+    ...sidecarConfigShape,
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -36,6 +39,19 @@ export const cutoverConfigSchema = z
       if (first !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['flows', i, 'name'], message: `duplicate flow name (also flows[${first}])` });
       else seen.set(flow.name, i);
     });
+    if (config.encryption) {
+      const seenField = new Map<string, number>();
+      config.encryption.fields.forEach((field, i) => {
+        if (seenField.has(field)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['encryption', 'fields', i], message: 'duplicate field' });
+        seenField.set(field, i);
+      });
+    }
+    if (config.spool.segmentBytes > config.spool.maxBytes) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['spool', 'segmentBytes'], message: 'must not exceed spool.maxBytes' });
+    }
+    if (config.admin.listen === config.listen && !config.listen.endsWith(':0')) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'listen'], message: 'must differ from listen (the admin API has its own listener)' });
+    }
     if (config.admin.auth && !config.admin.token) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'token'], message: 'required (or set admin.auth: false on a loopback listen address)' });
     }

@@ -7,22 +7,39 @@ export const flowModeSchema = z.enum(FLOW_MODES, { errorMap: () => ({ message: `
 export type FlowMode = z.infer<typeof flowModeSchema>;
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
 
 const topicSchema = z.string().superRefine((topic, ctx) => {
   const problem = conventionProblem(topic);
   if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
 });
 
-export const flowSchema = z
+/** `:name` segments of a path template. */
+const PARAM = /^:([A-Za-z_][A-Za-z0-9_]*)$/;
+
+/** The names of the `:params` in a path template, in order. */
+export function templateParams(template: string): string[] {
+  return template
+    .split('/')
+    .map((segment) => PARAM.exec(segment)?.[1])
+    .filter((name): name is string => name !== undefined);
+}
+
+/** Flow fields without cross-field checks, for issues that extend the flow (flips add modes and gates). */
+export const flowObjectSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'expected lowercase letters, digits, dots, _ or - (like inventory.reserve)'),
     match: z
       .object({
         method: z.preprocess((m) => (typeof m === 'string' ? m.toUpperCase() : m), z.enum(HTTP_METHODS)),
-        path: z.string().regex(/^\/[^\s?#]*$/, 'expected a path starting with / (templates like /stock/:sku allowed, no query)'),
+        path: z
+          .string()
+          .regex(/^\/[^\s?#]*$/, 'expected a path starting with / (templates like /stock/:sku allowed, no query)')
+          .refine((p) => p.split('/').every((s) => !s.startsWith(':') || PARAM.test(s)), 'a :param segment must be : followed by a name like :sku'),
       })
       .strict(),
     topic: topicSchema,
+    /** Partition key of the flow's events: `body.<field>[.<field>...]`, `path.<param>`, `query.<name>` or `header.<name>`. */
     key: z
       .string()
       .regex(/^(body|path|query|header)\.[A-Za-z0-9_.-]+$/, 'expected body.<field>, path.<param>, query.<name> or header.<name>')
@@ -31,5 +48,19 @@ export const flowSchema = z
     mode: flowModeSchema.default('direct'),
   })
   .strict();
+
+export const flowSchema = flowObjectSchema.superRefine((flow, ctx) => {
+  if (flow.key?.startsWith('path.')) {
+    const param = flow.key.slice('path.'.length);
+    const params = templateParams(flow.match.path);
+    if (!params.includes(param)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['key'],
+        message: `path parameter ${JSON.stringify(param)} is not in match.path ${flow.match.path}${params.length ? ` (it has ${params.map((p) => ':' + p).join(', ')})` : ''}`,
+      });
+    }
+  }
+});
 
 export type FlowConfig = z.infer<typeof flowSchema>;

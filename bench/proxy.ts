@@ -1,0 +1,397 @@
+/**
+ * Sidecar benchmark: `npx tsx bench/proxy.ts` (or `npm run bench:proxy`).
+ *
+ * In one run, against the same agent: the agent called directly, a minimal Node forwarding proxy (the
+ * baseline every ratio is against), the sidecar with its flow in direct mode, and in shadow mode on the
+ * embedded, Redis and Kafka buses. For each:
+ * - max throughput: closed loop, fixed concurrency, fixed duration;
+ * - latency at a fixed 1,000 req/s: open loop (requests are sent on schedule whether or not earlier ones
+ *   returned; latency counts from the scheduled time, so a stall is not hidden), p50 and p99;
+ * - CPU seconds of the proxy process per 1,000 requests during the fixed-rate phase (process.cpuUsage
+ *   read over IPC from the child).
+ *
+ * The load generator is written here (keep-alive agents, node:http) rather than autocannon: it is one
+ * small file, needs no extra dependency, and gives the open-loop schedule the latency goal needs.
+ * The agent, the proxy under test and the load generator each run in their own process; on a small
+ * machine they share the cores, so absolute numbers are low and ratios are what to read.
+ *
+ * Env: BENCH_SECONDS (throughput phase, default 5), BENCH_RATE_SECONDS (default 5), BENCH_CONCURRENCY
+ * (default 32), BENCH_ROUNDS (default 3), BENCH_ONLY (comma list of scenario name parts), REDIS_URL,
+ * KAFKA_BROKERS, BENCH_LINGER (publisher.linger of the sidecars), BENCH_PROF (directory for CPU profiles).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SELF = fileURLToPath(import.meta.url);
+const ROLE = process.argv[2];
+
+// ---------------------------------------------------------------------------------------------------------
+// Child roles
+// ---------------------------------------------------------------------------------------------------------
+
+interface ChildMessage {
+  type: 'ready' | 'cpu' | 'stats';
+  port?: number;
+  cpuMicros?: number;
+  stats?: unknown;
+}
+
+function reportCpu(): void {
+  process.on('message', async (msg: { type: string }) => {
+    if (msg.type === 'cpu') {
+      const u = process.cpuUsage();
+      process.send!({ type: 'cpu', cpuMicros: u.user + u.system } satisfies ChildMessage);
+    }
+  });
+}
+
+async function runAgent(): Promise<void> {
+  const { start } = await import('../examples/agents/inventory.js');
+  const agent = await start({ port: 0, stock: { 'SKU-RED-MUG': 1e12, 'SKU-BLUE-MUG': 1e12 } });
+  reportCpu();
+  process.send!({ type: 'ready', port: agent.port } satisfies ChildMessage);
+}
+
+/** The baseline: what a competent hand-written Node forwarding proxy costs (keep-alive, streaming). */
+async function runForwarder(upstreamPort: number): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 256 });
+  const server = http.createServer((req, res) => {
+    const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers, agent }, (upRes) => {
+      res.writeHead(upRes.statusCode!, upRes.statusMessage, upRes.rawHeaders);
+      upRes.pipe(res);
+    });
+    up.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(up);
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  // Exit cleanly so that --cpu-prof writes its profile.
+  process.on('SIGTERM', () => process.exit(0));
+  reportCpu();
+  process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies ChildMessage);
+}
+
+async function runSidecarChild(configJson: string): Promise<void> {
+  const { startSidecar } = await import('../proxy/sidecar.js');
+  const { createLogger } = await import('../src/logger.js');
+  const sc = await startSidecar(JSON.parse(configJson), { logger: createLogger({ level: 'warn' }) });
+  reportCpu();
+  process.on('message', async (msg: { type: string }) => {
+    if (msg.type === 'stats') process.send!({ type: 'stats', stats: { ...sc.publisher.stats, queueDepth: sc.publisher.queueDepth, spoolDepth: sc.publisher.spoolDepth } } satisfies ChildMessage);
+  });
+  process.on('SIGTERM', () => {
+    void sc.close().then(() => process.exit(0));
+  });
+  process.send!({ type: 'ready', port: sc.data.port } satisfies ChildMessage);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Driver
+// ---------------------------------------------------------------------------------------------------------
+
+interface Child {
+  proc: ChildProcess;
+  port: number;
+  ask<T extends ChildMessage['type']>(type: T): Promise<ChildMessage>;
+  stop(): Promise<void>;
+}
+
+async function spawnChild(args: string[]): Promise<Child> {
+  // BENCH_PROF=dir writes a CPU profile of each proxy child there (for finding hot spots, not for the table).
+  const prof = process.env.BENCH_PROF && args[0] !== 'agent' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+  const proc = fork(SELF, args, { execArgv: ['--import', 'tsx', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ready = await new Promise<ChildMessage>((resolve, reject) => {
+    proc.once('message', (m) => resolve(m as ChildMessage));
+    proc.once('exit', (code) => reject(new Error(`child ${args[0]} exited with ${code} before it was ready`)));
+  });
+  return {
+    proc,
+    port: ready.port!,
+    ask: (type) =>
+      new Promise((resolve) => {
+        const on = (m: unknown): void => {
+          if ((m as ChildMessage).type === type) {
+            proc.off('message', on);
+            resolve(m as ChildMessage);
+          }
+        };
+        proc.on('message', on);
+        proc.send({ type });
+      }),
+    stop: () =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
+        proc.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        proc.kill('SIGTERM');
+      }),
+  };
+}
+
+const BODY = JSON.stringify({ sku: 'SKU-RED-MUG', qty: 1, customerId: 'cust-42', note: 'bench reservation with a realistic little payload' });
+const HEADERS = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(BODY)), authorization: 'Bearer bench-secret-token' };
+
+function once(port: number, agent: http.Agent): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/reservations', headers: HEADERS, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    });
+    req.on('error', () => resolve(0));
+    req.end(BODY);
+  });
+}
+
+async function throughput(port: number, concurrency: number, seconds: number): Promise<{ rps: number; errors: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  // Warm-up: connections, JIT, topic creation.
+  const warmUntil = performance.now() + 1_000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < warmUntil) await once(port, agent);
+  }));
+  let done = 0;
+  let errors = 0;
+  const started = performance.now();
+  const until = started + seconds * 1_000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < until) {
+      const status = await once(port, agent);
+      if (status === 201) done++;
+      else errors++;
+    }
+  }));
+  agent.destroy();
+  return { rps: done / ((performance.now() - started) / 1_000), errors };
+}
+
+async function fixedRate(port: number, rate: number, seconds: number, onStart: () => Promise<void>, onEnd: () => Promise<void>): Promise<{ p50: number; p99: number; errors: number; sent: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  // A short warm-up at the same rate, so sockets exist before measuring.
+  const run = async (total: number, record: boolean): Promise<{ lat: number[]; errors: number }> => {
+    const lat: number[] = [];
+    let errors = 0;
+    const interval = 1_000 / rate;
+    const start = performance.now();
+    let i = 0;
+    const pending: Promise<void>[] = [];
+    await new Promise<void>((resolve) => {
+      const tick = (): void => {
+        const now = performance.now();
+        while (i < total && start + i * interval <= now) {
+          const scheduled = start + i * interval;
+          i++;
+          pending.push(
+            once(port, agent).then((status) => {
+              if (status !== 201) errors++;
+              if (record) lat.push(performance.now() - scheduled);
+            }),
+          );
+        }
+        if (i < total) setTimeout(tick, Math.max(0, start + i * interval - performance.now()));
+        else resolve();
+      };
+      tick();
+    });
+    await Promise.all(pending);
+    return { lat, errors };
+  };
+  await run(rate, false);
+  await onStart();
+  const { lat, errors } = await run(rate * seconds, true);
+  await onEnd();
+  agent.destroy();
+  lat.sort((a, b) => a - b);
+  const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
+  return { p50: q(0.5), p99: q(0.99), errors, sent: lat.length };
+}
+
+interface Row {
+  name: string;
+  rps: number;
+  tpErrors: number;
+  p50: number;
+  p99: number;
+  rateErrors: number;
+  cpuPer1k: number | undefined;
+  note: string;
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+  const rateSeconds = Number(process.env.BENCH_RATE_SECONDS ?? 5);
+  const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
+  const only = process.env.BENCH_ONLY?.split(',');
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const kafka = (process.env.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',');
+  const id = randomUUID().slice(0, 8);
+  const dir = await mkdtemp(path.join(tmpdir(), 'cutover-bench-'));
+  const redisPrefix = `cutover-bench-${id}:`;
+  const out = (s: string): boolean => process.stdout.write(s + '\n');
+
+  const agent = await spawnChild(['agent']);
+  const rows: Row[] = [];
+
+  const sidecarConfig = (name: string, mode: 'direct' | 'shadow', bus: unknown) =>
+    JSON.stringify({
+      agent: 'inventory',
+      listen: '127.0.0.1:0',
+      upstream: `http://127.0.0.1:${agent.port}`,
+      admin: { listen: '127.0.0.1:0', auth: false },
+      bus,
+      dataDir: path.join(dir, name),
+      log: { level: 'warn' },
+      ...(process.env.BENCH_LINGER ? { publisher: { linger: process.env.BENCH_LINGER } } : {}),
+      // Keep the bench's events apart from anything else on a shared broker.
+      observationsTopic: `cutover.observations.bench-${id}`,
+      flows: [{ name: 'inventory.reserve', match: { method: 'POST', path: '/reservations' }, topic: `commands.agent.inventory.bench-${id}`, key: 'body.sku', mode }],
+    });
+
+  const scenarios: Array<{ name: string; start: () => Promise<Child | undefined> }> = [
+    { name: 'agent direct', start: async () => undefined },
+    { name: 'minimal forwarder', start: () => spawnChild(['forwarder', String(agent.port)]) },
+    { name: 'sidecar direct mode', start: () => spawnChild(['sidecar', sidecarConfig('direct', 'direct', { kind: 'embedded', path: path.join(dir, 'direct.db') })]) },
+    { name: 'sidecar shadow embedded', start: () => spawnChild(['sidecar', sidecarConfig('embedded', 'shadow', { kind: 'embedded', path: path.join(dir, 'shadow.db') })]) },
+    { name: 'sidecar shadow redis', start: () => spawnChild(['sidecar', sidecarConfig('redis', 'shadow', { kind: 'redis', url: redisUrl, prefix: redisPrefix })]) },
+    { name: 'sidecar shadow kafka', start: () => spawnChild(['sidecar', sidecarConfig('kafka', 'shadow', { kind: 'kafka', brokers: kafka })]) },
+  ];
+
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+  out(`cutover bench/proxy: ${rounds} rounds (scenarios interleaved, medians reported) of ${seconds}s max-throughput at concurrency ${concurrency}, then ${rateSeconds}s at 1,000 req/s (open loop); POST /reservations, ${Buffer.byteLength(BODY)}-byte JSON body`);
+  // Every proxy starts up front and idles while another is measured; rounds interleave the scenarios so
+  // that load from elsewhere on the machine spreads over all of them instead of skewing one.
+  const running: Array<{ name: string; child: Child | undefined }> = [];
+  const samples = new Map<string, Array<Omit<Row, 'name' | 'note'>>>();
+  const notes = new Map<string, string>();
+  try {
+    for (const s of scenarios) {
+      if (only && !only.some((o) => s.name.includes(o))) continue;
+      try {
+        running.push({ name: s.name, child: await s.start() });
+      } catch (err) {
+        out(`  ${s.name}: could not start (${(err as Error).message}); skipped`);
+      }
+    }
+    for (let round = 1; round <= rounds; round++) {
+      for (const { name, child } of round % 2 === 1 ? running : [...running].reverse()) {
+        const port = child?.port ?? agent.port;
+        const tp = await throughput(port, concurrency, seconds);
+        let cpuStart = 0;
+        let cpuEnd = 0;
+        const measured = child ?? agent;
+        const rate = await fixedRate(
+          port,
+          1_000,
+          rateSeconds,
+          async () => void (cpuStart = (await measured.ask('cpu')).cpuMicros!),
+          async () => void (cpuEnd = (await measured.ask('cpu')).cpuMicros!),
+        );
+        if (child && name.startsWith('sidecar')) {
+          const stats = (await child.ask('stats')).stats as { enqueued: number; published: number; spooled: number; dropped: number; queueDepth: number; spoolDepth: number };
+          notes.set(name, `events enqueued ${stats.enqueued}, published ${stats.published}, spooled ${stats.spooled}, dropped ${stats.dropped}, queue ${stats.queueDepth}, spool ${stats.spoolDepth}`);
+        } else if (!child) {
+          notes.set(name, 'CPU column: the agent process');
+        }
+        const list = samples.get(name) ?? [];
+        list.push({ rps: tp.rps, tpErrors: tp.errors, p50: rate.p50, p99: rate.p99, rateErrors: rate.errors, cpuPer1k: ((cpuEnd - cpuStart) / 1e6 / rate.sent) * 1_000 });
+        samples.set(name, list);
+        out(`  round ${round}: ${name}: ${tp.rps.toFixed(0)} req/s, p50 ${rate.p50.toFixed(2)} ms, p99 ${rate.p99.toFixed(2)} ms, ${(((cpuEnd - cpuStart) / 1e6 / rate.sent) * 1_000).toFixed(3)} CPU-s/1k`);
+      }
+    }
+  } finally {
+    for (const r of running) await r.child?.stop();
+    await agent.stop();
+    await rm(dir, { recursive: true, force: true });
+    await cleanupRedis(redisUrl, redisPrefix).catch(() => undefined);
+    await cleanupKafka(kafka, id).catch(() => undefined);
+  }
+  const median = (xs: number[]): number => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)]!;
+  };
+  for (const { name } of running) {
+    const list = samples.get(name) ?? [];
+    if (list.length === 0) continue;
+    rows.push({
+      name,
+      rps: median(list.map((x) => x.rps)),
+      tpErrors: list.reduce((a, x) => a + x.tpErrors, 0),
+      p50: median(list.map((x) => x.p50)),
+      p99: median(list.map((x) => x.p99)),
+      rateErrors: list.reduce((a, x) => a + x.rateErrors, 0),
+      cpuPer1k: median(list.map((x) => x.cpuPer1k ?? NaN)),
+      note: notes.get(name) ?? '',
+    });
+  }
+
+  const base = rows.find((r) => r.name === 'minimal forwarder');
+  const direct = rows.find((r) => r.name === 'agent direct');
+  const pad = (s: string, n: number): string => s.padEnd(n);
+  const num = (n: number | undefined, d = 0): string => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
+  out('');
+  out(`${pad('scenario', 26)}${pad('max req/s', 11)}${pad('vs fwd', 8)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('+p50 ms', 9)}${pad('CPU-s/1k', 10)}${pad('errors', 8)}notes`);
+  for (const r of rows) {
+    const ratio = base ? r.rps / base.rps : NaN;
+    const added = direct ? r.p50 - direct.p50 : NaN;
+    out(
+      `${pad(r.name, 26)}${pad(num(r.rps), 11)}${pad(base ? (ratio * 100).toFixed(0) + '%' : '-', 8)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(added, 2), 9)}${pad(num(r.cpuPer1k, 3), 10)}${pad(String(r.tpErrors + r.rateErrors), 8)}${r.note}`,
+    );
+  }
+  const kafkaRow = rows.find((r) => r.name === 'sidecar shadow kafka');
+  if (base && kafkaRow && direct) {
+    out('');
+    out(`goals: shadow/kafka throughput ${((kafkaRow.rps / base.rps) * 100).toFixed(0)}% of the minimal forwarder (goal >= 70%); added median latency at 1,000 req/s ${(kafkaRow.p50 - direct.p50).toFixed(2)} ms (goal <= 1 ms); ${num(kafkaRow.cpuPer1k, 3)} CPU-s per 1,000 requests (goal <= 0.2)`);
+  }
+}
+
+async function cleanupRedis(url: string, prefix: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await client.connect();
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    if (keys.length) await client.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  await client.quit();
+}
+
+/** Deletes the topics this run created on the shared broker. */
+async function cleanupKafka(brokers: string[], id: string): Promise<void> {
+  const { Kafka, logLevel } = await import('kafkajs');
+  const admin = new Kafka({ brokers, clientId: 'cutover-bench-cleanup', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((t) => t.endsWith(`bench-${id}`));
+    if (topics.length) await admin.deleteTopics({ topics });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+switch (ROLE) {
+  case 'agent':
+    await runAgent();
+    break;
+  case 'forwarder':
+    await runForwarder(Number(process.argv[3]));
+    break;
+  case 'sidecar':
+    await runSidecarChild(process.argv[3]!);
+    break;
+  default:
+    await main();
+}

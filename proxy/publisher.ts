@@ -1,0 +1,329 @@
+import type { Bus, BusMessage } from '../src/bus/types.js';
+import { BusError, describeError, ErrorCodes, isCutoverError } from '../src/errors.js';
+import type { Logger } from '../src/logger.js';
+import type { PublisherConfig } from './options.js';
+import type { Spool, SpoolRecord } from './spool.js';
+
+/** What the publisher reports; the sidecar wires these to Prometheus. All optional. */
+export interface PublisherHooks {
+  published?(topic: string, count: number): void;
+  /** Seconds one bus.publish call took, and whether it succeeded. */
+  publishLatency?(seconds: number, ok: boolean): void;
+  failed?(code: string): void;
+  spooled?(count: number): void;
+  dropped?(reason: 'spool_full' | 'spool_error' | 'rejected', count: number): void;
+}
+
+export interface PublisherOptions {
+  config: PublisherConfig;
+  /** The bus to publish to, or undefined while it is not started yet (events then go to the spool). */
+  bus: () => Bus | undefined;
+  spool: Spool;
+  logger: Logger;
+  hooks?: PublisherHooks;
+}
+
+export interface PublisherStats {
+  enqueued: number;
+  published: number;
+  spooled: number;
+  dropped: number;
+  failures: number;
+}
+
+/** Errors that retrying can never fix: the message itself is refused. */
+const POISON = new Set<string>([ErrorCodes.MESSAGE_TOO_LARGE, ErrorCodes.EVENT_INVALID, ErrorCodes.TOPIC_INVALID]);
+
+/**
+ * Publishes events to the bus off the request path. `enqueue` never blocks and never throws: events go
+ * into a bounded in-memory queue that one loop sends in micro-batches (one bus.publish per topic per
+ * round). When the bus fails, is slower than `publishTimeout`, or the queue is full, events go to the
+ * local spool, and while the spool holds anything every newer event goes behind it; the loop sends the
+ * spool in order once the bus answers again. Delivery is at-least-once: a publish that timed out here
+ * may still land, and its events are then sent twice.
+ */
+export class Publisher {
+  private readonly opts: PublisherOptions;
+  private readonly cfg: PublisherConfig;
+  private queue: SpoolRecord[] = [];
+  private seq = 0;
+  /** Spool appends started but not finished: the spool counts as non-empty until they land. */
+  private spoolWrites = 0;
+  private retryAt = 0;
+  private backoffMs: number;
+  private wake: (() => void) | undefined;
+  private loopDone: Promise<void> | undefined;
+  private stopping = false;
+  private stopDeadline = Infinity;
+  private readonly counts: PublisherStats = { enqueued: 0, published: 0, spooled: 0, dropped: 0, failures: 0 };
+  private lastError: { code: string; message: string; at: string } | undefined;
+
+  constructor(options: PublisherOptions) {
+    this.opts = options;
+    this.cfg = options.config;
+    this.backoffMs = this.cfg.backoff;
+  }
+
+  /** Starts the send loop. Sequence numbers continue above what the spool holds. */
+  start(): void {
+    if (this.loopDone) return;
+    this.seq = this.opts.spool.lastSeq + 1;
+    this.loopDone = this.loop().catch((err) => {
+      // The loop catches per round; reaching here is a bug, and events would silently stop flowing.
+      this.opts.logger.fatal({ err }, 'publisher loop crashed');
+    });
+  }
+
+  /** Events waiting in memory. */
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  get spoolDepth(): number {
+    return this.opts.spool.depth;
+  }
+
+  get stats(): Readonly<PublisherStats> {
+    return this.counts;
+  }
+
+  /** The last publish failure, for readiness and diagnostics. */
+  get lastFailure(): { code: string; message: string; at: string } | undefined {
+    return this.lastError;
+  }
+
+  /** Queues one message for `topic`. Never blocks the caller, never throws. */
+  enqueue(topic: string, message: BusMessage): void {
+    const record: SpoolRecord = { seq: this.seq++, topic, message };
+    this.counts.enqueued++;
+    if (this.queue.length >= this.cfg.queueSize) {
+      // Full: the whole queue moves to the spool ahead of this record, so order holds.
+      const moved = this.queue;
+      this.queue = [];
+      moved.push(record);
+      void this.toSpool(moved);
+    } else {
+      this.queue.push(record);
+    }
+    this.signal();
+  }
+
+  /**
+   * Stops taking new rounds after sending what it can within `drainTimeout`: the queue first, then the
+   * spool. Whatever is left at the deadline is in the spool (durable) for the next start. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      this.stopDeadline = Date.now() + this.cfg.drainTimeout;
+      // Retry the bus right away: shutdown is the last chance to send without waiting for a restart.
+      this.retryAt = 0;
+      this.signal();
+    }
+    await this.loopDone;
+    while (this.spoolWrites > 0) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  private signal(): void {
+    const wake = this.wake;
+    if (wake) {
+      this.wake = undefined;
+      wake();
+    }
+  }
+
+  private spoolBusy(): boolean {
+    return this.spoolWrites > 0 || this.opts.spool.depth > 0;
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      const pastDeadline = this.stopping && Date.now() >= this.stopDeadline;
+      if (pastDeadline) {
+        if (this.queue.length > 0) await this.toSpool(this.takeAll());
+        const left = this.opts.spool.depth;
+        if (left > 0) this.opts.logger.warn({ records: left }, 'shutdown deadline reached; events stay in the spool and are sent on the next start');
+        return;
+      }
+      let worked = false;
+      if (this.spoolBusy() && Date.now() >= this.retryAt) {
+        worked = true;
+        await this.drainSpool();
+      }
+      if (this.queue.length > 0) {
+        worked = true;
+        if (this.cfg.linger > 0 && this.queue.length < this.cfg.maxBatch && !this.stopping) await sleep(this.cfg.linger);
+        const batch = this.queue.length <= this.cfg.maxBatch ? this.takeAll() : this.queue.splice(0, this.cfg.maxBatch);
+        if (this.spoolBusy()) {
+          await this.toSpool(batch);
+        } else {
+          const failed = await this.publishRecords(batch);
+          if (failed.length > 0) {
+            this.backOff();
+            await this.toSpool(failed);
+          } else {
+            this.backoffMs = this.cfg.backoff;
+          }
+        }
+      }
+      if (worked) continue;
+      if (this.stopping && this.queue.length === 0 && !this.spoolBusy()) return;
+      await this.idle();
+    }
+  }
+
+  private takeAll(): SpoolRecord[] {
+    const all = this.queue;
+    this.queue = [];
+    return all;
+  }
+
+  /** Waits for an enqueue, the retry time, or the shutdown deadline. */
+  private idle(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      };
+      this.wake = done;
+      const until = Math.min(this.spoolBusy() ? this.retryAt : Infinity, this.stopping ? this.stopDeadline : Infinity);
+      if (until !== Infinity) timer = setTimeout(() => {
+        if (this.wake === done) this.wake = undefined;
+        done();
+      }, Math.max(1, until - Date.now()));
+    });
+  }
+
+  private backOff(): void {
+    this.retryAt = Date.now() + this.backoffMs;
+    this.backoffMs = Math.min(this.cfg.maxBackoff, this.backoffMs * 2);
+  }
+
+  private async drainSpool(): Promise<void> {
+    let batch;
+    try {
+      batch = await this.opts.spool.read(this.cfg.maxBatch);
+    } catch (err) {
+      this.opts.logger.error({ err }, 'cannot read the spool; retrying later');
+      this.backOff();
+      return;
+    }
+    if (!batch) return;
+    const failed = await this.publishRecords(batch.records);
+    if (failed.length > 0) {
+      // Nothing is committed: the whole batch is read again later (what did land is sent twice).
+      this.backOff();
+      return;
+    }
+    this.backoffMs = this.cfg.backoff;
+    try {
+      await this.opts.spool.commit(batch);
+    } catch (err) {
+      this.opts.logger.error({ err }, 'cannot record spool progress; the batch may be sent again');
+    }
+  }
+
+  /** Publishes records grouped by topic (order kept within each topic). Returns the records that failed. */
+  private async publishRecords(records: SpoolRecord[]): Promise<SpoolRecord[]> {
+    const bus = this.opts.bus();
+    if (!bus) {
+      this.noteFailure(new BusError(ErrorCodes.BUS_UNAVAILABLE, 'bus not started yet', { retriable: true }));
+      return records;
+    }
+    const byTopic = new Map<string, SpoolRecord[]>();
+    for (const r of records) {
+      const list = byTopic.get(r.topic);
+      if (list) list.push(r);
+      else byTopic.set(r.topic, [r]);
+    }
+    const results = await Promise.all([...byTopic].map(([topic, list]) => this.publishTopic(bus, topic, list)));
+    const failed = results.flat();
+    return failed.length === 0 ? failed : failed.sort((a, b) => a.seq - b.seq);
+  }
+
+  private async publishTopic(bus: Bus, topic: string, list: SpoolRecord[]): Promise<SpoolRecord[]> {
+    const started = performance.now();
+    try {
+      await withTimeout(
+        bus.publish(
+          topic,
+          list.map((r) => r.message),
+        ),
+        this.cfg.publishTimeout,
+      );
+      this.opts.hooks?.publishLatency?.((performance.now() - started) / 1000, true);
+      this.counts.published += list.length;
+      this.opts.hooks?.published?.(topic, list.length);
+      return [];
+    } catch (err) {
+      this.opts.hooks?.publishLatency?.((performance.now() - started) / 1000, false);
+      const code = this.noteFailure(err);
+      if (!POISON.has(code)) return list;
+      if (list.length === 1) {
+        this.counts.dropped++;
+        this.opts.hooks?.dropped?.('rejected', 1);
+        this.opts.logger.error({ err, topic, eventId: list[0]!.message.event.id }, 'the bus refused an event for good; dropping it');
+        return [];
+      }
+      // One bad message fails the whole call: send one by one to keep the good ones.
+      const failed: SpoolRecord[] = [];
+      for (const r of list) failed.push(...(await this.publishTopic(bus, topic, [r])));
+      return failed;
+    }
+  }
+
+  private noteFailure(err: unknown): string {
+    const { code, message } = describeError(err);
+    this.counts.failures++;
+    this.lastError = { code, message, at: new Date().toISOString() };
+    this.opts.hooks?.failed?.(code);
+    this.opts.logger.warn({ code, err: message }, 'publish failed; events go to the spool');
+    return code;
+  }
+
+  private async toSpool(records: SpoolRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    this.spoolWrites++;
+    try {
+      const { written, dropped } = await this.opts.spool.append(records);
+      this.counts.spooled += written;
+      if (written > 0) this.opts.hooks?.spooled?.(written);
+      if (dropped.length > 0) {
+        this.counts.dropped += dropped.length;
+        this.opts.hooks?.dropped?.('spool_full', dropped.length);
+        this.opts.logger.error(
+          { dropped: dropped.length, spoolBytes: this.opts.spool.sizeOnDisk, firstEventId: dropped[0]!.message.event.id },
+          'spool full: events dropped (raise spool.maxBytes or bring the bus back)',
+        );
+      }
+    } catch (err) {
+      this.counts.dropped += records.length;
+      this.opts.hooks?.dropped?.('spool_error', records.length);
+      this.opts.logger.error({ err, dropped: records.length }, 'cannot write the spool: events dropped');
+    } finally {
+      this.spoolWrites--;
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Rejects with CUTOVER_BUS_TIMEOUT after `ms`; the original promise's outcome is then ignored. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new BusError(ErrorCodes.BUS_TIMEOUT, `publish took longer than ${ms} ms`, { retriable: true })), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(isCutoverError(err) || err instanceof Error ? err : new BusError(ErrorCodes.BUS_UNAVAILABLE, String(err)));
+      },
+    );
+  });
+}

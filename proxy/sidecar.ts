@@ -1,0 +1,270 @@
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { createBus, type CreateBusOptions } from '../src/bus/index.js';
+import type { Bus, BusHealth } from '../src/bus/types.js';
+import { formatIssues } from '../src/config/load.js';
+import { ConfigError, describeError, ErrorCodes } from '../src/errors.js';
+import { silentLogger, type Logger } from '../src/logger.js';
+import { createRegistry, type Registry } from '../src/metrics.js';
+import { createAdminServer } from './admin.js';
+import { parseListen, sidecarConfigSchema, type SidecarConfig, type SidecarConfigInput } from './config.js';
+import { FieldCipher } from './crypto.js';
+import { FlowTable } from './flow-table.js';
+import { DataPlane } from './forward.js';
+import { SidecarMetrics } from './metrics.js';
+import { Publisher } from './publisher.js';
+import { Spool } from './spool.js';
+
+export interface SidecarOptions {
+  logger?: Logger;
+  /** Registry for the sidecar's metrics (a fresh one when omitted). */
+  registry?: Registry;
+  /** Passed to createBus (tests inject `connect` to cut Kafka connections). */
+  busOptions?: CreateBusOptions;
+  /** A bus made and started by the caller (unit tests); the sidecar then neither starts nor closes it. */
+  bus?: Bus;
+  /** Environment for the encryption key (default process.env, read once here, never deeper). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Address {
+  host: string;
+  port: number;
+  /** `http://host:port` */
+  url: string;
+}
+
+/** A running sidecar. */
+export interface SidecarHandle {
+  readonly config: SidecarConfig;
+  readonly data: Address;
+  readonly admin: Address;
+  readonly flows: FlowTable;
+  readonly publisher: Publisher;
+  readonly registry: Registry;
+  /** The bus, once started (undefined while the sidecar is still trying to reach it). */
+  bus(): Bus | undefined;
+  /**
+   * Stops accepting requests, lets in-flight ones finish (up to shutdownTimeout), sends the queue and
+   * spool (up to publisher.drainTimeout; what is left stays spooled), then closes the bus and listeners.
+   * Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** Validates sidecar config input; throws one ConfigError listing every problem with its path. */
+export function parseSidecarConfig(input: SidecarConfigInput | SidecarConfig): SidecarConfig {
+  const result = sidecarConfigSchema.safeParse(input);
+  if (!result.success) {
+    const issues = formatIssues(result.error);
+    throw new ConfigError(ErrorCodes.CONFIG_INVALID, `config is invalid:\n  ${issues.join('\n  ')}`, issues);
+  }
+  return result.data;
+}
+
+/**
+ * Starts a sidecar: the data-plane listener (forwarding + dual-write) and the admin listener. Config
+ * problems (including a missing encryption key) throw a ConfigError before anything listens. An
+ * unreachable bus does not stop the sidecar unless `publisher.requireBus` is set: it spools and keeps
+ * retrying, because the direct path must not depend on the bus.
+ */
+export async function startSidecar(input: SidecarConfigInput | SidecarConfig, options: SidecarOptions = {}): Promise<SidecarHandle> {
+  const config = parseSidecarConfig(input);
+  const env = options.env ?? process.env;
+  const logger = (options.logger ?? silentLogger()).child({ component: 'sidecar', agent: config.agent });
+  const cipher = config.encryption ? FieldCipher.fromConfig(config.encryption, env) : undefined;
+  const registry = options.registry ?? createRegistry();
+  const flows = new FlowTable(config.flows);
+
+  const spool = new Spool({
+    dir: config.spool.dir ?? path.join(config.dataDir, 'spool', config.agent),
+    maxBytes: config.spool.maxBytes,
+    segmentBytes: config.spool.segmentBytes,
+    logger: logger.child({ component: 'spool' }),
+  });
+  await spool.open();
+
+  const cleanup: Array<() => Promise<void>> = [() => spool.close()];
+  try {
+    const busLink = new BusLink(config, options, logger);
+    cleanup.unshift(() => busLink.close());
+    await busLink.start();
+
+    let publisher: Publisher | undefined;
+    const metrics = new SidecarMetrics(registry, config.agent, {
+      queueDepth: () => publisher?.queueDepth ?? 0,
+      spoolDepth: () => spool.depth,
+      spoolBytes: () => spool.sizeOnDisk,
+    });
+    publisher = new Publisher({ config: config.publisher, bus: () => busLink.current, spool, logger: logger.child({ component: 'publisher' }), hooks: metrics.publisherHooks() });
+    publisher.start();
+    const pub = publisher;
+    cleanup.unshift(() => pub.close());
+
+    const plane = new DataPlane({
+      agent: config.agent,
+      observationsTopic: config.observationsTopic,
+      upstream: config.upstream,
+      routes: config.routes,
+      upstreamTimeout: config.upstreamTimeout,
+      upstreamIdleTimeout: config.upstreamIdleTimeout,
+      capture: config.capture,
+      redact: config.redact,
+      flows,
+      publisher,
+      metrics,
+      cipher,
+      logger: logger.child({ component: 'data-plane' }),
+    });
+    const admin = createAdminServer({
+      token: config.admin.token,
+      auth: config.admin.auth,
+      agent: config.agent,
+      flows,
+      publisher,
+      registry,
+      busHealth: () => busLink.health(),
+      listening: () => plane.server.listening,
+      logger: logger.child({ component: 'admin' }),
+    });
+
+    const dataAddress = await listen(plane.server, config.listen);
+    cleanup.unshift(async () => {
+      plane.server.close();
+      plane.server.closeAllConnections();
+      plane.destroyAgents();
+    });
+    const adminAddress = await listen(admin, config.admin.listen);
+    cleanup.unshift(() => closeServer(admin));
+    logger.info({ listen: dataAddress.url, admin: adminAddress.url, upstream: config.upstream, routes: config.routes.length, flows: config.flows.length, bus: config.bus.kind }, 'sidecar listening');
+
+    let closing: Promise<void> | undefined;
+    const close = async (): Promise<void> => {
+      logger.info({ inFlight: plane.active }, 'sidecar stopping: draining in-flight requests');
+      // Stop accepting; idle keep-alive connections close now, busy ones after their response.
+      plane.server.close();
+      plane.server.closeIdleConnections();
+      const drained = await plane.drained(config.shutdownTimeout);
+      if (!drained) logger.warn({ inFlight: plane.active }, 'shutdown timeout: closing requests still in flight');
+      plane.server.closeAllConnections();
+      plane.destroyAgents();
+      await pub.close();
+      logger.info({ ...pub.stats, leftInSpool: spool.depth }, 'publisher drained');
+      await closeServer(admin);
+      await busLink.close();
+      await spool.close();
+    };
+
+    return {
+      config,
+      data: dataAddress,
+      admin: adminAddress,
+      flows,
+      publisher,
+      registry,
+      bus: () => busLink.current,
+      close: () => (closing ??= close()),
+    };
+  } catch (err) {
+    for (const step of cleanup) await step().catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Owns the sidecar's bus: starts it, and when it is unreachable at start keeps retrying in the
+ * background with a fresh adapter each time (an adapter whose start failed is not reused).
+ */
+class BusLink {
+  current: Bus | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly owned: boolean;
+  private attempt: Promise<void> | undefined;
+
+  constructor(
+    private readonly config: SidecarConfig,
+    private readonly options: SidecarOptions,
+    private readonly logger: Logger,
+  ) {
+    this.owned = options.bus === undefined;
+  }
+
+  async start(): Promise<void> {
+    if (!this.owned) {
+      this.current = this.options.bus;
+      return;
+    }
+    try {
+      await this.tryStart();
+    } catch (err) {
+      const { code, message } = describeError(err);
+      if (code === ErrorCodes.BUS_MISCONFIGURED || code === ErrorCodes.CONFIG_INVALID || this.config.publisher.requireBus) throw err;
+      this.logger.warn({ code, err: message }, 'bus unreachable at start; forwarding anyway, spooling events and retrying');
+      this.schedule(this.config.publisher.backoff);
+    }
+  }
+
+  async health(): Promise<BusHealth | undefined> {
+    return this.current?.health();
+  }
+
+  private async tryStart(): Promise<void> {
+    const bus = await createBus(this.config.bus, { ...this.options.busOptions, logger: this.options.logger ?? silentLogger() });
+    try {
+      await bus.start();
+    } catch (err) {
+      await bus.close().catch(() => undefined);
+      throw err;
+    }
+    if (this.closed) {
+      await bus.close();
+      return;
+    }
+    this.current = bus;
+  }
+
+  private schedule(delay: number): void {
+    if (this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.attempt = this.tryStart().then(
+        () => this.logger.info('bus reachable; sending spooled events'),
+        (err: unknown) => {
+          this.logger.debug({ err: describeError(err) }, 'bus still unreachable');
+          this.schedule(Math.min(this.config.publisher.maxBackoff, delay * 2));
+        },
+      );
+    }, delay);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.attempt?.catch(() => undefined);
+    if (this.owned) await this.current?.close();
+  }
+}
+
+function listen(server: http.Server, address: string): Promise<Address> {
+  const { host, port } = parseListen(address);
+  return new Promise<Address>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      resolve({ host: a.address, port: a.port, url: `http://${h}:${a.port}` });
+    });
+  });
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,252 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Bus, BusMessage, Delivery, Subscription } from '../src/bus/types.js';
+import { BusError, ErrorCodes, describeError } from '../src/errors.js';
+import { silentLogger, type Logger } from '../src/logger.js';
+import { OBSERVATIONS_TOPIC, PARITY_EVENT_TYPE, PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
+import { sleep } from '../src/bus/delivery.js';
+import { observationOf } from './observations.js';
+import { PairingEngine, type FlowRules, type PairingStats } from './pairing.js';
+
+export const COMPARATOR_GROUP = 'cutover.comparator';
+
+export interface ComparatorOptions {
+  bus: Bus;
+  logger?: Logger;
+  /** Compare and noise rules per flow name. */
+  flows?: Readonly<Record<string, FlowRules>>;
+  /** ms to wait for the other side of a pair. Default 30 s. */
+  window?: number;
+  /** Default 100,000. */
+  maxOpenPairs?: number;
+  observationsTopic?: string;
+  parityTopic?: string;
+  group?: string;
+  /** Where a new group starts. Default `start`. */
+  from?: 'start' | 'end';
+  /**
+   * Observations handled in parallel (distinct correlation ids). Default 256: a handler waits for its
+   * record's batch to be published, so throughput is about concurrency / publish latency.
+   */
+  concurrency?: number;
+  /** Clock, injectable for tests. Default Date.now. */
+  now?: () => number;
+  /** How often expired pairs are swept; 0 disables the timer (call `sweep()` yourself). Default window/10, 50 ms..1 s. */
+  sweepInterval?: number;
+  /** Records published per bus call at most. Default 500. */
+  batchSize?: number;
+  /** Records queued for publishing at most; beyond it the oldest are dropped and counted. Default 100,000. */
+  maxQueued?: number;
+  registry?: Registry;
+  /** Called with every record before it is queued (in-process consumers, tests). */
+  onRecord?: (record: ParityRecord) => void;
+}
+
+/**
+ * The comparator as a service: consumes observations in consumer group `cutover.comparator`, feeds them to
+ * the {@link PairingEngine} and publishes parity records to `cutover.parity` (key = flow name, type
+ * `cutover.parity.v1`). An observation is acknowledged once the records it completed are on the bus.
+ *
+ * Open pairs live in memory: a comparator that crashes loses the pairs it held open (their observations
+ * were acknowledged). Several comparators in one group split the correlation ids between them, since
+ * observations are keyed by correlation id.
+ */
+export class Comparator {
+  readonly engine: PairingEngine;
+  private readonly opts: Required<Pick<ComparatorOptions, 'observationsTopic' | 'parityTopic' | 'group' | 'concurrency' | 'batchSize' | 'maxQueued'>> & ComparatorOptions;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private subscription: Subscription | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private queue: Array<{ message: BusMessage; done: Array<() => void> }> = [];
+  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private flushing: Promise<void> | undefined;
+  private readonly abort = new AbortController();
+  private started = false;
+  private closed = false;
+  private dropped = 0;
+  private ignored = 0;
+  private readonly metrics: ComparatorMetrics | undefined;
+
+  constructor(options: ComparatorOptions) {
+    this.opts = {
+      observationsTopic: OBSERVATIONS_TOPIC,
+      parityTopic: PARITY_TOPIC,
+      group: COMPARATOR_GROUP,
+      concurrency: 256,
+      batchSize: 500,
+      maxQueued: 100_000,
+      ...options,
+    };
+    this.log = (options.logger ?? silentLogger()).child({ component: 'comparator' });
+    this.now = options.now ?? Date.now;
+    const window = options.window ?? 30_000;
+    this.engine = new PairingEngine({ window, maxOpenPairs: options.maxOpenPairs ?? 100_000, flows: options.flows ?? {} });
+    this.metrics = options.registry ? new ComparatorMetrics(options.registry, () => this.engine.stats()) : undefined;
+  }
+
+  /** Joins the group; resolves once consuming. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.subscription = await this.opts.bus.subscribe({
+      group: this.opts.group,
+      topics: [this.opts.observationsTopic],
+      concurrency: this.opts.concurrency,
+      from: this.opts.from ?? 'start',
+      handler: (d) => this.handle(d),
+    });
+    const window = this.opts.window ?? 30_000;
+    const interval = this.opts.sweepInterval ?? Math.min(1_000, Math.max(50, Math.floor(window / 10)));
+    if (interval > 0) {
+      this.timer = setInterval(() => void this.sweep().catch((err) => this.log.warn({ err }, 'sweep failed')), interval);
+      this.timer.unref();
+    }
+    this.log.info({ group: this.opts.group, topic: this.opts.observationsTopic, window }, 'comparator consuming');
+  }
+
+  /** Records pairs whose window passed as missing_*; resolves once those records are on the bus. */
+  async sweep(): Promise<void> {
+    const records = this.engine.expire(this.now());
+    if (records.length > 0) await this.emit(records);
+  }
+
+  /** Handles one observation delivery (exposed for in-process use and the benchmark). */
+  async handle(delivery: Delivery): Promise<void> {
+    const obs = observationOf(delivery);
+    if (!obs) {
+      this.ignored += 1;
+      return;
+    }
+    const records = this.engine.ingest(obs, this.now());
+    if (records.length > 0) await this.emit(records);
+  }
+
+  stats(): PairingStats & { queued: number; dropped: number; ignored: number } {
+    return { ...this.engine.stats(), queued: this.queue.length, dropped: this.dropped, ignored: this.ignored };
+  }
+
+  /** Resolves once everything queued so far is on the bus. */
+  async flush(): Promise<void> {
+    if (this.queue.length === 0 && !this.flushing) return;
+    await new Promise<void>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Stops consuming, publishes what is queued (bounded by the bus publish timeout), idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.subscription?.close();
+    // Cut any backoff short: from now on one more try per batch, then give up loudly.
+    this.abort.abort();
+    await this.flush().catch((err) => this.log.warn({ err, queued: this.queue.length }, 'parity records not published at close'));
+  }
+
+  private emit(records: ParityRecord[]): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let left = records.length;
+      const done = (): void => {
+        left -= 1;
+        if (left === 0) resolve();
+      };
+      for (const r of records) {
+        this.metrics?.records.inc({ flow: r.flow, outcome: r.outcome });
+        this.opts.onRecord?.(r);
+        if (this.queue.length >= this.opts.maxQueued) {
+          // Bounded memory wins over completeness when the bus is down for long; the count says so.
+          const old = this.queue.shift()!;
+          this.dropped += 1;
+          old.done.forEach((f) => f());
+        }
+        this.queue.push({ message: parityMessage(r), done: [done] });
+      }
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.flushing) return;
+    this.flushing = this.drain().finally(() => {
+      this.flushing = undefined;
+      // Once closed, a failed drain has rejected its waiters already: do not spin on a dead bus.
+      if (this.queue.length > 0 && !this.closed) this.kick();
+      else {
+        const waiters = this.waiters;
+        this.waiters = [];
+        waiters.forEach((w) => w.resolve());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    let failures = 0;
+    while (this.queue.length > 0) {
+      // Gather what arrived in the same tick: one bus call for many records.
+      await new Promise((r) => setImmediate(r));
+      const batch = this.queue.slice(0, this.opts.batchSize);
+      try {
+        await this.opts.bus.publish(this.opts.parityTopic, batch.map((b) => b.message));
+      } catch (err) {
+        failures += 1;
+        const { code } = describeError(err);
+        this.log.warn({ err, code, queued: this.queue.length, failures }, 'publishing parity records failed; retrying');
+        if (this.closed) {
+          const waiters = this.waiters;
+          this.waiters = [];
+          const failure = new BusError(ErrorCodes.BUS_UNAVAILABLE, `parity records could not be published: ${describeError(err).message}`, { cause: err, retriable: true });
+          waiters.forEach((w) => w.reject(failure));
+          return;
+        }
+        await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)), this.abort.signal);
+        continue;
+      }
+      failures = 0;
+      this.queue.splice(0, batch.length);
+      for (const b of batch) b.done.forEach((f) => f());
+    }
+  }
+}
+
+function parityMessage(record: ParityRecord): BusMessage {
+  return {
+    key: record.flow,
+    event: {
+      specversion: '1.0',
+      id: `${record.correlationId}:${record.outcome}`,
+      source: '/cutover/comparator',
+      type: PARITY_EVENT_TYPE,
+      time: record.at,
+      datacontenttype: 'application/json',
+      correlationid: record.correlationId,
+      cutoverflow: record.flow,
+      data: record,
+    },
+  };
+}
+
+class ComparatorMetrics {
+  readonly records: Counter<'flow' | 'outcome'>;
+
+  constructor(registry: Registry, stats: () => PairingStats) {
+    this.records = new Counter({ name: 'cutover_parity_records_total', help: 'Parity records by flow and outcome', labelNames: ['flow', 'outcome'], registers: [registry] });
+    new Gauge({
+      name: 'cutover_comparator_open_pairs',
+      help: 'Pairs waiting for their other side',
+      registers: [registry],
+      collect() {
+        this.set(stats().open);
+      },
+    });
+    new Gauge({
+      name: 'cutover_comparator_overflow_total',
+      help: 'Open pairs dropped because maxOpenPairs was reached',
+      registers: [registry],
+      collect() {
+        this.set(stats().overflow);
+      },
+    });
+  }
+}

@@ -1,0 +1,356 @@
+import type { FieldDiff } from '../src/parity/types.js';
+import { bodyBytes, type EncodedBody } from './body.js';
+import { flowCompareSchema, type FlowCompareInput, type FlowCompareOptions } from './options.js';
+import { formatPointer, parsePointer, RuleTrie } from './pointer.js';
+
+/**
+ * The JSON-aware structural diff behind parity. Both results are seen as one document
+ * `{ status, headers: { <selected> }, body }`, so every rule and every difference is a JSON pointer into it
+ * (`/status`, `/headers/content-type`, `/body/items/0/price`).
+ */
+
+/** One side of a comparison: what a direct call or a bus-driven reply produced. */
+export interface ComparableResult {
+  status?: number;
+  headers?: Record<string, string | string[] | undefined>;
+  body?: unknown;
+  bodyEncoding?: EncodedBody['bodyEncoding'];
+  /** Set when the body was not captured (too large): bodies are then not compared. */
+  bodySkipped?: string;
+}
+
+interface Rule {
+  ignore?: boolean;
+  /** |direct - bus| <= abs, or <= rel * |direct|. */
+  abs?: number;
+  rel?: number;
+  unordered?: boolean;
+  unorderedKey?: string;
+}
+
+type Node = RuleTrie<Rule>;
+
+export interface CompiledRules {
+  readonly root: Node;
+  readonly status: boolean;
+  readonly headers: readonly string[];
+  readonly maxDiffs: number;
+  /** True when no pointer rule exists: the walk skips rule lookups entirely. */
+  readonly empty: boolean;
+}
+
+/** Differences collected before noise filtering; bounds the work on documents that differ everywhere. */
+export const DIFF_HARD_CAP = 500;
+/** Longest string kept in a FieldDiff value. */
+export const VALUE_LIMIT = 200;
+
+/** Validates (with defaults) and compiles a flow's `compare:` rules. Throws a ZodError on bad rules. */
+export function compileRules(input: FlowCompareInput | FlowCompareOptions = {}): CompiledRules {
+  const rules = flowCompareSchema.parse(input);
+  const root: Node = new RuleTrie<Rule>();
+  const add = (pointer: string, patch: Rule): void => {
+    const segments = parsePointer(pointer);
+    let node: Node = root;
+    for (const s of segments) {
+      let next = node.children.get(s);
+      if (!next) node.children.set(s, (next = new RuleTrie<Rule>()));
+      node = next;
+    }
+    node.value = { ...(node.value ?? {}), ...patch };
+  };
+  for (const p of rules.ignore) add(p, { ignore: true });
+  for (const [p, tol] of Object.entries(rules.tolerance)) {
+    add(p, typeof tol === 'number' ? { abs: tol } : { rel: Number(tol.slice(0, -1)) / 100 });
+  }
+  for (const u of rules.unordered) {
+    if (typeof u === 'string') add(u, { unordered: true });
+    else add(u.path, { unordered: true, unorderedKey: u.key });
+  }
+  return { root, status: rules.status, headers: rules.headers, maxDiffs: rules.maxDiffs, empty: root.children.size === 0 };
+}
+
+/**
+ * Every difference between `direct` and `bus` under `rules` (up to `cap`), in document order.
+ * Values in the result are truncated. Callers filter noise, then keep `rules.maxDiffs`.
+ */
+export function diffResults(direct: ComparableResult, bus: ComparableResult, rules: CompiledRules, cap = DIFF_HARD_CAP): FieldDiff[] {
+  const w = new Walker(cap);
+  const rootNodes: Node[] = rules.empty ? [] : [rules.root];
+
+  if (rules.status) {
+    const nodes = RuleTrie.step(rootNodes, 'status');
+    if (!isIgnored(nodes)) w.walk(direct.status, bus.status, ['status'], nodes);
+  }
+  if (rules.headers.length > 0) {
+    const hNodes = RuleTrie.step(rootNodes, 'headers');
+    if (!isIgnored(hNodes)) {
+      const dh = lowerHeaders(direct.headers);
+      const bh = lowerHeaders(bus.headers);
+      for (const name of rules.headers) {
+        const nodes = RuleTrie.step(hNodes, name);
+        if (!isIgnored(nodes)) w.walk(dh[name], bh[name], ['headers', name], nodes);
+      }
+    }
+  }
+  const bNodes = RuleTrie.step(rootNodes, 'body');
+  if (!isIgnored(bNodes) && !direct.bodySkipped && !bus.bodySkipped) compareBodies(direct, bus, bNodes, w);
+  return w.out;
+}
+
+function compareBodies(direct: ComparableResult, bus: ComparableResult, nodes: Node[], w: Walker): void {
+  const d = asJson(direct);
+  const b = asJson(bus);
+  if (d.ok && b.ok) {
+    w.walk(d.value, b.value, ['body'], nodes);
+    return;
+  }
+  // At least one side is not JSON: bytes decide.
+  const db = bodyBytes(direct);
+  const bb = bodyBytes(bus);
+  if (!db.equals(bb)) {
+    w.push({ path: '/body', kind: 'changed', direct: previewBytes(db), bus: previewBytes(bb) });
+  }
+}
+
+/** JSON bodies as values; text that happens to parse as JSON counts as JSON too. */
+function asJson(r: ComparableResult): { ok: true; value: unknown } | { ok: false } {
+  if (r.bodyEncoding === undefined) return { ok: true, value: r.body };
+  if ((r.bodyEncoding === 'utf8' || r.bodyEncoding === 'text') && typeof r.body === 'string') {
+    const t = r.body.trimStart();
+    if (t.startsWith('{') || t.startsWith('[')) {
+      try {
+        return { ok: true, value: JSON.parse(r.body) as unknown };
+      } catch {
+        return { ok: false };
+      }
+    }
+  }
+  return { ok: false };
+}
+
+function lowerHeaders(h: ComparableResult['headers']): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  if (!h) return out;
+  for (const [k, v] of Object.entries(h)) out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+function ruleOf(nodes: readonly Node[]): Rule | undefined {
+  let rule: Rule | undefined;
+  for (const n of nodes) if (n.value) rule = rule ? { ...n.value, ...rule } : n.value;
+  return rule;
+}
+
+function isIgnored(nodes: readonly Node[]): boolean {
+  for (const n of nodes) if (n.value?.ignore) return true;
+  return false;
+}
+
+type Kind = 'undefined' | 'null' | 'array' | 'object' | 'number' | 'string' | 'boolean' | 'other';
+
+function kindOf(v: unknown): Kind {
+  if (v === undefined) return 'undefined';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  const t = typeof v;
+  return t === 'object' || t === 'number' || t === 'string' || t === 'boolean' ? t : 'other';
+}
+
+class Walker {
+  readonly out: FieldDiff[] = [];
+  constructor(private readonly cap: number) {}
+
+  get full(): boolean {
+    return this.out.length >= this.cap;
+  }
+
+  push(diff: FieldDiff): void {
+    if (this.out.length < this.cap) this.out.push(diff);
+  }
+
+  /** Compares `a` (direct) and `b` (bus) at `path`; `nodes` are the rule nodes reached so far. */
+  walk(a: unknown, b: unknown, path: (string | number)[], nodes: Node[]): void {
+    if (a === b || this.full) return;
+    const rule = nodes.length > 0 ? ruleOf(nodes) : undefined;
+    if (rule?.ignore) return;
+    const ka = kindOf(a);
+    const kb = kindOf(b);
+    if (ka !== kb) {
+      if (ka === 'undefined') this.push({ path: formatPointer(path), kind: 'extra', bus: preview(b) });
+      else if (kb === 'undefined') this.push({ path: formatPointer(path), kind: 'missing', direct: preview(a) });
+      else this.push({ path: formatPointer(path), kind: 'type', direct: preview(a), bus: preview(b) });
+      return;
+    }
+    switch (ka) {
+      case 'number': {
+        const x = a as number;
+        const y = b as number;
+        if (Number.isNaN(x) && Number.isNaN(y)) return;
+        const delta = Math.abs(x - y);
+        if (rule?.abs !== undefined && delta <= rule.abs + 1e-12) return;
+        if (rule?.rel !== undefined && delta <= rule.rel * Math.abs(x) + 1e-12) return;
+        this.push({ path: formatPointer(path), kind: 'changed', direct: x, bus: y });
+        return;
+      }
+      case 'object':
+        this.walkObject(a as Record<string, unknown>, b as Record<string, unknown>, path, nodes);
+        return;
+      case 'array':
+        if (rule?.unordered) this.walkUnordered(a as unknown[], b as unknown[], path, nodes, rule.unorderedKey);
+        else this.walkArray(a as unknown[], b as unknown[], path, nodes);
+        return;
+      default:
+        this.push({ path: formatPointer(path), kind: 'changed', direct: preview(a), bus: preview(b) });
+    }
+  }
+
+  private walkObject(a: Record<string, unknown>, b: Record<string, unknown>, path: (string | number)[], nodes: Node[]): void {
+    for (const k in a) {
+      if (!Object.prototype.hasOwnProperty.call(a, k)) continue;
+      path.push(k);
+      this.walk(a[k], Object.prototype.hasOwnProperty.call(b, k) ? b[k] : undefined, path, nodes.length ? RuleTrie.step(nodes, k) : nodes);
+      path.pop();
+      if (this.full) return;
+    }
+    for (const k in b) {
+      if (!Object.prototype.hasOwnProperty.call(b, k) || Object.prototype.hasOwnProperty.call(a, k)) continue;
+      const child = nodes.length ? RuleTrie.step(nodes, k) : nodes;
+      if (child.length && isIgnored(child)) continue;
+      path.push(k);
+      this.push({ path: formatPointer(path), kind: 'extra', bus: preview(b[k]) });
+      path.pop();
+      if (this.full) return;
+    }
+  }
+
+  private walkArray(a: unknown[], b: unknown[], path: (string | number)[], nodes: Node[]): void {
+    const n = Math.max(a.length, b.length);
+    for (let i = 0; i < n; i++) {
+      const seg = String(i);
+      const child = nodes.length ? RuleTrie.step(nodes, seg) : nodes;
+      path.push(i);
+      if (i >= b.length) {
+        if (!(child.length && isIgnored(child))) this.push({ path: formatPointer(path), kind: 'missing', direct: preview(a[i]) });
+      } else if (i >= a.length) {
+        if (!(child.length && isIgnored(child))) this.push({ path: formatPointer(path), kind: 'extra', bus: preview(b[i]) });
+      } else {
+        this.walk(a[i], b[i], path, child);
+      }
+      path.pop();
+      if (this.full) return;
+    }
+  }
+
+  /**
+   * Order-free comparison. With `key`, elements pair by that field; otherwise equal elements pair first
+   * (exactly, then under the rules), and the leftovers pair in order so that a changed element reports
+   * its changed fields rather than one missing and one extra element.
+   */
+  private walkUnordered(a: unknown[], b: unknown[], path: (string | number)[], nodes: Node[], key: string | undefined): void {
+    const pairs: Array<[number, number]> = [];
+    let restA: number[] = [];
+    const restB: number[] = [];
+    if (key !== undefined) {
+      const byKey = new Map<string, number[]>();
+      b.forEach((el, j) => {
+        const k = keyOf(el, key);
+        if (k === undefined) restB.push(j);
+        else (byKey.get(k) ?? byKey.set(k, []).get(k)!).push(j);
+      });
+      a.forEach((el, i) => {
+        const k = keyOf(el, key);
+        const js = k === undefined ? undefined : byKey.get(k);
+        if (js && js.length > 0) pairs.push([i, js.shift()!]);
+        else restA.push(i);
+      });
+      for (const js of byKey.values()) restB.push(...js);
+      restB.sort((x, y) => x - y);
+    } else {
+      const byCanon = new Map<string, number[]>();
+      b.forEach((el, j) => {
+        const c = canonical(el);
+        (byCanon.get(c) ?? byCanon.set(c, []).get(c)!).push(j);
+      });
+      a.forEach((el, i) => {
+        const js = byCanon.get(canonical(el));
+        if (js && js.length > 0) js.shift();
+        else restA.push(i);
+      });
+      for (const js of byCanon.values()) restB.push(...js);
+      restB.sort((x, y) => x - y);
+      // Equal under the rules (ignored fields, tolerances) also pairs silently.
+      if (restA.length > 0 && restB.length > 0 && nodes.some((n) => n.children.size > 0)) {
+        const stillA: number[] = [];
+        for (const i of restA) {
+          const child = RuleTrie.step(nodes, String(i));
+          const at = restB.findIndex((j) => {
+            const probe = new Walker(1);
+            probe.walk(a[i], b[j], [...path, i], child);
+            return probe.out.length === 0;
+          });
+          if (at >= 0) restB.splice(at, 1);
+          else stillA.push(i);
+        }
+        restA = stillA;
+      }
+    }
+    // Keyed elements without a partner are different entities: missing and extra, never paired by position.
+    const n = key === undefined ? Math.min(restA.length, restB.length) : 0;
+    for (let x = 0; x < n; x++) pairs.push([restA[x]!, restB[x]!]);
+    const missing = restA.slice(n);
+    const extra = restB.slice(n);
+    pairs.sort((p, q) => p[0] - q[0]);
+    for (const [i, j] of pairs) {
+      path.push(i);
+      this.walk(a[i], b[j], path, nodes.length ? RuleTrie.step(nodes, String(i)) : nodes);
+      path.pop();
+      if (this.full) return;
+    }
+    for (const i of missing) {
+      path.push(i);
+      this.push({ path: formatPointer(path), kind: 'missing', direct: preview(a[i]) });
+      path.pop();
+    }
+    for (const j of extra) {
+      path.push(j);
+      this.push({ path: formatPointer(path), kind: 'extra', bus: preview(b[j]) });
+      path.pop();
+    }
+  }
+}
+
+function keyOf(el: unknown, key: string): string | undefined {
+  if (typeof el !== 'object' || el === null || Array.isArray(el)) return undefined;
+  const v = (el as Record<string, unknown>)[key];
+  if (v === undefined) return undefined;
+  return typeof v === 'string' ? 's' + v : 'j' + JSON.stringify(v);
+}
+
+/** A JSON text with sorted object keys, so equal values give equal strings. */
+export function canonical(v: unknown): string {
+  if (v === null || typeof v !== 'object') return v === undefined ? 'u' : JSON.stringify(v);
+  if (Array.isArray(v)) return '[' + v.map(canonical).join(',') + ']';
+  const keys = Object.keys(v).sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    out += (i ? ',' : '') + JSON.stringify(k) + ':' + canonical((v as Record<string, unknown>)[k]);
+  }
+  return out + '}';
+}
+
+/** A value small enough for a parity record: long strings and big structures become truncated text. */
+export function preview(v: unknown): unknown {
+  if (typeof v === 'string') return v.length > VALUE_LIMIT ? v.slice(0, VALUE_LIMIT) + '…' : v;
+  if (v === null || typeof v !== 'object') return v;
+  const text = JSON.stringify(v);
+  return text.length > VALUE_LIMIT ? text.slice(0, VALUE_LIMIT) + '…' : v;
+}
+
+function previewBytes(b: Buffer): string {
+  const head = b.subarray(0, VALUE_LIMIT * 2);
+  const text = head.toString('utf8');
+  const printable = !text.includes('\uFFFD');
+  const shown = printable ? text : 'base64:' + head.toString('base64');
+  return shown.length > VALUE_LIMIT || b.length > head.length ? shown.slice(0, VALUE_LIMIT) + `… (${b.length} bytes)` : shown;
+}

@@ -1,0 +1,130 @@
+import type { Registry } from 'prom-client';
+import type { BusConfig } from '../src/bus/options.js';
+import type { Bus } from '../src/bus/types.js';
+import { silentLogger, type Logger } from '../src/logger.js';
+import { createDedupeStore, type DedupeStore } from '../src/sdk/dedupe/index.js';
+import { Comparator } from './comparator.js';
+import { ShadowDeliveryConsumer } from './delivery.js';
+import type { FlowCompareOptions, FlowNoiseOptions, FlowShadowOptions, ShadowConfig } from './options.js';
+import type { FlowRules } from './pairing.js';
+
+/** The parts of a flow the shadow side reads (a validated flow from the config has them all). */
+export interface ShadowFlowConfig {
+  name: string;
+  topic: string;
+  match: { method: string; path: string };
+  shadow?: FlowShadowOptions | undefined;
+  compare?: FlowCompareOptions | undefined;
+  noise?: FlowNoiseOptions | undefined;
+}
+
+export interface ShadowRuntimeOptions {
+  /** A started bus; the runtime does not close it. */
+  bus: Bus;
+  busConfig: BusConfig;
+  flows: readonly ShadowFlowConfig[];
+  shadow: ShadowConfig;
+  dataDir?: string;
+  logger?: Logger;
+  registry?: Registry;
+  /** Run delivery consumers for flows with a `shadow.target`. Default true. */
+  delivery?: boolean;
+  /** Run the comparator. Default `shadow.comparator`. */
+  comparator?: boolean;
+  /** Overrides the store chosen from the bus config (tests). Not closed by the runtime when given. */
+  dedupe?: DedupeStore;
+  /** Topic the comparator consumes (the sidecar's `observationsTopic`). Default `cutover.observations`. */
+  observationsTopic?: string;
+  /** Default `cutover.parity`. */
+  parityTopic?: string;
+  /** Default `cutover.comparator`. */
+  comparatorGroup?: string;
+  /** Where new consumer groups start. Default `start`. */
+  from?: 'start' | 'end';
+}
+
+/** Compare and noise rules per flow, as the comparator takes them. */
+export function flowRulesOf(flows: readonly ShadowFlowConfig[]): Record<string, FlowRules> {
+  const out: Record<string, FlowRules> = {};
+  for (const f of flows) out[f.name] = { ...(f.compare ? { compare: f.compare } : {}), ...(f.noise ? { noise: f.noise } : {}) };
+  return out;
+}
+
+/**
+ * Delivery consumers (one per flow with a shadow target) and the comparator, started and stopped
+ * together: what `cutover shadow` runs, and what the sidecar runs in-process with `shadow.inProcess`.
+ */
+export class ShadowRuntime {
+  readonly consumers: ShadowDeliveryConsumer[] = [];
+  comparator: Comparator | undefined;
+  private dedupe: DedupeStore | undefined;
+  private ownsDedupe = false;
+  private readonly log: Logger;
+  private started = false;
+  private closed = false;
+
+  constructor(private readonly options: ShadowRuntimeOptions) {
+    this.log = (options.logger ?? silentLogger()).child({ component: 'shadow' });
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const { options } = this;
+    try {
+      const targets = options.delivery === false ? [] : options.flows.filter((f) => f.shadow?.target);
+      if (targets.length > 0) {
+        this.dedupe = options.dedupe;
+        if (!this.dedupe) {
+          this.dedupe = createDedupeStore(options.busConfig, {
+            ...(options.shadow.dedupe ? { choice: options.shadow.dedupe } : {}),
+            ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+          });
+          this.ownsDedupe = true;
+          await this.dedupe.start();
+        }
+        for (const f of targets) {
+          const consumer = new ShadowDeliveryConsumer({
+            bus: options.bus,
+            flow: { name: f.name, topic: f.topic, match: f.match, shadow: { ...f.shadow!, target: f.shadow!.target! }, compareHeaders: f.compare?.headers ?? [] },
+            dedupe: this.dedupe,
+            dedupeTtl: options.shadow.dedupeTtl,
+            ...(options.from ? { from: options.from } : {}),
+            ...(options.logger ? { logger: options.logger } : {}),
+            ...(options.registry ? { registry: options.registry } : {}),
+          });
+          this.consumers.push(consumer);
+          await consumer.start();
+        }
+        this.log.info({ flows: targets.map((f) => f.name), dedupe: this.dedupe.kind }, 'shadow delivery started');
+      }
+      if (options.comparator ?? options.shadow.comparator) {
+        this.comparator = new Comparator({
+          bus: options.bus,
+          flows: flowRulesOf(options.flows),
+          window: options.shadow.window,
+          maxOpenPairs: options.shadow.maxOpenPairs,
+          ...(options.observationsTopic ? { observationsTopic: options.observationsTopic } : {}),
+          ...(options.parityTopic ? { parityTopic: options.parityTopic } : {}),
+          ...(options.comparatorGroup ? { group: options.comparatorGroup } : {}),
+          ...(options.from ? { from: options.from } : {}),
+          ...(options.logger ? { logger: options.logger } : {}),
+          ...(options.registry ? { registry: options.registry } : {}),
+        });
+        await this.comparator.start();
+      }
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  /** Stops consumers and comparator (publishing what the comparator decided), then the dedupe store it opened. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.consumers.map((c) => c.close().catch((err) => this.log.warn({ err }, 'closing a delivery consumer failed'))));
+    await this.comparator?.close().catch((err) => this.log.warn({ err }, 'closing the comparator failed'));
+    if (this.ownsDedupe) await this.dedupe?.close();
+  }
+}

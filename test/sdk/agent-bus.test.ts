@@ -1,0 +1,173 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { deliverWithRetry, isNonRetriable, nonRetriable } from '../../src/bus/delivery.js';
+import { DlqHeaders, type BusMessage, type Delivery } from '../../src/bus/types.js';
+import { buildEvent } from '../../src/events/cloudevent.js';
+import { BusError, ErrorCodes, ValidationError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
+import { AgentBus, type HandlerContext } from '../../src/sdk/index.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { MemoryBus } from '../shadow/memory-bus.js';
+
+describe('deliverWithRetry: nonRetriable shortcut', () => {
+  it('moves a message marked nonRetriable to the DLQ on the first failure; unmarked errors still retry', async () => {
+    const dead: BusMessage[] = [];
+    const d: Delivery = { topic: 't.x', key: 'k', event: buildEvent({ source: '/s', type: 't' }), headers: {}, position: '1', publishedAt: 0, attempt: 1 };
+    const policy = (handler: (d: Delivery) => Promise<void>) => ({
+      handler,
+      maxAttempts: 5,
+      backoff: { initialMs: 1, maxMs: 1, multiplier: 1 },
+      group: 'g',
+      logger: silentLogger(),
+      deadLetter: async (_t: string, m: BusMessage) => void dead.push(m),
+      signal: new AbortController().signal,
+    });
+    let calls = 0;
+    const outcome = await deliverWithRetry(d, policy(async () => {
+      calls += 1;
+      throw nonRetriable(new ValidationError(ErrorCodes.SCHEMA_UNSUPPORTED, 'v9'));
+    }));
+    expect(outcome).toBe('dead-lettered');
+    expect(calls).toBe(1);
+    expect(dead[0]!.headers![DlqHeaders.errorCode]).toBe('CUTOVER_SCHEMA_UNSUPPORTED');
+    expect(dead[0]!.headers![DlqHeaders.attempts]).toBe('1');
+    calls = 0;
+    await deliverWithRetry(d, policy(async () => {
+      calls += 1;
+      throw new ValidationError(ErrorCodes.EVENT_INVALID, 'plain');
+    }));
+    expect(calls).toBe(5);
+    expect(isNonRetriable(new Error('x'))).toBe(false);
+  });
+});
+
+describe('AgentBus (memory bus)', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  async function setup() {
+    const bus = new MemoryBus();
+    const agents = new AgentBus({ bus, agent: 'inventory' });
+    cleanups.push(() => agents.close());
+    return { bus, agents };
+  }
+
+  it('publishes CloudEvents with source, type, schema version and partition key', async () => {
+    const { bus, agents } = await setup();
+    const ev = await agents.publish('events.inventory.reserved', { sku: 'a' }, { key: 'a', schemaVersion: '2.1' });
+    const [m] = bus.messages('events.inventory.reserved');
+    expect(m!.key).toBe('a');
+    expect(m!.event).toEqual(ev);
+    expect(ev).toMatchObject({ specversion: '1.0', source: '/agents/inventory', type: 'events.inventory.reserved', schemaversion: '2.1', partitionkey: 'a', data: { sku: 'a' } });
+    await expect(agents.publish('not a topic', {})).rejects.toMatchObject({ code: 'CUTOVER_TOPIC_INVALID' });
+  });
+
+  it('hands events matching a pattern to the handler and publishes its reply on replyto', async () => {
+    const { bus, agents } = await setup();
+    const seen: HandlerContext[] = [];
+    await agents.subscribe(['commands.agent.inventory.*'], async (ctx) => {
+      seen.push(ctx);
+      ctx.reply({ ok: true, sku: (ctx.data as { body: { sku: string } }).body.sku }, { status: 201 });
+    });
+    const call = await agents.publish('commands.agent.inventory.reserve', { body: { sku: 'a' }, params: {}, query: {} }, { key: 'a', replyTo: 'test.replies', correlationId: 'corr-1' });
+    await waitFor(() => bus.messages('test.replies').length === 1, { what: 'the reply' });
+    expect(seen[0]).toMatchObject({ topic: 'commands.agent.inventory.reserve', key: 'a', attempt: 1, shadow: false });
+    const reply = bus.messages('test.replies')[0]!;
+    expect(reply.key).toBe('corr-1');
+    expect(reply.event).toMatchObject({ type: 'cutover.observation.bus', correlationid: 'corr-1', source: '/agents/inventory' });
+    expect(reply.event.data).toMatchObject({ status: 201, body: { ok: true, sku: 'a' }, attempt: 1 });
+    const data = reply.event.data as { eventPublishedAt: number; consumedAt: number; repliedAt: number; eventBytes: number };
+    expect(data.eventPublishedAt).toBe(bus.messages('commands.agent.inventory.reserve')[0]!.publishedAt);
+    expect(data.repliedAt).toBeGreaterThanOrEqual(data.consumedAt);
+    expect(data.eventBytes).toBeGreaterThan(100);
+    expect(call.replyto).toBe('test.replies');
+  });
+
+  it('sets ctx.shadow for shadow-mode events', async () => {
+    const { bus, agents } = await setup();
+    const flags: boolean[] = [];
+    await agents.subscribe('commands.agent.inventory.reserve', (ctx) => void flags.push(ctx.shadow));
+    await bus.publish('commands.agent.inventory.reserve', [{ key: null, event: { ...buildEvent({ source: '/agents/x', type: 'inventory.reserve' }), cutovermode: 'shadow' } }]);
+    await waitFor(() => flags.length === 1);
+    expect(flags).toEqual([true]);
+  });
+
+  it('retries a failing handler and replies once it succeeds', async () => {
+    const { bus, agents } = await setup();
+    const attempts: number[] = [];
+    await agents.subscribe(
+      'commands.agent.inventory.reserve',
+      (ctx) => {
+        attempts.push(ctx.attempt);
+        ctx.reply({ attempt: ctx.attempt });
+        if (ctx.attempt < 3) throw new Error('flaky');
+      },
+      { backoff: { initialMs: 1, maxMs: 2 } },
+    );
+    await agents.publish('commands.agent.inventory.reserve', {}, { replyTo: 'test.replies' });
+    await waitFor(() => bus.messages('test.replies').length === 1);
+    expect(attempts).toEqual([1, 2, 3]);
+    expect(bus.messages('test.replies')[0]!.event.data).toMatchObject({ body: { attempt: 3 }, status: 200 });
+  });
+
+  it('after maxAttempts sends the event to the DLQ and an error reply', async () => {
+    const { bus, agents } = await setup();
+    await agents.subscribe('commands.agent.inventory.reserve', () => {
+      throw new Error('always');
+    }, { maxAttempts: 2, backoff: { initialMs: 1, maxMs: 1 } });
+    await agents.publish('commands.agent.inventory.reserve', {}, { replyTo: 'test.replies' });
+    await waitFor(() => bus.messages('commands.agent.inventory.reserve.dlq').length === 1);
+    expect(bus.messages('commands.agent.inventory.reserve.dlq')[0]!.headers[DlqHeaders.attempts]).toBe('2');
+    expect(bus.messages('test.replies')[0]!.event.data).toMatchObject({ dlq: true, error: { code: 'Error', message: 'always' } });
+  });
+
+  it('sends an unknown schema major straight to the DLQ with the reason, without running the handler', async () => {
+    const { bus, agents } = await setup();
+    let runs = 0;
+    await agents.subscribe('commands.agent.inventory.reserve', () => void (runs += 1), { schemaMajors: [1, 2] });
+    await agents.publish('commands.agent.inventory.reserve', {}, { schemaVersion: '2.3' });
+    await agents.publish('commands.agent.inventory.reserve', {}, { schemaVersion: '3.0', replyTo: 'test.replies' });
+    await waitFor(() => bus.messages('commands.agent.inventory.reserve.dlq').length === 1);
+    const dead = bus.messages('commands.agent.inventory.reserve.dlq')[0]!;
+    expect(dead.event.schemaversion).toBe('3.0');
+    expect(dead.headers[DlqHeaders.errorCode]).toBe('CUTOVER_SCHEMA_UNSUPPORTED');
+    expect(dead.headers[DlqHeaders.errorMessage]).toMatch(/schemaversion 3\.0.*accepts major 1, 2/);
+    expect(dead.headers[DlqHeaders.attempts]).toBe('1');
+    expect(bus.messages('test.replies')[0]!.event.data).toMatchObject({ dlq: true, error: { code: 'CUTOVER_SCHEMA_UNSUPPORTED' } });
+    await waitFor(() => runs === 1);
+  });
+
+  it('is idempotent by event id: a redelivered event does not run the handler again', async () => {
+    const { bus, agents } = await setup();
+    let runs = 0;
+    await agents.subscribe('commands.agent.inventory.reserve', (ctx) => {
+      runs += 1;
+      ctx.reply({ n: runs });
+    });
+    const ev = await agents.publish('commands.agent.inventory.reserve', {}, { replyTo: 'test.replies' });
+    await waitFor(() => bus.messages('test.replies').length === 1);
+    bus.redeliver(bus.messages('commands.agent.inventory.reserve')[0]!);
+    await agents.publish('commands.agent.inventory.reserve', {}, { replyTo: 'test.replies', id: ev.id });
+    const marker = await agents.publish('commands.agent.inventory.reserve', {}, { replyTo: 'test.replies' });
+    await waitFor(() => bus.messages('test.replies').some((m) => m.event.correlationid === marker.id), { what: 'a later event to pass' });
+    expect(runs).toBe(2);
+    expect(bus.messages('test.replies').filter((m) => m.event.correlationid === ev.id)).toHaveLength(1);
+  });
+
+  it('retries a reply that failed to publish without running the handler again', async () => {
+    const { bus, agents } = await setup();
+    let runs = 0;
+    await agents.subscribe('commands.agent.inventory.reserve', (ctx) => {
+      runs += 1;
+      ctx.reply({ ok: true });
+      if (runs === 1) bus.failPublish = new BusError(ErrorCodes.BUS_UNAVAILABLE, 'down', { retriable: true });
+    }, { backoff: { initialMs: 20, maxMs: 20 } });
+    await agents.publish('commands.agent.inventory.reserve', {}, { replyTo: 'test.replies' });
+    await waitFor(() => bus.failPublish !== undefined);
+    bus.failPublish = undefined;
+    await waitFor(() => bus.messages('test.replies').length === 1);
+    expect(runs).toBe(1);
+    expect(bus.messages('test.replies')[0]!.event.data).toMatchObject({ attempt: 2 });
+  });
+});

@@ -1,0 +1,99 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createBus } from '../../src/bus/index.js';
+import { silentLogger } from '../../src/logger.js';
+import type { ParityRecord } from '../../src/parity/types.js';
+import { shadowCommand } from '../../shadow/cli.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { startTestAgent } from './fixtures/agent.js';
+import { simulateCall } from './fixtures/sidecar-sim.js';
+
+describe('cutover shadow --config FILE', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  async function configFile(text: string): Promise<{ file: string; dir: string }> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cutover-shadow-cli-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'cutover.yaml');
+    await writeFile(file, text.replaceAll('$DIR', dir));
+    return { file, dir };
+  }
+
+  it('runs delivery consumers and the comparator until stopped, then exits 0', async () => {
+    const direct = await startTestAgent();
+    const shadow = await startTestAgent();
+    cleanups.push(() => direct.close(), () => shadow.close());
+    const { file, dir } = await configFile(`
+agent: inventory
+upstream: ${direct.url}
+admin: { auth: false }
+bus: { kind: embedded, path: $DIR/bus.db, pollInterval: 10ms }
+dataDir: $DIR
+observationsTopic: cutover.observations.cli
+shadow: { window: 5s, maxOpenPairs: 1000 }
+flows:
+  - name: inventory.reserve
+    match: { method: POST, path: /reservations }
+    topic: commands.agent.inventory.reserve
+    key: body.sku
+    mode: shadow
+    shadow: { target: ${shadow.url}, timeout: 2s }
+    compare: { ignore: [/body/lines], tolerance: { /body/price: 0.5 } }
+`);
+    const out: string[] = [];
+    const err: string[] = [];
+    const stop = new AbortController();
+    const exit = shadowCommand(['--config', file], { out: (l) => out.push(l), err: (l) => err.push(l), signal: stop.signal, logger: silentLogger() });
+    await waitFor(() => out.some((l) => l.startsWith('shadow:')) || err.length > 0, { what: 'the start line' });
+    expect(err).toEqual([]);
+    expect(out[0]).toBe('shadow: bus embedded; delivery cutover.shadow.inventory.reserve; comparator on');
+
+    const bus = await createBus({ kind: 'embedded', path: path.join(dir, 'bus.db'), pollInterval: '10ms' });
+    await bus.start();
+    cleanups.push(() => bus.close());
+    const records: ParityRecord[] = [];
+    await bus.subscribe({ group: 'test.reader', topics: ['cutover.parity'], handler: async (d) => void records.push(d.event.data as ParityRecord) });
+    const flow = { name: 'inventory.reserve', topic: 'commands.agent.inventory.reserve', observationsTopic: 'cutover.observations.cli' };
+    const id = await simulateCall(bus, direct.url, flow, { method: 'POST', path: '/reservations', body: { sku: 'sku-3', qty: 1 }, key: 'sku-3' });
+    await waitFor(() => records.length === 1, { what: 'the parity record' });
+    expect(records[0]).toMatchObject({ correlationId: id, outcome: 'match', flow: 'inventory.reserve' });
+
+    stop.abort();
+    expect(await exit).toBe(0);
+    expect(out.at(-1)).toBe('shadow: stopping');
+  });
+
+  it('exits 2 with every config problem and its path', async () => {
+    const { file } = await configFile(`
+agent: inventory
+bus: { kind: embedded, path: $DIR/bus.db }
+shadow: { window: soon }
+flows:
+  - name: inventory.reserve
+    match: { method: POST, path: /reservations }
+    topic: commands.agent.inventory.reserve
+    shadow: { target: not-a-url, retries: 3 }
+    compare: { ignore: [reservedAt], tolerance: { /body/price: "1 percent" } }
+    noise: { sample: 2 }
+`);
+    const err: string[] = [];
+    expect(await shadowCommand(['--config', file], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
+    const text = err.join('\n');
+    expect(text).toMatch(/CUTOVER_CONFIG_INVALID/);
+    for (const p of ['shadow.window', 'flows[0].shadow.target', 'flows[0].shadow.retries: unknown key', 'flows[0].compare.ignore[0]', 'flows[0].compare.tolerance./body/price', 'flows[0].noise.sample']) {
+      expect(text).toContain(p);
+    }
+  });
+
+  it('exits 2 on usage errors', async () => {
+    const err: string[] = [];
+    expect(await shadowCommand([], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
+    expect(await shadowCommand(['--config', 'x.yaml', '--only', 'both'], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
+    expect(err.join('\n')).toMatch(/CUTOVER_USAGE/);
+  });
+});

@@ -1,0 +1,97 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import type { BusMessage } from '../../src/bus/types.js';
+import { BusError, ErrorCodes } from '../../src/errors.js';
+import { PARITY_EVENT_TYPE, type ParityRecord } from '../../src/parity/types.js';
+import { Comparator } from '../../shadow/comparator.js';
+import { ObservationTypes, type BusReplyData } from '../../shadow/observations.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { MemoryBus } from './memory-bus.js';
+
+const OBS = 'test.observations';
+const PARITY = 'test.parity';
+
+function observation(type: string, id: string, data: BusReplyData, flow = 'inventory.reserve'): BusMessage {
+  return {
+    key: id,
+    event: { specversion: '1.0', id: `${type}:${id}`, source: '/agents/inventory', type, correlationid: id, cutoverflow: flow, cutovermode: 'shadow', data },
+  };
+}
+
+describe('Comparator (memory bus, fake clock)', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  async function setup(options: { window?: number; maxOpenPairs?: number } = {}) {
+    let now = 1_000_000;
+    const bus = new MemoryBus(() => now);
+    const registry = new Registry();
+    const c = new Comparator({ bus, observationsTopic: OBS, parityTopic: PARITY, window: options.window ?? 30_000, maxOpenPairs: options.maxOpenPairs ?? 100, now: () => now, sweepInterval: 0, registry, flows: { 'inventory.reserve': { compare: { ignore: ['/body/at'] } } } });
+    await c.start();
+    cleanups.push(() => c.close());
+    const records = (): ParityRecord[] => bus.messages(PARITY).map((d) => d.event.data as ParityRecord);
+    return { bus, c, records, registry, advance: (ms: number) => (now += ms) };
+  }
+
+  it('publishes one parity record per pair on the parity topic, keyed by flow', async () => {
+    const { bus, records } = await setup();
+    await bus.publish(OBS, [observation(ObservationTypes.direct, 'c1', { status: 200, body: { a: 1, at: 1 } }), observation(ObservationTypes.bus, 'c1', { status: 200, body: { a: 1, at: 2 } })]);
+    await bus.publish(OBS, [observation(ObservationTypes.direct, 'c2', { status: 200, body: { a: 1 } }), observation(ObservationTypes.bus, 'c2', { status: 201, body: { a: 1 } })]);
+    await waitFor(() => records().length === 2, { what: 'two parity records' });
+    expect(records().map((r) => [r.correlationId, r.outcome])).toEqual([
+      ['c1', 'match'],
+      ['c2', 'mismatch'],
+    ]);
+    const m = bus.messages(PARITY)[1]!;
+    expect(m.key).toBe('inventory.reserve');
+    expect(m.event.type).toBe(PARITY_EVENT_TYPE);
+    expect(records()[1]!.diffs).toEqual([{ path: '/status', kind: 'changed', direct: 200, bus: 201 }]);
+  });
+
+  it('records missing_bus and missing_direct only once the window has passed (injected clock)', async () => {
+    const { bus, c, records, advance } = await setup({ window: 5_000 });
+    await bus.publish(OBS, [observation(ObservationTypes.direct, 'lonely-direct', { status: 200, body: {} })]);
+    advance(1_000);
+    await bus.publish(OBS, [observation(ObservationTypes.bus, 'lonely-bus', { status: 200, body: {} })]);
+    await waitFor(() => c.stats().open === 2, { what: 'two open pairs' });
+    advance(3_999);
+    await c.sweep();
+    expect(records()).toEqual([]);
+    advance(1);
+    await c.sweep();
+    expect(records().map((r) => [r.correlationId, r.outcome])).toEqual([['lonely-direct', 'missing_bus']]);
+    advance(1_000);
+    await c.sweep();
+    expect(records().map((r) => r.outcome)).toEqual(['missing_bus', 'missing_direct']);
+  });
+
+  it('bounds open pairs and counts the overflow', async () => {
+    const { bus, c, registry } = await setup({ maxOpenPairs: 10 });
+    await bus.publish(OBS, Array.from({ length: 25 }, (_, i) => observation(ObservationTypes.direct, `c${i}`, { status: 200 })));
+    await waitFor(() => c.stats().overflow === 15, { what: 'overflow count' });
+    expect(c.stats().open).toBe(10);
+    expect(await registry.getSingleMetricAsString('cutover_comparator_overflow_total')).toMatch(/ 15$/m);
+  });
+
+  it('skips events that are not observations', async () => {
+    const { bus, c } = await setup();
+    await bus.publish(OBS, [{ key: null, event: { specversion: '1.0', id: 'x', source: '/s', type: 'something.else' } }]);
+    await waitFor(() => c.stats().ignored === 1);
+  });
+
+  it('keeps records while the bus refuses them and publishes them once it is back', async () => {
+    const { bus, c, records } = await setup();
+    bus.failPublish = new BusError(ErrorCodes.BUS_UNAVAILABLE, 'down', { retriable: true });
+    void c.handle({ topic: OBS, key: 'c1', headers: {}, position: '1', publishedAt: 0, attempt: 1, event: observation(ObservationTypes.direct, 'c1', { status: 200 }).event });
+    const acked = c.handle({ topic: OBS, key: 'c1', headers: {}, position: '2', publishedAt: 0, attempt: 1, event: observation(ObservationTypes.bus, 'c1', { status: 200 }).event });
+    let done = false;
+    void acked.then(() => (done = true));
+    await waitFor(() => c.stats().queued === 1);
+    expect(done).toBe(false);
+    bus.failPublish = undefined;
+    await waitFor(() => done, { what: 'the observation to be acknowledged after the record is published' });
+    expect(records().map((r) => r.outcome)).toEqual(['match']);
+  });
+});

@@ -1,0 +1,192 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { BusMessage, Delivery } from '../../src/bus/types.js';
+import { DlqHeaders } from '../../src/bus/types.js';
+import { MemoryDedupeStore } from '../../src/sdk/dedupe/memory.js';
+import { ShadowDeliveryConsumer, shadowGroup } from '../../shadow/delivery.js';
+import { CallHeaders, ObservationTypes, type BusReplyData } from '../../shadow/observations.js';
+import { flowShadowSchema } from '../../shadow/options.js';
+import { rebuildRequest } from '../../shadow/replay.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { MemoryBus } from './memory-bus.js';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+async function target(answer: (req: Seen, n: number) => { status: number; body: string; headers?: Record<string, string> }) {
+  const seen: Seen[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s = { method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString() };
+      seen.push(s);
+      const a = answer(s, seen.length);
+      res.writeHead(a.status, { 'content-type': 'application/json', 'set-cookie': 'secret=1', ...(a.headers ?? {}) });
+      res.end(a.body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, seen, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+const FLOW = { name: 'inventory.reserve', topic: 'commands.agent.inventory.reserve', match: { method: 'POST', path: '/reservations' } };
+
+function callEvent(id: string = randomUUID(), extra: { headers?: Record<string, string>; data?: unknown; flow?: string } = {}): BusMessage {
+  return {
+    key: 'sku-1',
+    event: {
+      specversion: '1.0',
+      id,
+      source: '/agents/inventory',
+      type: extra.flow ?? FLOW.name,
+      correlationid: id,
+      replyto: 'test.replies',
+      cutoverflow: extra.flow ?? FLOW.name,
+      cutovermode: 'shadow',
+      schemaversion: '1',
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      data: extra.data ?? { body: { sku: 'sku-1', qty: 2 }, params: {}, query: { dryRun: '1' } },
+    },
+    headers: extra.headers ?? {
+      [CallHeaders.method]: 'POST',
+      [CallHeaders.target]: '/reservations?dryRun=1',
+      [CallHeaders.headers]: JSON.stringify({ 'content-type': 'application/json', 'x-request-id': 'r-1', host: 'evil', 'content-length': '999' }),
+    },
+  };
+}
+
+describe('rebuildRequest', () => {
+  const delivery = (m: BusMessage): Delivery => ({ topic: FLOW.topic, key: m.key, event: m.event, headers: m.headers ?? {}, position: '1', publishedAt: 0, attempt: 1 });
+
+  it('takes method, target and allow-listed headers from the message headers and the body from data', () => {
+    const r = rebuildRequest(delivery(callEvent()), FLOW);
+    expect(r.method).toBe('POST');
+    expect(r.target).toBe('/reservations?dryRun=1');
+    expect(r.headers).toEqual({ 'content-type': 'application/json', 'x-request-id': 'r-1' });
+    expect(JSON.parse(r.body!.toString())).toEqual({ sku: 'sku-1', qty: 2 });
+  });
+
+  it('falls back to the flow template filled from data.params and data.query', () => {
+    const flow = { match: { method: 'GET', path: '/stock/:sku' } };
+    const r = rebuildRequest(delivery(callEvent('x', { headers: {}, data: { params: { sku: 'a b' }, query: { w: ['1', '2'] } } })), flow);
+    expect(r).toMatchObject({ method: 'GET', target: '/stock/a%20b?w=1&w=2', body: undefined });
+  });
+
+  it('replays raw bodies byte for byte with their content type', () => {
+    const r = rebuildRequest(delivery(callEvent('x', { headers: {}, data: { body: Buffer.from([1, 2, 3]).toString('base64'), bodyEncoding: 'base64', contentType: 'application/octet-stream' } })), FLOW);
+    expect([...r.body!]).toEqual([1, 2, 3]);
+    expect(r.headers['content-type']).toBe('application/octet-stream');
+  });
+
+  it('rejects malformed replay headers as an invalid event', () => {
+    expect(() => rebuildRequest(delivery(callEvent('x', { headers: { [CallHeaders.headers]: '[1]' } })), FLOW)).toThrow(expect.objectContaining({ code: 'CUTOVER_EVENT_INVALID' }));
+  });
+});
+
+describe('ShadowDeliveryConsumer (memory bus, real HTTP target)', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  async function setup(answer: Parameters<typeof target>[0], shadow: Record<string, unknown> = {}) {
+    const t = await target(answer);
+    cleanups.push(t.close);
+    const bus = new MemoryBus();
+    const dedupe = new MemoryDedupeStore();
+    const consumer = new ShadowDeliveryConsumer({
+      bus,
+      dedupe,
+      flow: { ...FLOW, shadow: { ...flowShadowSchema.parse({ target: t.url, backoff: { initialMs: 5, maxMs: 10 }, ...shadow }), target: (shadow.target as string) ?? t.url } },
+    });
+    await consumer.start();
+    cleanups.push(() => consumer.close());
+    const replies = () => bus.messages('test.replies');
+    return { t, bus, consumer, replies };
+  }
+
+  it('sends the rebuilt request to the shadow target and replies with the response and the bus timing', async () => {
+    const { t, bus, replies } = await setup(() => ({ status: 201, body: '{"id":"r-9","ok":true}', headers: { etag: '"1"' } }));
+    const call = callEvent();
+    await bus.publish(FLOW.topic, [call]);
+    await waitFor(() => replies().length === 1, { what: 'the reply' });
+    expect(t.seen[0]).toMatchObject({ method: 'POST', url: '/reservations?dryRun=1', body: '{"sku":"sku-1","qty":2}' });
+    expect(t.seen[0]!.headers['x-request-id']).toBe('r-1');
+    expect(t.seen[0]!.headers.host).not.toBe('evil');
+    const reply = replies()[0]!;
+    expect(reply.key).toBe(call.event.id);
+    expect(reply.event).toMatchObject({ type: ObservationTypes.bus, correlationid: call.event.id, cutoverflow: FLOW.name, cutovermode: 'shadow', traceparent: call.event.traceparent });
+    const data = reply.event.data as BusReplyData;
+    expect(data).toMatchObject({ status: 201, body: { id: 'r-9', ok: true }, headers: { 'content-type': 'application/json', etag: '"1"' }, attempt: 1, request: { method: 'POST', target: '/reservations?dryRun=1' } });
+    expect(data.headers!['set-cookie']).toBeUndefined();
+    const published = bus.messages(FLOW.topic)[0]!.publishedAt;
+    expect(data.eventPublishedAt).toBe(published);
+    expect(data.consumedAt).toBeGreaterThanOrEqual(published);
+    expect(data.repliedAt).toBeGreaterThanOrEqual(data.consumedAt!);
+  });
+
+  it('retries 5xx answers with backoff and replies with the first good answer', async () => {
+    const { t, bus, replies, consumer } = await setup((_r, n) => (n < 3 ? { status: 503, body: '{"busy":true}' } : { status: 200, body: '{"ok":true}' }));
+    await bus.publish(FLOW.topic, [callEvent()]);
+    await waitFor(() => replies().length === 1);
+    expect(t.seen).toHaveLength(3);
+    expect((replies()[0]!.event.data as BusReplyData)).toMatchObject({ status: 200, attempt: 3 });
+    expect(consumer.stats()).toMatchObject({ delivered: 1, retried: 2 });
+  });
+
+  it('after maxAttempts publishes an error reply (dlq) and moves the event to the DLQ', async () => {
+    const { t, bus, replies } = await setup(() => ({ status: 500, body: 'boom' }), { maxAttempts: 3 });
+    const call = callEvent();
+    await bus.publish(FLOW.topic, [call]);
+    await waitFor(() => bus.messages(`${FLOW.topic}.dlq`).length === 1, { what: 'the dead letter' });
+    expect(t.seen).toHaveLength(3);
+    expect(replies()).toHaveLength(1);
+    expect(replies()[0]!.event.data).toMatchObject({ dlq: true, status: 500, error: { code: 'CUTOVER_HANDLER_FAILED' } });
+    const dead = bus.messages(`${FLOW.topic}.dlq`)[0]!;
+    expect(dead.event.id).toBe(call.event.id);
+    expect(dead.headers[DlqHeaders.attempts]).toBe('3');
+    expect(dead.headers[DlqHeaders.group]).toBe(shadowGroup(FLOW.name));
+  });
+
+  it('treats an unreachable target as retriable, then dead-letters with CUTOVER_UPSTREAM_UNREACHABLE', async () => {
+    const { bus, replies } = await setup(() => ({ status: 200, body: '{}' }), { maxAttempts: 2, target: 'http://127.0.0.1:1' });
+    await bus.publish(FLOW.topic, [callEvent()]);
+    await waitFor(() => bus.messages(`${FLOW.topic}.dlq`).length === 1);
+    expect(replies()[0]!.event.data).toMatchObject({ dlq: true, error: { code: 'CUTOVER_UPSTREAM_UNREACHABLE' } });
+  });
+
+  it('dead-letters a malformed event at once, without retrying', async () => {
+    const { t, bus, replies } = await setup(() => ({ status: 200, body: '{}' }));
+    await bus.publish(FLOW.topic, [callEvent(randomUUID(), { headers: { [CallHeaders.headers]: 'not json' } })]);
+    await waitFor(() => bus.messages(`${FLOW.topic}.dlq`).length === 1);
+    expect(t.seen).toHaveLength(0);
+    expect(bus.messages(`${FLOW.topic}.dlq`)[0]!.headers[DlqHeaders.attempts]).toBe('1');
+    expect(replies()[0]!.event.data).toMatchObject({ dlq: true, error: { code: 'CUTOVER_EVENT_INVALID' } });
+  });
+
+  it('delivers a redelivered event id to the target once', async () => {
+    const { t, bus, replies, consumer } = await setup(() => ({ status: 200, body: '{"ok":1}' }));
+    await bus.publish(FLOW.topic, [callEvent('same-id')]);
+    await waitFor(() => replies().length === 1);
+    bus.redeliver(bus.messages(FLOW.topic)[0]!);
+    await bus.publish(FLOW.topic, [callEvent('same-id')]);
+    await waitFor(() => consumer.stats().duplicates === 2, { what: 'two duplicates skipped' });
+    expect(t.seen).toHaveLength(1);
+    expect(replies()).toHaveLength(1);
+  });
+
+  it('skips events of another flow that shares the topic', async () => {
+    const { t, bus, consumer } = await setup(() => ({ status: 200, body: '{}' }));
+    await bus.publish(FLOW.topic, [callEvent(randomUUID(), { flow: 'inventory.other' })]);
+    await waitFor(() => consumer.stats().skipped === 1);
+    expect(t.seen).toHaveLength(0);
+  });
+});
