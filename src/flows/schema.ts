@@ -1,10 +1,8 @@
 import { z } from 'zod';
 import { conventionProblem } from '../bus/topics.js';
 
-/** A flow's mode. Kept a first-class value: canary and bus arrive with flips. */
-export const FLOW_MODES = ['direct', 'shadow'] as const;
-export const flowModeSchema = z.enum(FLOW_MODES, { errorMap: () => ({ message: `expected one of ${FLOW_MODES.join(', ')}` }) });
-export type FlowMode = z.infer<typeof flowModeSchema>;
+export { flowModeSchema, type FlowMode } from '../flips/mode.js';
+import { flowModeSchema } from '../flips/mode.js';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
