@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { busConfigSchema } from '../bus/options.js';
-import { flowSchema } from '../flows/schema.js';
+import { flowObjectSchema, refineFlow } from '../flows/schema.js';
+import { flowReadinessSchema, readinessSchema } from '../../reports/options.js';
+import { flowShadowKeys, shadowConfigSchema } from '../../shadow/options.js';
 import { sidecarConfigShape } from '../../proxy/options.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, like 127.0.0.1:15000');
@@ -15,6 +17,11 @@ export const adminSchema = z
   })
   .strict();
 
+/** A flow as the config file declares it: routing and keys, plus shadow, compare, noise and readiness. */
+export const configFlowSchema = flowObjectSchema
+  .extend({ ...flowShadowKeys, readiness: flowReadinessSchema.optional() })
+  .superRefine(refineFlow);
+
 /** The whole cutover config file. Every part reads its own section from here. */
 export const cutoverConfigSchema = z
   .object({
@@ -27,7 +34,11 @@ export const cutoverConfigSchema = z
     /** Directory for the local spool and the embedded bus default path. */
     dataDir: z.string().default('.data'),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({}),
-    flows: z.array(flowSchema).default([]),
+    flows: z.array(configFlowSchema).default([]),
+    /** Shadow side: comparator window, open-pair bound, dedupe store, in-process or not (shadow/options.ts). */
+    shadow: shadowConfigSchema.default({}),
+    /** Default readiness criteria of every flow (reports/options.ts); a flow's `readiness:` overrides keys. */
+    readiness: readinessSchema.default({}),
     // The sidecar's own settings (routes, capture limits, redaction, encryption, spool, publisher).
     ...sidecarConfigShape,
   })

@@ -47,7 +47,8 @@ export const flowObjectSchema = z
   })
   .strict();
 
-export const flowSchema = flowObjectSchema.superRefine((flow, ctx) => {
+/** Cross-field checks of a flow, reusable on schemas that extend {@link flowObjectSchema}. */
+export function refineFlow(flow: { key?: string | undefined; match: { path: string } }, ctx: z.RefinementCtx): void {
   if (flow.key?.startsWith('path.')) {
     const param = flow.key.slice('path.'.length);
     const params = templateParams(flow.match.path);
@@ -59,6 +60,8 @@ export const flowSchema = flowObjectSchema.superRefine((flow, ctx) => {
       });
     }
   }
-});
+}
+
+export const flowSchema = flowObjectSchema.superRefine(refineFlow);
 
 export type FlowConfig = z.infer<typeof flowSchema>;
