@@ -41,6 +41,12 @@ export interface DeliveryConsumerOptions {
   /** Where a new group starts. Default `start`. */
   from?: 'start' | 'end';
   now?: () => number;
+  /** Consumer group. Default `cutover.shadow.<flow>` (the sidecar's `deliver:` uses `cutover.deliver.<flow>`). */
+  group?: string;
+  /** Events this consumer serves; others are acknowledged and counted as skipped. Default: all of the flow's. */
+  accept?: (event: Delivery['event']) => boolean;
+  /** `source` of the replies. Default `/cutover/shadow`. */
+  replySource?: string;
 }
 
 export interface DeliveryStats {
@@ -81,7 +87,7 @@ export class ShadowDeliveryConsumer {
 
   constructor(options: DeliveryConsumerOptions) {
     this.opts = options;
-    this.group = shadowGroup(options.flow.name);
+    this.group = options.group ?? shadowGroup(options.flow.name);
     this.log = (options.logger ?? silentLogger()).child({ component: 'shadow-delivery', flow: options.flow.name });
     this.base = new URL(options.flow.shadow.target);
     const concurrency = options.flow.shadow.concurrency;
@@ -124,11 +130,13 @@ export class ShadowDeliveryConsumer {
   async handle(d: Delivery): Promise<void> {
     const { flow } = this.opts;
     const event = d.event;
-    if (event.cutoverflow !== undefined && event.cutoverflow !== flow.name) {
+    if ((event.cutoverflow !== undefined && event.cutoverflow !== flow.name) || (this.opts.accept && !this.opts.accept(event))) {
       this.counters.skipped += 1;
       return;
     }
     const consumedAt = this.now();
+    // Consumer lag as operators alert on it: how long events wait on the bus before a consumer takes them.
+    this.metrics?.lag.observe({ flow: flow.name }, Math.max(0, consumedAt - d.publishedAt) / 1000);
     const log = this.log.child({ eventId: event.id, attempt: d.attempt });
     const lease = flow.shadow.timeout + 10_000;
     const claim = await this.claim(event.id, lease);
@@ -214,7 +222,7 @@ export class ShadowDeliveryConsumer {
       eventPublishedAt: d.publishedAt,
       consumedAt,
       attempt: d.attempt,
-      source: '/cutover/shadow',
+      source: this.opts.replySource ?? '/cutover/shadow',
       result,
       now: this.now,
     });
@@ -237,8 +245,16 @@ function round(ms: number): number {
 class DeliveryMetrics {
   readonly deliveries: Counter<'flow' | 'outcome'>;
   readonly latency: Histogram<'flow'>;
+  readonly lag: Histogram<'flow'>;
 
   constructor(registry: Registry) {
+    this.lag = new Histogram({
+      name: 'cutover_shadow_bus_lag_seconds',
+      help: 'Time from publish to consumption of call events by the shadow delivery consumer',
+      labelNames: ['flow'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    });
     this.deliveries = new Counter({ name: 'cutover_shadow_deliveries_total', help: 'Shadow deliveries by flow and outcome', labelNames: ['flow', 'outcome'], registers: [registry] });
     this.latency = new Histogram({
       name: 'cutover_shadow_target_seconds',
