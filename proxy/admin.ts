@@ -3,7 +3,8 @@ import http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import type { BusHealth } from '../src/bus/types.js';
-import { ErrorCodes } from '../src/errors.js';
+import { ErrorCodes, isCutoverError } from '../src/errors.js';
+import type { AdminControl } from '../src/flips/admin.js';
 import type { Logger } from '../src/logger.js';
 import type { FlowTable } from './flow-table.js';
 import type { Publisher } from './publisher.js';
@@ -21,6 +22,8 @@ export interface AdminOptions {
   /** Whether the data plane is accepting requests. */
   listening: () => boolean;
   logger: Logger;
+  /** Flips, history and report (src/flips); those routes answer 404 without it. */
+  control?: AdminControl;
 }
 
 function digest(value: string): Buffer {
@@ -79,6 +82,51 @@ export function createAdminServer(options: AdminOptions): http.Server {
     });
   });
 
+  const control = options.control;
+  if (control) {
+    const fail = (res: Response, err: unknown, next: NextFunction): void => {
+      if (!isCutoverError(err)) return next(err);
+      const status = err.status ?? (err.code === ErrorCodes.FLIP_REFUSED ? 409 : err.code === ErrorCodes.FLOW_UNKNOWN ? 404 : err.code === ErrorCodes.USAGE ? 400 : 500);
+      res.status(status).json({ error: err.toJSON() });
+    };
+    app.post('/flows/:name/flip', express.json({ limit: '16kb' }), async (req, res, next) => {
+      const body: unknown = req.body;
+      const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+      const bad = typeof b.to !== 'string' ? 'to (a mode) is required' : b.reason !== undefined && typeof b.reason !== 'string' ? 'reason must be a string' : b.force !== undefined && typeof b.force !== 'boolean' ? 'force must be a boolean' : b.who !== undefined && typeof b.who !== 'string' ? 'who must be a string' : undefined;
+      if (bad) {
+        res.status(400).json({ error: { code: ErrorCodes.USAGE, message: `body ${bad}: expected {"to": MODE, "reason"?: TEXT, "force"?: boolean}` } });
+        return;
+      }
+      try {
+        const result = await control.flip({ flow: req.params.name!, to: b.to as string, reason: b.reason as string | undefined, force: b.force as boolean | undefined, who: (b.who as string | undefined) ?? `admin@${options.agent}` });
+        res.json(result.action === 'noop' ? { action: 'noop', flow: result.flow, mode: result.mode } : { action: 'flip', flip: result.record });
+      } catch (err) {
+        fail(res, err, next);
+      }
+    });
+    app.get('/flows/:name/history', async (req, res, next) => {
+      try {
+        res.json({ flow: req.params.name, flips: await control.history(req.params.name!) });
+      } catch (err) {
+        fail(res, err, next);
+      }
+    });
+    app.get('/report', async (_req, res, next) => {
+      try {
+        res.type('application/json').send((await control.report()).json);
+      } catch (err) {
+        fail(res, err, next);
+      }
+    });
+    app.get('/report.html', async (_req, res, next) => {
+      try {
+        res.type('text/html; charset=utf-8').send((await control.report()).html);
+      } catch (err) {
+        fail(res, err, next);
+      }
+    });
+  }
+
   app.get('/metrics', async (_req, res, next) => {
     try {
       res.setHeader('content-type', options.registry.contentType);
@@ -93,6 +141,11 @@ export function createAdminServer(options: AdminOptions): http.Server {
   });
 
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    // Malformed JSON bodies (express.json) are the caller's mistake, not ours.
+    if ((err as { type?: string }).type === 'entity.parse.failed' || (err as { type?: string }).type === 'entity.too.large') {
+      res.status((err as { status?: number }).status ?? 400).json({ error: { code: ErrorCodes.USAGE, message: (err as Error).message } });
+      return;
+    }
     options.logger.error({ err }, 'admin request failed');
     res.status(500).json({ error: { code: ErrorCodes.INTERNAL, message: 'internal error' } });
   });

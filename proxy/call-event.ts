@@ -68,8 +68,8 @@ export interface CallEventInput {
   headers: Record<string, string>;
   /** Key id when fields of `data` were encrypted. */
   kid?: string;
-  /** Where results go; default `cutover.observations`. */
-  replyTo?: string;
+  /** Where results go; default `cutover.observations`; null for none (fire-and-forget events). */
+  replyTo?: string | null;
 }
 
 /**
@@ -86,12 +86,12 @@ export function buildCallMessage(input: CallEventInput): BusMessage {
     datacontenttype: 'application/json',
     schemaversion: input.flow.schemaVersion,
     correlationid: input.id,
-    replyto: input.replyTo ?? OBSERVATIONS_TOPIC,
     traceparent: input.traceparent,
     cutoverflow: input.flow.name,
     cutovermode: input.flow.mode,
     data: input.data,
   };
+  if (input.replyTo !== null) event.replyto = input.replyTo ?? OBSERVATIONS_TOPIC;
   if (input.partitionKey !== undefined) event.partitionkey = input.partitionKey;
   if (input.kid !== undefined) event.cutoverkid = input.kid;
   return {

@@ -9,6 +9,15 @@ export const sidecarConfigSchema = cutoverConfigSchema.superRefine((config, ctx)
   if (!config.upstream && config.routes.length === 0) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['upstream'], message: 'required: set upstream (in front of one agent) or routes (beside a caller)' });
   }
+  if (config.deliver) {
+    const names = new Set(config.flows.map((f) => f.name));
+    config.deliver.flows.forEach((name, i) => {
+      if (!names.has(name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['deliver', 'flows', i], message: `no flow named ${JSON.stringify(name)} under flows:` });
+    });
+    if (!config.deliver.target && !config.upstream) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['deliver', 'target'], message: 'required when the sidecar has no upstream (where should commands go?)' });
+    }
+  }
 });
 
 export type SidecarConfig = z.infer<typeof sidecarConfigSchema>;

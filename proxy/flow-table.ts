@@ -13,6 +13,14 @@ export interface FlowCounters {
   observations: number;
   upstreamErrors: number;
   keyMissing: number;
+  /** Calls answered by the bus path (a reply, or an event held by the bus or spool). */
+  busServed: number;
+  /** Bus-path calls served directly because of `fallback: direct`. */
+  fallbacks: number;
+  /** Bus-path calls whose reply did not come within the flow's `timeout`. */
+  replyTimeouts: number;
+  /** Bus-path calls the bus (or, for events, the spool) could not take. */
+  busUnavailable: number;
   skipped: Partial<Record<SkipReason, number>>;
 }
 
@@ -36,7 +44,7 @@ export class FlowTable {
       config,
       key: config.key ? compileKey(config.key) : undefined,
       mode: config.mode,
-      counters: { requests: 0, events: 0, observations: 0, upstreamErrors: 0, keyMissing: 0, skipped: {} },
+      counters: { requests: 0, events: 0, observations: 0, upstreamErrors: 0, keyMissing: 0, busServed: 0, fallbacks: 0, replyTimeouts: 0, busUnavailable: 0, skipped: {} },
     }));
     this.byName = new Map(this.entries.map((e) => [e.config.name, e]));
     this.matcher = compileFlows(flows);

@@ -3,9 +3,13 @@ import https from 'node:https';
 import { parse as parseUrl } from 'node:url';
 import type { Socket } from 'node:net';
 import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { createProxyMiddleware, type Plugin, type RequestHandler } from 'http-proxy-middleware';
 import { isTraceparent, newTraceparent } from '../src/events/cloudevent.js';
+import type { BusMessage } from '../src/bus/types.js';
 import { ErrorCodes } from '../src/errors.js';
+import { parseMode } from '../src/flips/mode.js';
+import type { FlowMode } from '../src/flows/schema.js';
 import { parseQuery } from '../src/flows/key.js';
 import type { Logger } from '../src/logger.js';
 import { buildCallMessage, buildObservationMessage, type ObservationData } from './call-event.js';
@@ -15,6 +19,8 @@ import type { FlowEntry, FlowTable } from './flow-table.js';
 import { UNMATCHED, type SidecarMetrics, type SkipReason } from './metrics.js';
 import type { CaptureConfig, RedactConfig, RouteConfig } from './options.js';
 import type { Publisher } from './publisher.js';
+import { BusPath, type BusModeKind } from './bus-mode.js';
+import type { ReplyChannel } from './reply.js';
 import { headerPolicy, pickHeaders, redactQuery, redactSearch, type HeaderPolicy } from './redact.js';
 
 export interface DataPlaneOptions {
@@ -30,11 +36,15 @@ export interface DataPlaneOptions {
   publisher: Publisher;
   metrics: SidecarMetrics;
   cipher: FieldCipher | undefined;
+  /** This replica's reply channel (bus mode). */
+  replies: ReplyChannel;
+  /** Starts the reply channel if it is not consuming (a failed start is retried on the next bus-mode call). */
+  ensureReplies?: () => void;
   logger: Logger;
 }
 
 /** One upstream: its proxy middleware and keep-alive agent. */
-interface Upstream {
+export interface Upstream {
   url: string;
   proxy: RequestHandler;
   agent: http.Agent;
@@ -47,18 +57,18 @@ interface Route {
 }
 
 const EXCHANGE = Symbol('cutover.exchange');
-type SidecarRequest = IncomingMessage & { [EXCHANGE]?: Exchange };
+export type SidecarRequest = IncomingMessage & { [EXCHANGE]?: Exchange };
 
 /**
  * Per-request state. Only flows in shadow mode capture anything; every other request carries just its
  * start time and flow label for metrics.
  */
-class Exchange {
+export class Exchange {
   readonly started = performance.now();
   entry: FlowEntry | undefined;
   params: Record<string, string> = {};
   /** Mode at arrival: a flip while the request runs does not change what this request does. */
-  mode: string = 'direct';
+  mode: FlowMode = 'direct';
   id: string | undefined;
   traceparent: string | undefined;
   reqCapture: BodyCapture | undefined;
@@ -92,10 +102,12 @@ export class DataPlane {
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
   private readonly log: Logger;
+  private readonly busPath: BusPath;
 
   constructor(options: DataPlaneOptions) {
     this.opts = options;
     this.log = options.logger;
+    this.busPath = new BusPath({ plane: this, publisher: options.publisher, replies: options.replies, ...(options.ensureReplies ? { ensureReplies: options.ensureReplies } : {}), metrics: options.metrics, observationsTopic: options.observationsTopic, agent: options.agent, maxBodyBytes: options.capture.maxBodyBytes, logger: options.logger });
     this.reqHeaders = headerPolicy(options.capture.requestHeaders, options.redact.headers);
     this.resHeaders = headerPolicy(options.capture.responseHeaders, options.redact.headers);
     this.redactedQuery = new Set(options.redact.query);
@@ -179,12 +191,15 @@ export class DataPlane {
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     const matched = this.opts.flows.match(req.method ?? 'GET', path);
+    let busMode: BusModeKind | undefined;
     if (matched) {
       ex.entry = matched.entry;
       ex.params = matched.params;
       ex.mode = matched.entry.mode;
       matched.entry.counters.requests++;
-      if (ex.mode === 'shadow') {
+      const parsed = parseMode(ex.mode);
+      if (parsed?.kind === 'canary' || parsed?.kind === 'bus') busMode = parsed;
+      else if (ex.mode === 'shadow') {
         // A declared length over the limit is skipped up front, without copying a single chunk.
         if (Number(req.headers['content-length']) > this.opts.capture.maxBodyBytes) this.skip(ex, 'body_too_large');
         else ex.reqCapture = new BodyCapture(this.opts.capture.maxBodyBytes);
@@ -208,6 +223,11 @@ export class DataPlane {
     res.once('close', done);
 
     const upstream = this.resolve(req, path);
+    if (busMode) {
+      // The upstream may be absent (a caller-side sidecar with routes only): the bus path does not need it.
+      void this.busPath.handle(req, res, ex, busMode, upstream);
+      return;
+    }
     if (!upstream) {
       this.answer(ex, res, 404, ErrorCodes.NOT_FOUND, `no route for ${req.headers.host ?? ''}${path} and no default upstream`);
       req.resume();
@@ -216,6 +236,25 @@ export class DataPlane {
     void upstream.proxy(req, res, (err?: unknown) => {
       // Only reached when http-proxy-middleware could not even start the proxy request.
       this.upstreamFailed(ex, req, res, err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  /**
+   * Forwards a request whose body was already read (fully, or up to a limit with `rest` still unread on
+   * `req`), through the same proxy path as any other request. With `capture` the call is dual-written as in
+   * shadow mode (the share of a canary that stays direct).
+   */
+  forwardBuffered(ex: Exchange, req: SidecarRequest, res: ServerResponse, upstream: Upstream | undefined, chunks: Buffer[], rest: boolean, capture: boolean): void {
+    if (!upstream) {
+      this.answer(ex, res, 404, ErrorCodes.NOT_FOUND, `no route for ${req.headers.host ?? ''}${req.url ?? ''} and no default upstream`);
+      if (rest) req.resume();
+      return;
+    }
+    if (capture && !rest) ex.reqCapture = new BodyCapture(this.opts.capture.maxBodyBytes);
+    const replay = replayOf(req, chunks, rest);
+    replay[EXCHANGE] = ex;
+    void upstream.proxy(replay, res, (err?: unknown) => {
+      this.upstreamFailed(ex, replay, res, err instanceof Error ? err : new Error(String(err)));
     });
   }
 
@@ -267,36 +306,10 @@ export class DataPlane {
     }
     try {
       const id = randomUUID();
-      const header = req.headers.traceparent;
-      const traceparent = typeof header === 'string' && isTraceparent(header) ? header : newTraceparent();
-      const url = req.url ?? '/';
-      const q = url.indexOf('?');
-      const search = q === -1 ? '' : url.slice(q + 1);
-      const query = search ? redactQuery(parseQuery(search), this.redactedQuery) : {};
-      const encoded = encodeBody(capture.buffer(), headerValue(req.headers['content-type']));
-      let partitionKey = entry.key?.extract({ body: encoded.bodyEncoding ? undefined : encoded.body, params: ex.params, query, headers: req.headers });
-      if (partitionKey !== undefined && entry.key) partitionKey = this.protectKey(entry, partitionKey);
-      if (partitionKey === undefined && entry.key) {
-        entry.counters.keyMissing++;
-        this.opts.metrics.keyMissing.inc({ flow: entry.config.name });
-      }
-      const kid = this.encrypt(encoded);
-      const message = buildCallMessage({
-        agent: this.opts.agent,
-        flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: 'shadow' },
-        topic: entry.config.topic,
-        id,
-        traceparent,
-        partitionKey,
-        data: { ...encoded, params: ex.params, query },
-        method: req.method ?? 'GET',
-        target: search ? `${url.slice(0, q)}?${redactSearch(search, this.redactedQuery)}` : url,
-        headers: pickHeaders(req.headers, this.reqHeaders),
-        replyTo: this.opts.observationsTopic,
-        ...(kid ? { kid } : {}),
-      });
+      const call = this.callParts(req, ex, capture.buffer());
+      const message = call.build(id, 'shadow', this.opts.observationsTopic);
       ex.id = id;
-      ex.traceparent = traceparent;
+      ex.traceparent = call.traceparent;
       this.opts.publisher.enqueue(entry.config.topic, message);
       ex.published = true;
       entry.counters.events++;
@@ -306,6 +319,50 @@ export class DataPlane {
       this.log.error({ err, flow: entry.config.name }, 'could not build the call event; the call was forwarded but not dual-written');
       this.skip(ex, 'capture_failed');
     }
+  }
+
+  /**
+   * Everything of a call event that does not depend on the path it takes: body (encrypted fields
+   * included), query, partition key, trace context, replay headers. `build` stamps id, mode and replyto.
+   */
+  callParts(req: IncomingMessage, ex: Exchange, raw: Buffer): CallParts {
+    const entry = ex.entry!;
+    const header = req.headers.traceparent;
+    const traceparent = typeof header === 'string' && isTraceparent(header) ? header : newTraceparent();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const search = q === -1 ? '' : url.slice(q + 1);
+    const query = search ? redactQuery(parseQuery(search), this.redactedQuery) : {};
+    const encoded = encodeBody(raw, headerValue(req.headers['content-type']));
+    let partitionKey = entry.key?.extract({ body: encoded.bodyEncoding ? undefined : encoded.body, params: ex.params, query, headers: req.headers });
+    if (partitionKey !== undefined && entry.key) partitionKey = this.protectKey(entry, partitionKey);
+    if (partitionKey === undefined && entry.key) {
+      entry.counters.keyMissing++;
+      this.opts.metrics.keyMissing.inc({ flow: entry.config.name });
+    }
+    const kid = this.encrypt(encoded);
+    const target = search ? `${url.slice(0, q)}?${redactSearch(search, this.redactedQuery)}` : url;
+    const headers = pickHeaders(req.headers, this.reqHeaders);
+    const method = req.method ?? 'GET';
+    return {
+      traceparent,
+      partitionKey,
+      build: (id, mode, replyTo) =>
+        buildCallMessage({
+          agent: this.opts.agent,
+          flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode },
+          topic: entry.config.topic,
+          id,
+          traceparent,
+          partitionKey,
+          data: { ...encoded, params: ex.params, query },
+          method,
+          target,
+          headers,
+          replyTo,
+          ...(kid ? { kid } : {}),
+        }),
+    };
   }
 
   /** Keys from encrypted body fields or redacted headers would leak the secret: publish a keyed digest. */
@@ -359,12 +416,12 @@ export class DataPlane {
     }
   }
 
-  private answer(ex: Exchange, res: ServerResponse, status: number, code: string, message: string): void {
+  answer(ex: Exchange, res: ServerResponse, status: number, code: string, message: string): void {
     ex.failure = { code, message, body: errorBody(code, message) };
     sendJson(res, status, ex.failure.body);
   }
 
-  private skip(ex: Exchange, reason: SkipReason): void {
+  skip(ex: Exchange, reason: SkipReason): void {
     const entry = ex.entry!;
     entry.counters.skipped[reason] = (entry.counters.skipped[reason] ?? 0) + 1;
     this.opts.metrics.skipped.inc({ flow: entry.config.name, reason });
@@ -449,6 +506,38 @@ export class DataPlane {
       if (encoding) data.contentEncoding = encoding;
     }
   }
+}
+
+/** What {@link DataPlane.callParts} yields: a call event waiting for its id, mode and replyto. */
+export interface CallParts {
+  traceparent: string;
+  partitionKey: string | undefined;
+  build(id: string, mode: FlowMode, replyTo: string | null): BusMessage;
+}
+
+/**
+ * A stand-in for a request whose body was read already: the same method, URL, headers and socket, the body
+ * replayed from memory (then the unread rest of the original, when `rest`). http-proxy reads only these
+ * fields and pipes the stream, so the forwarded request is the one the caller sent.
+ */
+function replayOf(req: SidecarRequest, chunks: Buffer[], rest: boolean): SidecarRequest {
+  async function* body(): AsyncGenerator<Buffer> {
+    yield* chunks;
+    if (rest) for await (const chunk of req) yield chunk as Buffer;
+  }
+  const stream = Readable.from(body(), { objectMode: false });
+  // Not an IncomingMessage, but it carries every field http-proxy and http-proxy-middleware read.
+  return Object.assign(stream, {
+    method: req.method,
+    url: req.url,
+    headers: req.headers,
+    rawHeaders: req.rawHeaders,
+    httpVersion: req.httpVersion,
+    httpVersionMajor: req.httpVersionMajor,
+    httpVersionMinor: req.httpVersionMinor,
+    socket: req.socket,
+    connection: req.socket,
+  }) as unknown as SidecarRequest;
 }
 
 function headerValue(value: string | string[] | number | undefined): string | undefined {

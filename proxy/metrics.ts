@@ -27,6 +27,7 @@ export class SidecarMetrics {
   readonly upstreamErrors: Counter<'code'>;
   readonly skipped: Counter<'flow' | 'reason'>;
   readonly keyMissing: Counter<'flow'>;
+  readonly busPath: Counter<'flow' | 'outcome'>;
   readonly publishDuration: Histogram<'outcome'>;
   readonly publishFailures: Counter<'code'>;
   readonly events: Counter<'agent' | 'topic'>;
@@ -59,6 +60,12 @@ export class SidecarMetrics {
     this.upstreamErrors = new Counter({ name: 'cutover_sidecar_upstream_errors_total', help: 'Requests the sidecar answered itself because the upstream failed', labelNames: ['code'], registers });
     this.skipped = new Counter({ name: 'cutover_sidecar_capture_skipped_total', help: 'Flow calls forwarded but not (fully) dual-written, by reason', labelNames: ['flow', 'reason'], registers });
     this.keyMissing = new Counter({ name: 'cutover_sidecar_key_missing_total', help: 'Flow calls without their partition key (published with a null key)', labelNames: ['flow'], registers });
+    this.busPath = new Counter({
+      name: 'cutover_sidecar_bus_path_total',
+      help: 'Calls on the bus path (canary share, bus mode) by flow and outcome: replied, accepted, spooled, reply_timeout, bus_unavailable, fallback_timeout, fallback_unavailable, body_too_large',
+      labelNames: ['flow', 'outcome'],
+      registers,
+    });
     this.publishDuration = new Histogram({ name: 'cutover_sidecar_publish_duration_seconds', help: 'Duration of one bus publish call', labelNames: ['outcome'], buckets: LATENCY_BUCKETS, registers });
     this.publishFailures = new Counter({ name: 'cutover_sidecar_publish_failures_total', help: 'Failed bus publish calls, by error code', labelNames: ['code'], registers });
     this.events = new Counter({ name: 'cutover_sidecar_events_published_total', help: 'Events the bus accepted, by agent and topic', labelNames: ['agent', 'topic'], registers });

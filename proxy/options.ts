@@ -122,6 +122,39 @@ export const publisherSchema = z
   })
   .strict();
 
+/**
+ * Top-level `deliver:` — the callee side of bus mode. The sidecar consumes the topics of the named flows
+ * (consumer group `cutover.deliver.<flow>`), calls its local agent over HTTP and replies to each command's
+ * `replyto`. Shadow-mode copies are skipped: the direct call already reached the agent.
+ */
+export const deliverSchema = z
+  .object({
+    /** Names of flows declared under `flows:` whose commands this sidecar serves. */
+    flows: z.array(z.string().min(1)).min(1),
+    /** Where commands are sent; default the sidecar's `upstream`. */
+    target: httpUrl.optional(),
+    /** Keys delivered in parallel per flow (per-key order always holds). */
+    concurrency: z.number().int().min(1).max(1024).default(8),
+    /** Per call to the agent; a timeout is retried like a connection error. */
+    timeout: durationSchema.default('5s'),
+    /** Attempts before an error reply is sent and the command goes to `<topic>.dlq`. */
+    maxAttempts: z.number().int().min(1).max(100).default(3),
+    /** Where a new consumer group starts: `end` ignores commands published before the first start. */
+    from: z.enum(['start', 'end']).default('start'),
+  })
+  .strict();
+
+/** Top-level `replies:` — this replica's reply channel for bus-mode calls. */
+export const repliesSchema = z
+  .object({
+    /**
+     * Names this replica's reply topic `cutover.replies.<agent>.<instance>`. Default: a random id per
+     * start. Set it (e.g. to the pod name) to reuse one topic across restarts instead of leaving one behind.
+     */
+    instance: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'expected lowercase letters, digits, _ or -').optional(),
+  })
+  .strict();
+
 /** The sidecar's keys of the config file, beside the contract keys (agent, listen, upstream, admin, bus, flows). */
 export const sidecarConfigShape = {
   /**
@@ -147,6 +180,8 @@ export const sidecarConfigShape = {
   encryption: encryptionSchema.optional(),
   spool: spoolSchema.default({}),
   publisher: publisherSchema.default({}),
+  deliver: deliverSchema.optional(),
+  replies: repliesSchema.default({}),
 };
 
 export type RouteConfig = z.infer<typeof routeSchema>;
@@ -155,3 +190,5 @@ export type RedactConfig = z.infer<typeof redactSchema>;
 export type EncryptionConfig = z.infer<typeof encryptionSchema>;
 export type SpoolConfig = z.infer<typeof spoolSchema>;
 export type PublisherConfig = z.infer<typeof publisherSchema>;
+export type DeliverConfig = z.infer<typeof deliverSchema>;
+export type RepliesConfig = z.infer<typeof repliesSchema>;

@@ -109,6 +109,58 @@ export class Publisher {
   }
 
   /**
+   * Publishes one message and resolves only once it is durable: `'bus'` when the bus acknowledged it,
+   * `'spool'` when it went to the local spool (fsynced; sent in order once the bus is back). Used where the
+   * caller's answer depends on the message being held (bus mode). Without `spool`, or when the spool cannot
+   * take it either, rejects with CUTOVER_BUS_UNAVAILABLE (or the bus's own code): the message is not held.
+   * While the spool holds earlier messages a spool-allowed message goes behind them, so order holds.
+   */
+  async publishDurable(topic: string, message: BusMessage, options: { spool: boolean; timeout?: number }): Promise<'bus' | 'spool'> {
+    const record: SpoolRecord = { seq: this.seq++, topic, message };
+    this.counts.enqueued++;
+    if (this.stopping) throw new BusError(ErrorCodes.BUS_CLOSED, 'the publisher is closing');
+    const bus = this.opts.bus();
+    let cause: unknown;
+    if (bus && !(options.spool && this.spoolBusy())) {
+      const started = performance.now();
+      try {
+        await withTimeout(bus.publish(topic, [message]), Math.min(options.timeout ?? Infinity, this.cfg.publishTimeout));
+        this.opts.hooks?.publishLatency?.((performance.now() - started) / 1000, true);
+        this.counts.published++;
+        this.opts.hooks?.published?.(topic, 1);
+        return 'bus';
+      } catch (err) {
+        this.opts.hooks?.publishLatency?.((performance.now() - started) / 1000, false);
+        const code = this.noteFailure(err);
+        cause = err;
+        // A refused message would be refused again from the spool: tell the caller now.
+        if (POISON.has(code)) throw err;
+      }
+    } else if (!bus) {
+      cause = new BusError(ErrorCodes.BUS_UNAVAILABLE, 'bus not started yet', { retriable: true });
+    }
+    if (!options.spool) {
+      throw new BusError(ErrorCodes.BUS_UNAVAILABLE, `the bus did not take the message: ${describeError(cause).message}`, { retriable: true, cause });
+    }
+    this.spoolWrites++;
+    try {
+      const { written } = await this.opts.spool.append([record]);
+      if (written !== 1) throw new BusError(ErrorCodes.SPOOL_FULL, 'the spool is full', { retriable: true });
+      this.counts.spooled++;
+      this.opts.hooks?.spooled?.(1);
+    } catch (err) {
+      this.counts.dropped++;
+      this.opts.hooks?.dropped?.(isCutoverError(err) && err.code === ErrorCodes.SPOOL_FULL ? 'spool_full' : 'spool_error', 1);
+      throw new BusError(ErrorCodes.BUS_UNAVAILABLE, 'neither the bus nor the spool could take the message', { retriable: true, cause: err });
+    } finally {
+      this.spoolWrites--;
+    }
+    if (cause !== undefined && this.retryAt <= Date.now()) this.backOff();
+    this.signal();
+    return 'spool';
+  }
+
+  /**
    * Stops taking new rounds after sending what it can within `drainTimeout`: the queue first, then the
    * spool. Whatever is left at the deadline is in the spool (durable) for the next start. Idempotent.
    */

@@ -7,10 +7,15 @@ import { formatIssues } from '../src/config/load.js';
 import { ConfigError, describeError, ErrorCodes } from '../src/errors.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { createRegistry, type Registry } from '../src/metrics.js';
+import { createAdminControl } from '../src/flips/admin.js';
+import { createFlipFollower, type FlipFollower } from '../src/flips/follower.js';
+import { sidecarBaseUrl } from '../reports/cli.js';
 import { createAdminServer } from './admin.js';
 import { parseListen, sidecarConfigSchema, type SidecarConfig, type SidecarConfigInput } from './config.js';
 import { FieldCipher } from './crypto.js';
+import { DeliverRuntime } from './deliver.js';
 import { FlowTable } from './flow-table.js';
+import { newInstanceId, ReplyChannel } from './reply.js';
 import { DataPlane } from './forward.js';
 import { SidecarMetrics } from './metrics.js';
 import { Publisher } from './publisher.js';
@@ -43,6 +48,10 @@ export interface SidecarHandle {
   readonly flows: FlowTable;
   readonly publisher: Publisher;
   readonly registry: Registry;
+  /** This replica's reply channel for bus-mode calls. */
+  readonly replies: ReplyChannel;
+  /** The `deliver:` consumers, once started (undefined without a `deliver:` section). */
+  deliver(): DeliverRuntime | undefined;
   /** The bus, once started (undefined while the sidecar is still trying to reach it). */
   bus(): Bus | undefined;
   /**
@@ -89,7 +98,52 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
   try {
     const busLink = new BusLink(config, options, logger);
     cleanup.unshift(() => busLink.close());
+    // Flow modes come from the flip log (src/flips): follow it from whenever the bus is reachable.
+    let follower: FlipFollower | undefined;
+    let followerReady: Promise<void> | undefined;
+    busLink.onConnected = (bus) => {
+      follower = createFlipFollower({ bus, flows, logger });
+      followerReady = follower.start().catch(() => undefined);
+    };
+    cleanup.unshift(async () => follower?.close());
+    // Data plane: this replica's reply channel (bus mode) and the callee side (`deliver:`), on the same bus.
+    const replies = new ReplyChannel(config.agent, config.replies.instance ?? newInstanceId(), logger.child({ component: 'replies' }));
+    let deliver: DeliverRuntime | undefined;
+    let deliverReady: Promise<void> | undefined;
+    let repliesReady: Promise<void> | undefined;
+    const startReplies = (bus: Bus): Promise<void> =>
+      (repliesReady = replies.start(bus).catch((err: unknown) => logger.warn({ err: describeError(err) }, 'reply channel could not start; bus-mode calls get 503 (or fallback) until it does')));
+    const followerHook = busLink.onConnected;
+    busLink.onConnected = (bus) => {
+      followerHook?.(bus);
+      if (config.flows.length > 0) void startReplies(bus);
+      if (config.deliver) {
+        const runtime = new DeliverRuntime({
+          bus,
+          busConfig: config.bus,
+          config: config.deliver,
+          flows: config.flows,
+          target: config.deliver.target ?? config.upstream!,
+          dataDir: config.dataDir,
+          logger: logger.child({ component: 'deliver' }),
+        });
+        deliver = runtime;
+        deliverReady = runtime.start().catch((err: unknown) => {
+          deliver = undefined;
+          logger.error({ err: describeError(err) }, 'deliver consumers could not start');
+        });
+      }
+    };
+    cleanup.unshift(async () => {
+      await replies.close();
+      await deliver?.close();
+    });
     await busLink.start();
+    // With the bus reachable at boot, serve nothing before the log's modes are applied.
+    await followerReady;
+    await deliverReady;
+    // A Kafka group join takes seconds: wait for the reply channel only when a flow starts on the bus path.
+    if (flows.entries.some((e) => e.mode === 'bus' || e.mode.startsWith('canary:'))) await repliesReady;
 
     let publisher: Publisher | undefined;
     const metrics = new SidecarMetrics(registry, config.agent, {
@@ -115,6 +169,11 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       publisher,
       metrics,
       cipher,
+      replies,
+      ensureReplies: () => {
+        const bus = busLink.current;
+        if (bus && !replies.ready) void startReplies(bus);
+      },
       logger: logger.child({ component: 'data-plane' }),
     });
     const admin = createAdminServer({
@@ -127,6 +186,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       busHealth: () => busLink.health(),
       listening: () => plane.server.listening,
       logger: logger.child({ component: 'admin' }),
+      control: createAdminControl({ bus: () => busLink.current, flows: config.flows, readiness: config.readiness, baseUrl: sidecarBaseUrl(config.listen), table: flows, logger: logger.child({ component: 'flips' }) }),
     });
 
     const dataAddress = await listen(plane.server, config.listen);
@@ -149,9 +209,12 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       if (!drained) logger.warn({ inFlight: plane.active }, 'shutdown timeout: closing requests still in flight');
       plane.server.closeAllConnections();
       plane.destroyAgents();
+      await replies.close();
+      await deliver?.close();
       await pub.close();
       logger.info({ ...pub.stats, leftInSpool: spool.depth }, 'publisher drained');
       await closeServer(admin);
+      await follower?.close();
       await busLink.close();
       await spool.close();
     };
@@ -163,6 +226,8 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       flows,
       publisher,
       registry,
+      replies,
+      deliver: () => deliver,
       bus: () => busLink.current,
       close: () => (closing ??= close()),
     };
@@ -182,6 +247,8 @@ class BusLink {
   private closed = false;
   private readonly owned: boolean;
   private attempt: Promise<void> | undefined;
+  /** Called once with the bus when it first becomes usable (at start or after retries). */
+  onConnected: ((bus: Bus) => void) | undefined;
 
   constructor(
     private readonly config: SidecarConfig,
@@ -194,6 +261,7 @@ class BusLink {
   async start(): Promise<void> {
     if (!this.owned) {
       this.current = this.options.bus;
+      if (this.current) this.onConnected?.(this.current);
       return;
     }
     try {
@@ -223,6 +291,7 @@ class BusLink {
       return;
     }
     this.current = bus;
+    this.onConnected?.(bus);
   }
 
   private schedule(delay: number): void {

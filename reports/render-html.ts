@@ -7,14 +7,31 @@ import type { FlowReport, Percentiles, Report, Timeline, VerdictStatus } from '.
  * Content-Security-Policy forbids every fetch as a second line of defence behind escaping, since diff
  * values and requests in the report come from the wire.
  */
-export function renderHtml(report: Report): string {
+/** One flip of a flow as the HTML report lists it (src/flips keeps the full record on `cutover.control`). */
+export interface HtmlFlip {
+  at: string;
+  from: string;
+  to: string;
+  who: string;
+  reason: string | null;
+  forced: boolean;
+  /** Verdict the flip relied on, when it was gated. */
+  verdict?: string | null;
+}
+
+export interface HtmlOptions {
+  /** Flip history per flow name, oldest first: shown in each flow's section when given. */
+  flips?: ReadonlyMap<string, readonly HtmlFlip[]>;
+}
+
+export function renderHtml(report: Report, options: HtmlOptions = {}): string {
   const s = report.summary;
   const body = [
     `<header><div class="title"><h1>Cutover readiness</h1>${badge(report.verdict)}</div>`,
     `<p class="meta">Generated ${esc(report.generatedAt)}${report.since ? ` · records since ${esc(report.since)}` : ''} · ${report.flows.length} flow${report.flows.length === 1 ? '' : 's'}: ` +
       `${s.READY} ready, ${s.NOT_READY} not ready, ${s.INSUFFICIENT_DATA} with insufficient data · ${int(report.input.used)} of ${int(report.input.read)} records used</p></header>`,
     summaryTable(report),
-    ...report.flows.map((f, i) => flowSection(f, i)),
+    ...report.flows.map((f, i) => flowSection(f, i, options.flips?.get(f.flow))),
     `<footer>Report schema ${esc(report.schemaVersion)} · parity = match ÷ (match + mismatch), lower bound = 95% Wilson score interval · times in UTC</footer>`,
   ].join('\n');
   return `<!doctype html>
@@ -124,7 +141,18 @@ function summaryTable(report: Report): string {
 <tbody>${rows || '<tr><td colspan="11" class="muted">No flows.</td></tr>'}</tbody></table></section>`;
 }
 
-function flowSection(f: FlowReport, index: number): string {
+function flipsTable(flips: readonly HtmlFlip[]): string {
+  if (flips.length === 0) return `<h3>Flips</h3><p class="muted">No flips yet: the mode is the config's.</p>`;
+  const rows = flips
+    .map(
+      (f) =>
+        `<tr${f.forced ? ' class="forced"' : ''}><td>${esc(f.at)}</td><td>${esc(f.from)} → <b>${esc(f.to)}</b></td><td>${esc(f.who)}</td><td>${f.forced ? badge('NOT_READY').replace('NOT READY', 'FORCED') : ''}${f.verdict ? ` ${esc(f.verdict)}` : ''}</td><td>${esc(f.reason ?? '')}</td></tr>`,
+    )
+    .join('');
+  return `<h3>Flips</h3><table class="flips"><thead><tr><th>When (UTC)</th><th>Mode</th><th>Who</th><th>Gate</th><th>Reason</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+function flowSection(f: FlowReport, index: number, flips?: readonly HtmlFlip[]): string {
   const parts: string[] = [];
   parts.push(
     `<section class="card flow" id="flow-${index}" data-flow="${esc(f.flow)}" data-verdict="${f.verdict.status}">`,
@@ -151,6 +179,7 @@ function flowSection(f: FlowReport, index: number): string {
         .join('')}</ul>`,
     );
   }
+  if (flips) parts.push(flipsTable(flips));
   if (f.verdict.advice.length > 0) parts.push(`<h3>Advice</h3><ul class="advice">${f.verdict.advice.map((a) => `<li>${esc(a.message)}</li>`).join('')}</ul>`);
 
   parts.push(

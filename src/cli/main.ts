@@ -17,6 +17,15 @@ const USAGE = `usage: cutover <command> [options]
 commands:
   validate --config FILE     check a config file; prints OK or every error with its path
   sidecar --config FILE      run the sidecar proxy (forward + dual-write) until SIGTERM/SIGINT
+  shadow --config FILE       run the shadow side (delivery consumers and comparator) on its own
+  report --config FILE       readiness report per flow (exit 0 READY, 1 NOT_READY, 3 INSUFFICIENT_DATA)
+  flip FLOW --to MODE --config FILE [--reason TEXT] [--force]
+                             move a flow to direct, shadow, canary:<1-99> or bus (gated on READY towards
+                             the bus; exit 1 when refused)
+  status --config FILE       every flow: mode, verdict, samples, parity, key figures
+  history FLOW --config FILE the flow's flips: when, from -> to, who, reason, forced
+
+run cutover <command> --help for a command's options
 `;
 
 /** Runs one CLI invocation and returns its exit code (never calls process.exit itself). */
@@ -28,6 +37,24 @@ export async function runCli(argv: string[], io: Out = stdio): Promise<number> {
         return validate(rest, io);
       case 'sidecar':
         return await sidecar(rest, io);
+      case 'shadow': {
+        const { shadowCommand } = await import('../../shadow/cli.js');
+        return await shadowCommand(rest, io);
+      }
+      case 'report':
+        return await reportWithFlipLog(rest, io);
+      case 'flip': {
+        const { flipCommand } = await import('../flips/cli.js');
+        return await flipCommand(rest, io);
+      }
+      case 'status': {
+        const { statusCommand } = await import('../flips/cli.js');
+        return await statusCommand(rest, io);
+      }
+      case 'history': {
+        const { historyCommand } = await import('../flips/cli.js');
+        return await historyCommand(rest, io);
+      }
       case undefined:
       case '-h':
       case '--help':
@@ -81,6 +108,33 @@ async function sidecar(args: string[], io: Out): Promise<number> {
   return ExitCode.OK;
 }
 
+/**
+ * `cutover report` with each flow's current mode read from the flip log: the config loader is wrapped so
+ * the mode lookup can open the same bus (once, lazily) before the report reads the parity records.
+ */
+async function reportWithFlipLog(args: string[], io: Out): Promise<number> {
+  const { reportCommand, loadReportConfig } = await import('../../reports/cli.js');
+  const { modesFromLog } = await import('../flips/control.js');
+  const { createBus } = await import('../bus/index.js');
+  let loaded: ReturnType<typeof loadReportConfig> | undefined;
+  let modes: Promise<Map<string, string>> | undefined;
+  const readModes = async (): Promise<Map<string, string>> => {
+    const { config } = loaded!;
+    const logger = createLogger({ level: 'warn' });
+    const bus = await createBus(config.bus, { logger });
+    try {
+      await bus.start();
+      return await modesFromLog(bus, config.flows);
+    } finally {
+      await bus.close();
+    }
+  };
+  return reportCommand(args, { ...io, isTTY: process.stdout.isTTY }, {
+    loadConfig: (file) => (loaded = loadReportConfig(file)),
+    modeOf: async (flow) => (await (modes ??= readModes())).get(flow.name) ?? flow.mode,
+  });
+}
+
 function report(err: unknown, io: Out): number {
   if (err instanceof ConfigError) {
     io.err(`${err.code}: ${err.message}`);
@@ -88,7 +142,8 @@ function report(err: unknown, io: Out): number {
   }
   if (isCutoverError(err)) {
     io.err(`${err.code}: ${err.message}`);
-    return err.code === ErrorCodes.USAGE ? ExitCode.USAGE_OR_CONFIG : ExitCode.FAILURE;
+    // An unknown flow name is a usage mistake: exit 2, so scripts tell it from a refused flip (1).
+    return err.code === ErrorCodes.USAGE || err.code === ErrorCodes.FLOW_UNKNOWN ? ExitCode.USAGE_OR_CONFIG : ExitCode.FAILURE;
   }
   if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     io.err(`${ErrorCodes.USAGE}: ${err.message}`);

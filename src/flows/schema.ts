@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { conventionProblem } from '../bus/topics.js';
+import { durationSchema } from '../duration.js';
 
 export { flowModeSchema, type FlowMode } from '../flips/mode.js';
 import { flowModeSchema } from '../flips/mode.js';
@@ -44,11 +45,39 @@ export const flowObjectSchema = z
       .optional(),
     schemaVersion: z.string().regex(/^\d+(\.\d+){0,2}$/, 'expected a version like 1, 1.2 or 1.2.3').default('1'),
     mode: flowModeSchema.default('direct'),
+    /** Bus path (canary/bus modes): how long the sidecar waits for the reply. Default 5s (DEFAULT_REPLY_TIMEOUT). */
+    timeout: durationSchema.optional(),
+    /** Bus path: `direct` serves a call directly when the reply times out or the bus cannot take the command. */
+    fallback: z.enum(['none', 'direct']).optional(),
+    /** `request` (default): the caller waits for the reply. `event`: fire-and-forget, answered once the bus or spool holds it. */
+    kind: z.enum(['request', 'event']).optional(),
+    /** `kind: event`: the status the caller gets once the event is held. Default 202. */
+    status: z.number().int().min(200).max(299).optional(),
+    /** Bus path: also call the direct path in the background and publish both results for comparison (safe calls only). */
+    verify: z.boolean().optional(),
+    /** The call may be repeated without harm (GET, HEAD and OPTIONS always are). Required for `verify` on other methods. */
+    safe: z.boolean().optional(),
   })
   .strict();
 
+/** Methods whose calls are safe to repeat: `verify` may call the direct path again for them. */
+export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 /** Cross-field checks of a flow, reusable on schemas that extend {@link flowObjectSchema}. */
-export function refineFlow(flow: { key?: string | undefined; match: { path: string } }, ctx: z.RefinementCtx): void {
+export function refineFlow(
+  flow: { key?: string | undefined; match: { path: string; method?: string }; verify?: boolean | undefined; safe?: boolean | undefined; status?: number | undefined; kind?: string | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  if (flow.verify && !flow.safe && flow.match.method !== undefined && !SAFE_METHODS.has(flow.match.method)) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ['verify'],
+      message: `verify repeats the call on the direct path; ${flow.match.method} is not safe to repeat (mark the flow safe: true if it is)`,
+    });
+  }
+  if (flow.status !== undefined && flow.kind !== 'event') {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['status'], message: 'status applies to kind: event only' });
+  }
   if (flow.key?.startsWith('path.')) {
     const param = flow.key.slice('path.'.length);
     const params = templateParams(flow.match.path);

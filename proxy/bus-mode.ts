@@ -1,0 +1,314 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Delivery } from '../src/bus/types.js';
+import { describeError, ErrorCodes, isCutoverError } from '../src/errors.js';
+import type { ParsedMode } from '../src/flips/mode.js';
+import { SAFE_METHODS } from '../src/flows/schema.js';
+import type { Logger } from '../src/logger.js';
+import { sendReplay } from '../shadow/replay.js';
+import { DEFAULT_REPLY_HEADERS } from '../shadow/delivery.js';
+import { buildObservationMessage } from './call-event.js';
+import type { CallParts, DataPlane, Exchange, SidecarRequest, Upstream } from './forward.js';
+import type { SidecarMetrics } from './metrics.js';
+import type { Publisher } from './publisher.js';
+import type { ReplyChannel, ReplyData } from './reply.js';
+
+/** The modes whose calls may take the bus path. */
+export type BusModeKind = Extract<ParsedMode, { kind: 'canary' } | { kind: 'bus' }>;
+
+/** How long a bus-mode call waits for its reply unless the flow sets `timeout`. */
+export const DEFAULT_REPLY_TIMEOUT = 5_000;
+/** Status of a `kind: event` call once the bus or the spool holds it, unless the flow sets `status`. */
+export const DEFAULT_EVENT_STATUS = 202;
+
+/** What became of one call on the bus path (`cutover_sidecar_bus_path_total{outcome}`). */
+export type BusOutcome =
+  | 'replied'
+  | 'accepted'
+  | 'spooled'
+  | 'reply_timeout'
+  | 'bus_unavailable'
+  | 'fallback_timeout'
+  | 'fallback_unavailable'
+  | 'body_too_large';
+
+/**
+ * The canary bucket of a key, 0-99: the first 4 bytes of its SHA-1, mod 100. Stable across processes and
+ * restarts, so every replica sends one key down the same path.
+ */
+export function canaryBucket(key: string): number {
+  return createHash('sha1').update(key).digest().readUInt32BE(0) % 100;
+}
+
+/** Whether a call with `key` takes the bus path in `canary:<percent>`. */
+export function takesBusPath(key: string, percent: number): boolean {
+  return canaryBucket(key) < percent;
+}
+
+/** Response headers a bus reply may set on the caller's response (content-length is recomputed). */
+const REPLY_HEADERS = new Set(['content-type', 'location', 'etag', 'retry-after', 'cache-control', 'content-language', 'last-modified', 'expires', 'vary', 'link']);
+
+/** An HTTP response rebuilt from a bus reply. */
+export interface ReplyResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/**
+ * Turns a bus reply (`cutover.observation.bus` data: `{ status, headers, body, bodyEncoding, contentType,
+ * error }`, as shadow delivery and the SDK publish it) into the caller's response. A reply without a
+ * status (the bus side gave up) becomes 502 with its error code; a reply whose body was too large for the
+ * bus becomes 502 CUTOVER_MESSAGE_TOO_LARGE, never a silently empty body.
+ */
+export function replyToResponse(data: ReplyData | undefined): ReplyResponse {
+  const d = data ?? {};
+  if (typeof d.status !== 'number' || d.status < 100 || d.status > 599) {
+    const code = d.error?.code ?? ErrorCodes.HANDLER_FAILED;
+    return jsonError(502, code, d.error?.message ?? 'the bus side answered without a status');
+  }
+  if (d.bodySkipped) return jsonError(502, ErrorCodes.MESSAGE_TOO_LARGE, 'the reply body was too large to travel on the bus');
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(d.headers ?? {})) {
+    const name = k.toLowerCase();
+    if (REPLY_HEADERS.has(name) && typeof v === 'string') headers[name] = v;
+  }
+  let body: Buffer;
+  if (d.body === undefined) body = Buffer.alloc(0);
+  else if (d.bodyEncoding === 'base64') body = Buffer.from(String(d.body), 'base64');
+  else if (d.bodyEncoding === 'utf8') body = Buffer.from(String(d.body), 'utf8');
+  else body = Buffer.from(JSON.stringify(d.body));
+  if (headers['content-type'] === undefined) {
+    if (d.contentType) headers['content-type'] = d.contentType;
+    else if (d.body !== undefined && d.bodyEncoding === undefined) headers['content-type'] = 'application/json';
+  }
+  // A body that could not be decoded travels still encoded: the caller must be told how.
+  if (d.bodyEncoding === 'base64' && d.contentEncoding) headers['content-encoding'] = d.contentEncoding;
+  return { status: d.status, headers, body };
+}
+
+function jsonError(status: number, code: string, message: string): ReplyResponse {
+  return { status, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ error: { code, message } })) };
+}
+
+function send(res: ServerResponse, r: ReplyResponse): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(r.status, { ...r.headers, 'content-length': r.body.length });
+  res.end(r.body);
+}
+
+/** Request headers never repeated on a verification call: hop-by-hop or recomputed. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'te', 'trailer', 'upgrade', 'proxy-connection', 'host']);
+
+export interface BusPathOptions {
+  plane: DataPlane;
+  publisher: Publisher;
+  replies: ReplyChannel;
+  ensureReplies?: () => void;
+  metrics: SidecarMetrics;
+  observationsTopic: string;
+  agent: string;
+  maxBodyBytes: number;
+  logger: Logger;
+}
+
+interface ReadBody {
+  chunks: Buffer[];
+  overLimit: boolean;
+}
+
+/** Reads a request body up to `limit` bytes; past it, stops reading and leaves the rest on `req`. */
+function readBody(req: SidecarRequest, limit: number): Promise<ReadBody> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        req.pause();
+        resolve({ chunks, overLimit: true });
+      }
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve({ chunks, overLimit: false });
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+  });
+}
+
+/**
+ * The bus path of the sidecar: flows in `canary:N` (the bus share) and `bus` mode. The mode was read once
+ * when the request arrived (Exchange.mode), so a flip never changes the path of a call in flight.
+ *
+ * - `kind: request`: register the correlation id on the reply channel, publish the command straight to the
+ *   bus (no spool: a spooled command would run after its caller gave up), await the reply, answer with it.
+ * - `kind: event`: answer `status` once the bus acknowledged the event or the spool fsynced it.
+ * - `fallback: direct`: a reply timeout or a bus that cannot take the command is served directly instead.
+ * - `verify: true` (safe calls): the direct path is called in the background and both results are published
+ *   to the observations topic, so the comparator keeps measuring parity.
+ */
+export class BusPath {
+  constructor(private readonly o: BusPathOptions) {}
+
+  async handle(req: SidecarRequest, res: ServerResponse, ex: Exchange, mode: BusModeKind, upstream: Upstream | undefined): Promise<void> {
+    const entry = ex.entry!;
+    const { plane } = this.o;
+    try {
+      const read = await readBody(req, this.o.maxBodyBytes);
+      if (read.overLimit) {
+        plane.skip(ex, 'body_too_large');
+        if (mode.kind === 'canary') return plane.forwardBuffered(ex, req, res, upstream, read.chunks, true, false);
+        this.outcome(ex, 'body_too_large');
+        plane.answer(ex, res, 413, ErrorCodes.BODY_TOO_LARGE, `request body over capture.maxBodyBytes (${this.o.maxBodyBytes} bytes): too large for the bus`);
+        req.resume();
+        return;
+      }
+      const raw = Buffer.concat(read.chunks);
+      const call = plane.callParts(req, ex, raw);
+      if (mode.kind === 'canary') {
+        const requestId = req.headers['x-request-id'];
+        const key = call.partitionKey ?? (typeof requestId === 'string' && requestId ? requestId : randomUUID());
+        if (!takesBusPath(key, mode.percent)) return plane.forwardBuffered(ex, req, res, upstream, [raw], false, true);
+      }
+      if (entry.config.kind === 'event') await this.event(req, res, ex, call, raw, upstream);
+      else await this.request(req, res, ex, call, raw, upstream);
+    } catch (err) {
+      this.o.logger.error({ err, flow: entry.config.name, eventId: ex.id }, 'bus path failed');
+      if (!res.headersSent) plane.answer(ex, res, 500, ErrorCodes.INTERNAL, 'internal error on the bus path');
+    }
+  }
+
+  private async request(req: SidecarRequest, res: ServerResponse, ex: Exchange, call: CallParts, raw: Buffer, upstream: Upstream | undefined): Promise<void> {
+    const entry = ex.entry!;
+    const cfg = entry.config;
+    const { plane, replies, publisher } = this.o;
+    const timeout = cfg.timeout ?? DEFAULT_REPLY_TIMEOUT;
+    const id = randomUUID();
+    ex.id = id;
+    ex.traceparent = call.traceparent;
+    if (!replies.ready) {
+      this.o.ensureReplies?.();
+      return this.unavailable(req, res, ex, raw, upstream, new Error('the reply channel is not consuming yet'));
+    }
+    // Registered before the publish: a reply can never arrive before anyone waits for it.
+    const waiting = replies.expect(id, timeout);
+    waiting.catch(() => undefined);
+    try {
+      await publisher.publishDurable(cfg.topic, call.build(id, ex.mode, replies.topic), { spool: false, timeout });
+    } catch (err) {
+      replies.cancel(id, err);
+      return this.unavailable(req, res, ex, raw, upstream, err);
+    }
+    entry.counters.events++;
+    const verify = this.shouldVerify(ex) && upstream ? this.verifyDirect(req, ex, raw, upstream) : undefined;
+    let reply: Delivery;
+    try {
+      reply = await waiting;
+    } catch (err) {
+      if (!(isCutoverError(err) && err.code === ErrorCodes.REPLY_TIMEOUT)) throw err;
+      entry.counters.replyTimeouts++;
+      if (cfg.fallback === 'direct' && upstream) {
+        entry.counters.fallbacks++;
+        this.outcome(ex, 'fallback_timeout');
+        this.o.logger.warn({ flow: cfg.name, eventId: id, timeout }, 'no reply in time; served directly (fallback)');
+        return plane.forwardBuffered(ex, req, res, upstream, [raw], false, false);
+      }
+      this.outcome(ex, 'reply_timeout');
+      plane.answer(ex, res, 504, ErrorCodes.REPLY_TIMEOUT, `no reply on the bus within ${timeout} ms (correlation id ${id})`);
+      return;
+    }
+    entry.counters.busServed++;
+    this.outcome(ex, 'replied');
+    send(res, replyToResponse(reply.event.data as ReplyData | undefined));
+    if (verify) {
+      // The bus result, for the comparator: the reply itself went to this replica's channel only.
+      publisher.enqueue(this.o.observationsTopic, { key: id, event: reply.event });
+      entry.counters.observations++;
+    }
+  }
+
+  private async event(req: SidecarRequest, res: ServerResponse, ex: Exchange, call: CallParts, raw: Buffer, upstream: Upstream | undefined): Promise<void> {
+    const entry = ex.entry!;
+    const id = randomUUID();
+    ex.id = id;
+    let held: 'bus' | 'spool';
+    try {
+      // Fire-and-forget: nobody waits for a reply, so the spool is as good as the bus.
+      held = await this.o.publisher.publishDurable(entry.config.topic, call.build(id, ex.mode, null), { spool: true });
+    } catch (err) {
+      return this.unavailable(req, res, ex, raw, upstream, err);
+    }
+    entry.counters.events++;
+    entry.counters.busServed++;
+    this.outcome(ex, held === 'bus' ? 'accepted' : 'spooled');
+    const body = Buffer.from(JSON.stringify({ accepted: true, id }));
+    send(res, { status: entry.config.status ?? DEFAULT_EVENT_STATUS, headers: { 'content-type': 'application/json' }, body });
+  }
+
+  /** Neither the bus (nor, for events, the spool) took the call: fall back, or 503. */
+  private unavailable(req: SidecarRequest, res: ServerResponse, ex: Exchange, raw: Buffer, upstream: Upstream | undefined, err: unknown): void {
+    const entry = ex.entry!;
+    const { code, message } = describeError(err);
+    entry.counters.busUnavailable++;
+    if (entry.config.fallback === 'direct' && upstream) {
+      entry.counters.fallbacks++;
+      this.outcome(ex, 'fallback_unavailable');
+      this.o.logger.warn({ flow: entry.config.name, code, err: message }, 'the bus cannot take the call; served directly (fallback)');
+      return this.o.plane.forwardBuffered(ex, req, res, upstream, [raw], false, false);
+    }
+    this.outcome(ex, 'bus_unavailable');
+    this.o.logger.warn({ flow: entry.config.name, code, err: message }, 'the bus cannot take the call; answered 503');
+    this.o.plane.answer(ex, res, 503, ErrorCodes.BUS_UNAVAILABLE, `the bus cannot take the call right now (${code}); nothing was accepted, retry later`);
+  }
+
+  private shouldVerify(ex: Exchange): boolean {
+    const cfg = ex.entry!.config;
+    return cfg.verify === true && (cfg.safe === true || SAFE_METHODS.has(cfg.match.method));
+  }
+
+  /** Calls the direct path in the background and publishes its observation (never affects the caller). */
+  private async verifyDirect(req: SidecarRequest, ex: Exchange, raw: Buffer, upstream: Upstream): Promise<void> {
+    const entry = ex.entry!;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    try {
+      const r = await sendReplay(new URL(upstream.url), { method: req.method ?? 'GET', target: req.url ?? '/', headers, body: raw.length ? raw : undefined }, {
+        timeout: entry.config.timeout ?? DEFAULT_REPLY_TIMEOUT,
+        maxResponseBytes: this.o.maxBodyBytes,
+        keepHeaders: new Set(DEFAULT_REPLY_HEADERS),
+        agent: upstream.agent,
+      });
+      this.o.publisher.enqueue(
+        this.o.observationsTopic,
+        buildObservationMessage({
+          agent: this.o.agent,
+          flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: ex.mode },
+          correlationId: ex.id!,
+          traceparent: ex.traceparent!,
+          data: { status: r.status, headers: r.headers, ...r.body, bodyEncoding: r.body.bodyEncoding === 'text' ? 'utf8' : r.body.bodyEncoding, latencyMs: Math.round(r.latencyMs * 1000) / 1000 },
+        }),
+      );
+      entry.counters.observations++;
+    } catch (err) {
+      this.o.logger.warn({ err: describeError(err), flow: entry.config.name, eventId: ex.id }, 'verification call to the direct path failed');
+    }
+  }
+
+  private outcome(ex: Exchange, outcome: BusOutcome): void {
+    this.o.metrics.busPath.inc({ flow: ex.entry!.config.name, outcome });
+  }
+}

@@ -1,0 +1,97 @@
+import type { BusConfig } from '../src/bus/options.js';
+import type { Bus } from '../src/bus/types.js';
+import type { CloudEvent } from '../src/events/types.js';
+import type { FlowConfig } from '../src/flows/schema.js';
+import type { Logger } from '../src/logger.js';
+import { createDedupeStore, type DedupeStore } from '../src/sdk/dedupe/index.js';
+import { DEFAULT_REPLY_HEADERS, ShadowDeliveryConsumer } from '../shadow/delivery.js';
+import type { DeliverConfig } from './options.js';
+
+/** Consumer group of a flow's `deliver:` consumers (all replicas of the callee share it). */
+export function deliverGroup(flow: string): string {
+  return `cutover.deliver.${flow}`;
+}
+
+/**
+ * Which events the callee side serves: commands of the bus path (canary/bus modes, or published by a
+ * bus-native producer without a mode). Shadow copies are skipped: their direct call already reached the
+ * agent, and calling it again would execute the call twice.
+ */
+export function isDeliverable(event: CloudEvent): boolean {
+  return event.cutovermode !== 'shadow';
+}
+
+export interface DeliverOptions {
+  bus: Bus;
+  busConfig: BusConfig;
+  config: DeliverConfig;
+  flows: readonly FlowConfig[];
+  /** The agent: `deliver.target`, else the sidecar's upstream. */
+  target: string;
+  dataDir: string;
+  logger: Logger;
+  /** Overrides the dedupe store chosen from the bus (tests). Not closed here when given. */
+  dedupe?: DedupeStore;
+}
+
+/**
+ * The callee side of bus mode: one delivery consumer per flow named in `deliver.flows` (reusing the shadow
+ * side's ShadowDeliveryConsumer: rebuild the HTTP call from the command, send it to the local agent, reply
+ * to the command's `replyto` with status, headers and body). Each command id is executed once per group
+ * (dedupe store), so a redelivery after a rebalance does not call the agent again.
+ */
+export class DeliverRuntime {
+  readonly consumers: ShadowDeliveryConsumer[] = [];
+  private dedupe: DedupeStore | undefined;
+  private ownsDedupe = false;
+  private closed = false;
+
+  constructor(private readonly opts: DeliverOptions) {}
+
+  async start(): Promise<void> {
+    const { opts } = this;
+    try {
+      this.dedupe = opts.dedupe;
+      if (!this.dedupe) {
+        this.dedupe = createDedupeStore(opts.busConfig, { dataDir: opts.dataDir });
+        this.ownsDedupe = true;
+        await this.dedupe.start();
+      }
+      for (const name of opts.config.flows) {
+        // Validated at boot: every name is a declared flow.
+        const flow = opts.flows.find((f) => f.name === name)!;
+        const consumer = new ShadowDeliveryConsumer({
+          bus: opts.bus,
+          flow: {
+            name: flow.name,
+            topic: flow.topic,
+            match: flow.match,
+            shadow: { target: opts.target, timeout: opts.config.timeout, concurrency: opts.config.concurrency, maxAttempts: opts.config.maxAttempts },
+            compareHeaders: DEFAULT_REPLY_HEADERS,
+          },
+          dedupe: this.dedupe,
+          group: deliverGroup(flow.name),
+          accept: isDeliverable,
+          replySource: '/cutover/deliver',
+          from: opts.config.from,
+          logger: opts.logger,
+          // No registry: each consumer would register the same metric names again (prom-client refuses).
+        });
+        this.consumers.push(consumer);
+        await consumer.start();
+      }
+      opts.logger.info({ flows: opts.config.flows, target: opts.target }, 'deliver consuming');
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  /** Stops the consumers (deliveries in flight finish, bounded by the bus), then the dedupe store it opened. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.consumers.map((c) => c.close().catch((err: unknown) => this.opts.logger.warn({ err }, 'closing a deliver consumer failed'))));
+    if (this.ownsDedupe) await this.dedupe?.close();
+  }
+}

@@ -1,0 +1,60 @@
+import type { Bus } from '../bus/types.js';
+import { BusError, ErrorCodes } from '../errors.js';
+import { silentLogger, type Logger } from '../logger.js';
+import type { ReadinessConfig } from '../../reports/options.js';
+import { renderHtml, type HtmlFlip } from '../../reports/render-html.js';
+import { renderJson } from '../../reports/render-json.js';
+import { flipFlow, flowHistory, flowStatus, type ControlFlow, type FlipInput, type FlipResult } from './control.js';
+import type { FlowModeTarget } from './follower.js';
+import { readFlips } from './log.js';
+import type { FlipEntry } from './types.js';
+
+/** What the admin API calls for flips, history and the report. */
+export interface AdminControl {
+  flip(input: FlipInput): Promise<FlipResult>;
+  history(flow: string): Promise<FlipEntry[]>;
+  /** `GET /report` (JSON) and `GET /report.html` bodies, the HTML with each flow's flips. */
+  report(): Promise<{ json: string; html: string }>;
+}
+
+export interface AdminControlOptions {
+  /** The sidecar's bus; undefined while it is unreachable (503). */
+  bus: () => Bus | undefined;
+  flows: readonly ControlFlow[];
+  readiness: ReadinessConfig;
+  baseUrl?: string;
+  /** Applied at once on this sidecar after a flip is logged (the follower applies it again: same mode). */
+  table?: FlowModeTarget;
+  logger?: Logger;
+}
+
+/** The admin API's control plane, over the sidecar's own bus and config. */
+export function createAdminControl(options: AdminControlOptions): AdminControl {
+  const logger = options.logger ?? silentLogger();
+  const ctx = () => {
+    const bus = options.bus();
+    if (!bus) throw new BusError(ErrorCodes.BUS_UNAVAILABLE, 'the bus is not reachable yet: flips are recorded on it, so none can be made now', { retriable: true, status: 503 });
+    return { bus, flows: options.flows, readiness: options.readiness, baseUrl: options.baseUrl, logger };
+  };
+  return {
+    async flip(input) {
+      const result = await flipFlow(ctx(), input);
+      // The log is the truth and the follower applies it; applying here too makes a rollback through
+      // this sidecar take effect before the HTTP answer, not up to one read cycle later.
+      if (result.action === 'flip' && options.table?.get(result.record.flow) !== undefined) options.table.setMode(result.record.flow, result.record.to);
+      return result;
+    },
+    history: (flow) => flowHistory(ctx(), flow),
+    async report() {
+      const c = ctx();
+      const { report } = await flowStatus(c);
+      const flips = new Map<string, HtmlFlip[]>();
+      for (const f of await readFlips(c.bus)) {
+        if (!flips.has(f.flow)) flips.set(f.flow, []);
+        flips.get(f.flow)!.push({ at: f.at, from: f.from, to: f.to, who: f.who, reason: f.reason, forced: f.forced, verdict: f.report?.verdict ?? null });
+      }
+      for (const f of options.flows) if (!flips.has(f.name)) flips.set(f.name, []);
+      return { json: renderJson(report), html: renderHtml(report, { flips }) };
+    },
+  };
+}

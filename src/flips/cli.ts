@@ -1,0 +1,213 @@
+import { parseArgs } from 'node:util';
+import { createBus } from '../bus/index.js';
+import type { BusConfig } from '../bus/options.js';
+import type { Bus } from '../bus/types.js';
+import { CutoverError, ErrorCodes } from '../errors.js';
+import { createLogger, type Logger } from '../logger.js';
+import { loadReportConfig, sidecarBaseUrl, type ReportConfig } from '../../reports/cli.js';
+import { int, ms, pct } from '../../reports/format.js';
+import { flipFlow, flowHistory, flowStatus, type ControlContext } from './control.js';
+import type { FlipEntry } from './types.js';
+
+export interface FlipIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+export interface FlipCliDeps {
+  loadConfig?: (file: string) => ReportConfig;
+  openBus?: (config: BusConfig, logger: Logger) => Promise<Bus>;
+  now?: () => Date;
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+export const FLIP_USAGE = `usage: cutover flip FLOW --to MODE --config FILE [--reason TEXT] [--force] [--who NAME]
+
+  MODE is direct, shadow, canary:<1-99> or bus. A flip towards the bus is refused unless the flow's
+  readiness verdict is READY (direct -> shadow is always allowed; for canary -> bus only the canary's own
+  records count). --force --reason TEXT overrides a refusal and the log records it. A flip back towards
+  direct is always allowed.
+
+exit codes: 0 flipped (or already in that mode), 1 refused, 2 usage or config error`;
+
+export const STATUS_USAGE = `usage: cutover status --config FILE [--json]
+
+  every flow: current mode (from the flip log), verdict, samples, parity and key figures`;
+
+export const HISTORY_USAGE = `usage: cutover history FLOW --config FILE [--json]
+
+  the flow's flips, oldest first: when, from -> to, who, reason, forced`;
+
+function usage(message: string, text: string): CutoverError {
+  return new CutoverError(ErrorCodes.USAGE, `${message}\n${text}`);
+}
+
+async function defaultOpenBus(config: BusConfig, logger: Logger): Promise<Bus> {
+  const bus = await createBus(config, { logger });
+  try {
+    await bus.start();
+  } catch (err) {
+    await bus.close();
+    throw err;
+  }
+  return bus;
+}
+
+/** Loads the config, opens its bus, runs `fn` with a control context, closes the bus. */
+async function withControl<T>(file: string, deps: FlipCliDeps, fn: (ctx: ControlContext) => Promise<T>): Promise<T> {
+  const env = deps.env ?? process.env;
+  const { config, readiness, flowReadiness } = (deps.loadConfig ?? ((f) => loadReportConfig(f, env)))(file);
+  const logger = deps.logger ?? createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level });
+  const bus = await (deps.openBus ?? defaultOpenBus)(config.bus, logger);
+  try {
+    return await fn({ bus, flows: config.flows, readiness, flowReadiness, baseUrl: sidecarBaseUrl(config.listen), now: deps.now, logger });
+  } finally {
+    await bus.close();
+    if (!deps.logger) await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  }
+}
+
+/** `cutover flip`: 0 flipped or no-op; throws CUTOVER_FLIP_REFUSED (exit 1), CUTOVER_USAGE / config / unknown flow (exit 2). */
+export async function flipCommand(argv: string[], io: FlipIo, deps: FlipCliDeps = {}): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        to: { type: 'string' },
+        reason: { type: 'string' },
+        force: { type: 'boolean' },
+        who: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: true,
+    });
+  } catch (err) {
+    throw usage((err as Error).message, FLIP_USAGE);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.out(FLIP_USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) throw usage('flip needs exactly one FLOW', FLIP_USAGE);
+  if (!values.to) throw usage('flip needs --to MODE', FLIP_USAGE);
+  if (!values.config) throw usage('flip needs --config FILE', FLIP_USAGE);
+  const flow = positionals[0]!;
+  const result = await withControl(values.config, deps, (ctx) => flipFlow(ctx, { flow, to: values.to!, reason: values.reason, force: values.force, who: values.who }));
+  if (result.action === 'noop') {
+    io.out(`${result.flow} is already in ${result.mode}: nothing to do`);
+    return 0;
+  }
+  const r = result.record;
+  const evidence = r.report ? ` (verdict ${r.report.verdict}, ${int(r.report.samples)} samples, parity ${pct(r.report.parity)}, lower bound ${pct(r.report.parityLowerBound)}${r.report.basis === 'canary' ? ', canary records' : ''})` : '';
+  io.out(`flipped ${r.flow}: ${r.from} -> ${r.to}${evidence}`);
+  if (r.forced) {
+    io.out(`FORCED past a ${r.report?.verdict ?? 'missing'} verdict; reason: ${r.reason}`);
+    for (const reason of r.report?.reasons ?? []) io.out(`  - ${reason.criterion} (${reason.status}): ${reason.message}`);
+  }
+  io.out('every sidecar following the flip log applies it within a second');
+  return 0;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** `cutover status`: a table of every flow. Exit 0 (it reports; it does not gate). */
+export async function statusCommand(argv: string[], io: FlipIo, deps: FlipCliDeps = {}): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (err) {
+    throw usage((err as Error).message, STATUS_USAGE);
+  }
+  if (values.help) {
+    io.out(STATUS_USAGE);
+    return 0;
+  }
+  if (!values.config) throw usage('status needs --config FILE', STATUS_USAGE);
+  const status = await withControl(values.config, deps, (ctx) => flowStatus(ctx));
+  if (values.json) {
+    io.out(
+      JSON.stringify(
+        status.flows.map((s) => ({
+          flow: s.flow,
+          mode: s.mode,
+          verdict: s.report.verdict.status,
+          samples: s.report.samples,
+          parity: s.report.parity.value,
+          parityLowerBound: s.report.parity.lowerBound,
+          missingRate: s.report.missing.rate,
+          busErrorRate: s.report.errorBus.rate,
+          busP99Ms: s.report.latency.bus?.p99 ?? null,
+          reasons: s.report.verdict.reasons.map((r) => r.message),
+          lastFlip: s.lastFlip,
+        })),
+        null,
+        2,
+      ),
+    );
+    return 0;
+  }
+  const rows = [['FLOW', 'MODE', 'VERDICT', 'SAMPLES', 'PARITY', 'LOWER 95%', 'MISSING', 'BUS ERR', 'BUS P99', 'LAST FLIP']];
+  for (const s of status.flows) {
+    const r = s.report;
+    rows.push([
+      s.flow,
+      s.mode,
+      r.verdict.status,
+      int(r.samples),
+      pct(r.parity.value),
+      pct(r.parity.lowerBound),
+      pct(r.missing.rate),
+      pct(r.errorBus.rate),
+      ms(r.latency.bus?.p99),
+      s.lastFlip ? `${s.lastFlip.at} ${s.lastFlip.from} -> ${s.lastFlip.to}${s.lastFlip.forced ? ' (forced)' : ''}` : '(config)',
+    ]);
+  }
+  io.out(table(rows));
+  for (const s of status.flows) {
+    for (const reason of s.report.verdict.reasons) io.out(`  ${s.flow}: ${reason.criterion} (${reason.status}): ${reason.message}`);
+  }
+  return 0;
+}
+
+/** One line of `cutover history`. */
+export function historyLine(f: FlipEntry): string {
+  const verdict = f.report ? ` [${f.report.verdict}, ${int(f.report.samples)} samples, parity ${pct(f.report.parity)}]` : '';
+  return `${f.at}  ${f.from} -> ${f.to}  by ${f.who}${f.forced ? '  FORCED' : ''}${f.reason ? `  reason: ${f.reason}` : ''}${verdict}`;
+}
+
+/** `cutover history FLOW`: the flow's flips, oldest first. Exit 0. */
+export async function historyCommand(argv: string[], io: FlipIo, deps: FlipCliDeps = {}): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw usage((err as Error).message, HISTORY_USAGE);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.out(HISTORY_USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) throw usage('history needs exactly one FLOW', HISTORY_USAGE);
+  if (!values.config) throw usage('history needs --config FILE', HISTORY_USAGE);
+  const flow = positionals[0]!;
+  const flips = await withControl(values.config, deps, (ctx) => flowHistory(ctx, flow));
+  if (values.json) {
+    io.out(JSON.stringify(flips, null, 2));
+    return 0;
+  }
+  if (flips.length === 0) {
+    io.out(`${flow}: no flips yet (mode as configured)`);
+    return 0;
+  }
+  for (const f of flips) io.out(historyLine(f));
+  return 0;
+}

@@ -1,0 +1,61 @@
+import type { CriterionName, VerdictStatus } from '../../reports/types.js';
+import type { FlowMode } from './mode.js';
+
+/** The flip log: one CloudEvent per flip, read in full by every sidecar (no consumer group). */
+export const FLIP_TOPIC = 'cutover.control';
+export const FLIP_EVENT_TYPE = 'cutover.flip.v1';
+export const FLIP_SOURCE = '/cutover/control';
+
+/** One failing or unproven readiness criterion, as the flip recorded it. */
+export interface FlipReason {
+  criterion: CriterionName;
+  status: 'fail' | 'insufficient';
+  measured: number | null;
+  threshold: number;
+  message: string;
+}
+
+/**
+ * The readiness evidence a flip relied on: the verdict and key figures of the flow's report, small enough
+ * to keep in every log entry. `null` on flips that need no evidence (back towards direct, direct → shadow).
+ */
+export interface FlipReportSummary {
+  verdict: VerdictStatus;
+  reasons: FlipReason[];
+  samples: number;
+  /** match / compared; null when nothing was compared. */
+  parity: number | null;
+  /** 95% Wilson lower bound of parity. */
+  parityLowerBound: number | null;
+  missingRate: number | null;
+  busErrorRate: number | null;
+  busP99Ms: number | null;
+  /** `all` records of the flow, or only the `canary` records since the flow entered canary (→ bus). */
+  basis: 'all' | 'canary';
+  /** Records older than this were not counted (canary basis); null for all records. */
+  since: string | null;
+  generatedAt: string;
+}
+
+/** `data` of a `cutover.flip.v1` event. */
+export interface FlipRecord {
+  flow: string;
+  from: FlowMode;
+  to: FlowMode;
+  reason: string | null;
+  /** `--who`, else `$USER@hostname` of whoever ran the flip. */
+  who: string;
+  /** ISO time of the flip. */
+  at: string;
+  /** True when the gate refused and `--force` overrode it. */
+  forced: boolean;
+  report: FlipReportSummary | null;
+}
+
+/** A flip as read back from the log, with where it sits. */
+export interface FlipEntry extends FlipRecord {
+  /** CloudEvent id: the flip's identity. */
+  id: string;
+  /** Adapter position in the log. */
+  position: string;
+}
