@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { engineFromModule, runFlipStep, type FlipRequest } from '../../../examples/demo/flip-step.js';
+import type { SidecarHandle } from '../../../proxy/sidecar.js';
+import { buildReport } from '../../../reports/report.js';
+import type { Report } from '../../../reports/types.js';
+import type { Bus } from '../../../src/bus/types.js';
+import { ControlError, ErrorCodes } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/logger.js';
+import { interleave, syntheticRecords } from '../../reports/synthetic.js';
+
+/** The flip step against a known report: one READY flow, one NOT_READY, with and without a flips engine. */
+
+async function report(): Promise<Report> {
+  return buildReport(interleave(syntheticRecords({ flow: 'logistics.ship', samples: 400 }), syntheticRecords({ flow: 'pricing.quote', samples: 400, mismatchRate: 0.05 })), {
+    flows: [
+      { name: 'pricing.quote', mode: 'shadow', method: 'POST' },
+      { name: 'logistics.ship', mode: 'shadow', method: 'POST' },
+    ],
+    readiness: { minSamples: 200, minParityLowerBound: 0.98, maxMissingRate: 0.001, maxDlqRate: 0.001, maxBusErrorRate: 0.001, maxBusP99Ms: null, largeEventBytes: 65536 },
+  });
+}
+
+/** A sidecar as far as the flip step looks at it: its agent, flows and their current modes. */
+function fakeSidecar(agent: string, flow: string): SidecarHandle & { modes: Map<string, string> } {
+  const modes = new Map([[flow, 'shadow']]);
+  return {
+    modes,
+    config: { agent, flows: [{ name: flow, topic: `commands.agent.${agent}.x` }] },
+    flows: { get: (name: string) => (modes.has(name) ? { mode: modes.get(name) } : undefined) },
+  } as unknown as SidecarHandle & { modes: Map<string, string> };
+}
+
+const bus = {} as Bus;
+
+describe('demo flip step', () => {
+  it('without a flips engine, says what it would do: the READY flow flipped, the NOT_READY one refused with its reasons', async () => {
+    const lines: string[] = [];
+    const result = await runFlipStep({
+      report: await report(),
+      sidecars: new Map([['logistics.ship', fakeSidecar('logistics', 'logistics.ship')]]),
+      bus,
+      out: (l) => lines.push(l),
+      logger: silentLogger(),
+      who: 'test',
+      load: async () => undefined,
+    });
+    expect(result).toEqual({ engine: false, flipped: 'logistics.ship', applied: false, refused: 'pricing.quote', problems: [] });
+    const text = lines.join('\n');
+    expect(text).toMatch(/flips are not available in this build yet/);
+    expect(text).toMatch(/cutover flip logistics\.ship --to bus/);
+    expect(text).toMatch(/allowed: logistics\.ship is READY/);
+    expect(text).toMatch(/refused \(CUTOVER_FLIP_REFUSED\): pricing\.quote is NOT_READY\n\s+minParityLowerBound: parity 95%/);
+  });
+
+  it('with an engine made of a gate and a log, records the READY flip, waits for the sidecar, and shows the refusal', async () => {
+    const appended: Array<Record<string, unknown>> = [];
+    const sidecar = fakeSidecar('logistics', 'logistics.ship');
+    const engine = engineFromModule({
+      decideFlip: (r: { flow: string; report: { verdict: { status: string } }; to: string }) => {
+        if (r.report.verdict.status !== 'READY') throw new ControlError(ErrorCodes.FLIP_REFUSED, `flip ${r.flow} shadow -> bus refused: verdict NOT_READY\n  - minParityLowerBound (fail): ...`);
+        return { action: 'flip', to: r.to, forced: false, summary: { verdict: 'READY' } };
+      },
+      appendFlip: async (_bus: Bus, record: Record<string, unknown>) => {
+        appended.push(record);
+        // The sidecar follows the log and applies the flip.
+        sidecar.modes.set(record.flow as string, record.to as string);
+      },
+    });
+    const lines: string[] = [];
+    const after: string[] = [];
+    const result = await runFlipStep({
+      report: await report(),
+      sidecars: new Map([['logistics.ship', sidecar]]),
+      bus,
+      out: (l) => lines.push(l),
+      logger: silentLogger(),
+      who: 'test',
+      load: async () => engine,
+      afterFlip: async (flow) => {
+        after.push(flow);
+        return `traffic over the bus for ${flow}`;
+      },
+    });
+    expect(result).toEqual({ engine: true, flipped: 'logistics.ship', applied: true, refused: 'pricing.quote', problems: [] });
+    expect(appended).toEqual([expect.objectContaining({ flow: 'logistics.ship', from: 'shadow', to: 'bus', who: 'test', forced: false, report: { verdict: 'READY' } })]);
+    expect(after).toEqual(['logistics.ship']);
+    const text = lines.join('\n');
+    expect(text).toMatch(/the logistics sidecar now serves logistics\.ship over the bus/);
+    expect(text).toMatch(/refused \(CUTOVER_FLIP_REFUSED\): flip pricing\.quote shadow -> bus refused/);
+  });
+
+  it('reports an engine that lets a NOT_READY flow through, and a sidecar that never applies the flip', async () => {
+    const flips: FlipRequest[] = [];
+    const result = await runFlipStep({
+      report: await report(),
+      sidecars: new Map([['logistics.ship', fakeSidecar('logistics', 'logistics.ship')]]),
+      bus,
+      out: () => undefined,
+      logger: silentLogger(),
+      who: 'test',
+      applyTimeoutMs: 100,
+      load: async () => ({ flip: async (r) => void flips.push(r) }),
+    });
+    expect(flips.map((f) => f.flow)).toEqual(['logistics.ship', 'pricing.quote']);
+    expect(result.applied).toBe(false);
+    expect(result.problems).toEqual(['the gate let NOT_READY pricing.quote through']);
+  });
+
+  it('refuses to guess an engine API it does not know', () => {
+    expect(() => engineFromModule({ somethingElse: () => undefined })).toThrow(/adapt engineFromModule/);
+  });
+});
