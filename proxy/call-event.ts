@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { BusMessage } from '../src/bus/types.js';
 import type { FlowMode } from '../src/flows/schema.js';
 import type { CloudEvent } from '../src/events/types.js';
+import type { CallSample } from '../src/parity/types.js';
 import type { EncodedBody } from './capture.js';
 
 /** Where direct (and, in shadow mode, bus-driven) results go; the call event's `replyto`. */
@@ -46,6 +47,36 @@ export interface ObservationData extends EncodedBody {
   bodyBytes?: number;
   /** The response's content-encoding when the body could not be decoded and travels encoded. */
   contentEncoding?: string;
+  /**
+   * The call that got this response, redacted exactly like the call event ({@link callSample}), so the
+   * comparator can attach a replayable sample to a mismatch whoever produced the bus side (an SDK agent's
+   * reply carries none).
+   */
+  request?: CallSample;
+}
+
+/** Longest request body (characters) kept in a call sample; the same bound the shadow side uses. */
+export const SAMPLE_BODY_LIMIT = 1_024;
+
+/**
+ * The call sample of a call event, from the parts the event was built from: method, target (secret query
+ * values masked), allow-listed headers (credentials never included) and the body as published (encrypted
+ * fields stay encrypted), truncated. Binary bodies are left out: a text replay could not send them.
+ */
+export function callSample(parts: { method: string; target: string; headers: Record<string, string>; body: EncodedBody }): CallSample {
+  const sample: CallSample = { method: parts.method, target: parts.target };
+  if (Object.keys(parts.headers).length > 0) sample.headers = parts.headers;
+  const { body, bodyEncoding } = parts.body;
+  if (body !== undefined && bodyEncoding !== 'base64') {
+    const text = bodyEncoding === 'utf8' && typeof body === 'string' ? body : JSON.stringify(body);
+    if (text.length > SAMPLE_BODY_LIMIT) {
+      sample.body = text.slice(0, SAMPLE_BODY_LIMIT);
+      sample.bodyTruncated = true;
+    } else {
+      sample.body = text;
+    }
+  }
+  return sample;
 }
 
 export interface FlowRef {

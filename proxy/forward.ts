@@ -12,7 +12,8 @@ import { parseMode } from '../src/flips/mode.js';
 import type { FlowMode } from '../src/flows/schema.js';
 import { parseQuery } from '../src/flows/key.js';
 import type { Logger } from '../src/logger.js';
-import { buildCallMessage, buildObservationMessage, type ObservationData } from './call-event.js';
+import type { CallSample } from '../src/parity/types.js';
+import { buildCallMessage, buildObservationMessage, callSample, type ObservationData } from './call-event.js';
 import { BodyCapture, decodeContent, encodeBody, type EncodedBody } from './capture.js';
 import type { FieldCipher } from './crypto.js';
 import type { FlowEntry, FlowTable } from './flow-table.js';
@@ -71,6 +72,8 @@ export class Exchange {
   mode: FlowMode = 'direct';
   id: string | undefined;
   traceparent: string | undefined;
+  /** The call as published (redacted, body truncated), for the direct observation. Set by callParts. */
+  sample: CallSample | undefined;
   reqCapture: BodyCapture | undefined;
   resCapture: BodyCapture | undefined;
   /** The call event went to the publisher: an observation must follow. */
@@ -344,6 +347,8 @@ export class DataPlane {
     const target = search ? `${url.slice(0, q)}?${redactSearch(search, this.redactedQuery)}` : url;
     const headers = pickHeaders(req.headers, this.reqHeaders);
     const method = req.method ?? 'GET';
+    // After encryption: the sample shows the body exactly as the bus saw it.
+    ex.sample = callSample({ method, target, headers, body: encoded });
     return {
       traceparent,
       partitionKey,
@@ -461,6 +466,7 @@ export class DataPlane {
         headers: pickHeaders(res.getHeaders(), this.resHeaders),
         latencyMs: Math.round(elapsed * 1000) / 1000,
       };
+      if (ex.sample) data.request = ex.sample;
       if (ex.failure) {
         data.error = { code: ex.failure.code, message: ex.failure.message };
         Object.assign(data, encodeBody(ex.failure.body, 'application/json'));

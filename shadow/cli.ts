@@ -44,7 +44,8 @@ export interface ShadowIo {
 const USAGE = `usage: cutover shadow --config FILE [--only delivery|comparator]
 
 Runs the shadow side on its own: a delivery consumer per flow with a shadow.target (consumer group
-cutover.shadow.<flow>) and the comparator (group cutover.comparator). Start several to scale out.`;
+cutover.shadow.<flow>) and the comparator for the config's flows (group cutover.comparator.<flow> each).
+Start several to scale out.`;
 
 /**
  * `cutover shadow --config FILE`: runs delivery consumers and comparator until SIGINT/SIGTERM (or

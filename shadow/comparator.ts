@@ -9,11 +9,23 @@ import { PairingEngine, type FlowRules, type PairingStats } from './pairing.js';
 
 export const COMPARATOR_GROUP = 'cutover.comparator';
 
+/** The consumer group that judges one flow's pairs: `<group>.<flow>` (default `cutover.comparator.<flow>`). */
+export function comparatorGroupOf(flow: string, group: string = COMPARATOR_GROUP): string {
+  return `${group}.${flow}`;
+}
+
 export interface ComparatorOptions {
   bus: Bus;
   logger?: Logger;
   /** Compare and noise rules per flow name. */
   flows?: Readonly<Record<string, FlowRules>>;
+  /**
+   * Which pairs this comparator judges. `flows` (the default when `flows` names any): only the flows it
+   * has rules for, each in its own group `<group>.<flow>`, so comparators that know different flows can
+   * share one observations topic without judging each other's pairs with default rules. `all`: every
+   * observation, in group `<group>` (flows without rules get the default rules).
+   */
+  scope?: 'flows' | 'all';
   /** ms to wait for the other side of a pair. Default 30 s. */
   window?: number;
   /** Default 100,000. */
@@ -42,9 +54,14 @@ export interface ComparatorOptions {
 }
 
 /**
- * The comparator as a service: consumes observations in consumer group `cutover.comparator`, feeds them to
- * the {@link PairingEngine} and publishes parity records to `cutover.parity` (key = flow name, type
- * `cutover.parity.v1`). An observation is acknowledged once the records it completed are on the bus.
+ * The comparator as a service: consumes observations, feeds them to the {@link PairingEngine} and publishes
+ * parity records to `cutover.parity` (key = flow name, type `cutover.parity.v1`). An observation is
+ * acknowledged once the records it completed are on the bus.
+ *
+ * By default it judges only the flows it has rules for: one consumer group per flow
+ * (`cutover.comparator.<flow>`, see {@link comparatorGroupOf}), each skipping observations of other flows.
+ * Each group reads the whole observations topic, the price of keeping observations on one topic keyed by
+ * correlation id (so both sides of a pair meet on one partition).
  *
  * Open pairs live in memory: a comparator that crashes loses the pairs it held open (their observations
  * were acknowledged). Several comparators in one group split the correlation ids between them, since
@@ -55,7 +72,7 @@ export class Comparator {
   private readonly opts: Required<Pick<ComparatorOptions, 'observationsTopic' | 'parityTopic' | 'group' | 'concurrency' | 'batchSize' | 'maxQueued'>> & ComparatorOptions;
   private readonly log: Logger;
   private readonly now: () => number;
-  private subscription: Subscription | undefined;
+  private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
   private queue: Array<{ message: BusMessage; done: Array<() => void> }> = [];
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
@@ -65,6 +82,7 @@ export class Comparator {
   private closed = false;
   private dropped = 0;
   private ignored = 0;
+  private foreign = 0;
   private readonly metrics: ComparatorMetrics | undefined;
 
   constructor(options: ComparatorOptions) {
@@ -88,20 +106,30 @@ export class Comparator {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    this.subscription = await this.opts.bus.subscribe({
-      group: this.opts.group,
-      topics: [this.opts.observationsTopic],
-      concurrency: this.opts.concurrency,
-      from: this.opts.from ?? 'start',
-      handler: (d) => this.handle(d),
-    });
+    const known = Object.keys(this.opts.flows ?? {});
+    const scoped = (this.opts.scope ?? (known.length > 0 ? 'flows' : 'all')) === 'flows';
+    const subscribe = (group: string, flow: string | undefined): Promise<Subscription> =>
+      this.opts.bus.subscribe({
+        group,
+        topics: [this.opts.observationsTopic],
+        concurrency: this.opts.concurrency,
+        from: this.opts.from ?? 'start',
+        handler: (d) => this.handle(d, flow),
+      });
+    try {
+      if (scoped) for (const flow of known) this.subscriptions.push(await subscribe(comparatorGroupOf(flow, this.opts.group), flow));
+      else this.subscriptions.push(await subscribe(this.opts.group, undefined));
+    } catch (err) {
+      await this.closeSubscriptions();
+      throw err;
+    }
     const window = this.opts.window ?? 30_000;
     const interval = this.opts.sweepInterval ?? Math.min(1_000, Math.max(50, Math.floor(window / 10)));
     if (interval > 0) {
       this.timer = setInterval(() => void this.sweep().catch((err) => this.log.warn({ err }, 'sweep failed')), interval);
       this.timer.unref();
     }
-    this.log.info({ group: this.opts.group, topic: this.opts.observationsTopic, window }, 'comparator consuming');
+    this.log.info({ groups: this.subscriptions.map((x) => x.group), topic: this.opts.observationsTopic, window }, 'comparator consuming');
   }
 
   /** Records pairs whose window passed as missing_*; resolves once those records are on the bus. */
@@ -110,19 +138,32 @@ export class Comparator {
     if (records.length > 0) await this.emit(records);
   }
 
-  /** Handles one observation delivery (exposed for in-process use and the benchmark). */
-  async handle(delivery: Delivery): Promise<void> {
+  /**
+   * Handles one observation delivery (exposed for in-process use and the benchmark). With `flow`, an
+   * observation of another flow is skipped: that flow's own group (here or in another comparator) judges it.
+   */
+  async handle(delivery: Delivery, flow?: string): Promise<void> {
     const obs = observationOf(delivery);
     if (!obs) {
       this.ignored += 1;
+      return;
+    }
+    if (flow !== undefined && obs.flow !== flow) {
+      this.foreign += 1;
       return;
     }
     const records = this.engine.ingest(obs, this.now());
     if (records.length > 0) await this.emit(records);
   }
 
-  stats(): PairingStats & { queued: number; dropped: number; ignored: number } {
-    return { ...this.engine.stats(), queued: this.queue.length, dropped: this.dropped, ignored: this.ignored };
+  /** `foreign`: deliveries skipped by a per-flow group because they belong to another flow (each group sees them all). */
+  stats(): PairingStats & { queued: number; dropped: number; ignored: number; foreign: number } {
+    return { ...this.engine.stats(), queued: this.queue.length, dropped: this.dropped, ignored: this.ignored, foreign: this.foreign };
+  }
+
+  /** The consumer groups this comparator consumes in (one per known flow, or the one shared group). */
+  get groups(): string[] {
+    return this.subscriptions.map((s) => s.group);
   }
 
   /** Resolves once everything queued so far is on the bus. */
@@ -139,10 +180,16 @@ export class Comparator {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    await this.subscription?.close();
+    await this.closeSubscriptions();
     // Cut any backoff short: from now on one more try per batch, then give up loudly.
     this.abort.abort();
     await this.flush().catch((err) => this.log.warn({ err, queued: this.queue.length }, 'parity records not published at close'));
+  }
+
+  private async closeSubscriptions(): Promise<void> {
+    const subs = this.subscriptions;
+    this.subscriptions = [];
+    await Promise.all(subs.map((s) => s.close().catch((err) => this.log.warn({ err, group: s.group }, 'leaving a comparator group failed'))));
   }
 
   private emit(records: ParityRecord[]): Promise<void> {

@@ -40,6 +40,11 @@ export interface ObservationData extends EncodedBody {
   bodySkipped?: string;
   bodyBytes?: number;
   contentEncoding?: string;
+  /**
+   * The call, redacted as the sidecar published it (body truncated), so a report can print a replay. The
+   * sidecar puts it on its direct observation; delivery consumers put it on their replies; SDK agents do not.
+   */
+  request?: CallSample;
 }
 
 /** `data` of a bus reply (`cutover.observation.bus`): the result plus the timing of the bus path. */
@@ -54,8 +59,6 @@ export interface BusReplyData extends ObservationData {
   attempt?: number;
   /** The call event went to the DLQ after this error reply. */
   dlq?: boolean;
-  /** The call, redacted as the sidecar published it (body truncated), so a report can print a replay. */
-  request?: CallSample;
   /** Size of the serialized call event, bytes (reports advise slimming large events). */
   eventBytes?: number;
 }

@@ -271,7 +271,12 @@ export class PairingEngine {
       if (t.consumedAt !== undefined) r.busLagMs = Math.max(0, t.consumedAt - t.eventPublishedAt);
     }
     if (t?.eventBytes !== undefined) r.eventBytes = t.eventBytes;
-    if (outcome !== 'match' && t?.request) r.request = t.request;
+    if (outcome !== 'match') {
+      // The sidecar's own record of the call first; the bus side's copy when the direct side is missing or
+      // predates call samples. SDK replies carry none, so without the direct one their mismatches had no curl.
+      const request = direct?.data.request ?? t?.request;
+      if (request) r.request = request;
+    }
     return r;
   }
 

@@ -37,8 +37,14 @@ export interface ShadowRuntimeOptions {
   observationsTopic?: string;
   /** Default `cutover.parity`. */
   parityTopic?: string;
-  /** Default `cutover.comparator`. */
+  /** Prefix of the comparator's groups: it judges flow X in group `<comparatorGroup>.X`. Default `cutover.comparator`. */
   comparatorGroup?: string;
+  /**
+   * Which pairs the comparator judges: `flows` (default) only those of `flows`, one group per flow, so
+   * runtimes that know different flows (several sidecars on one embedded bus) never judge each other's
+   * pairs with default rules; `all` every observation in the one group `comparatorGroup`.
+   */
+  comparatorScope?: 'flows' | 'all';
   /** Where new consumer groups start. Default `start`. */
   from?: 'start' | 'end';
 }
@@ -102,6 +108,7 @@ export class ShadowRuntime {
         this.comparator = new Comparator({
           bus: options.bus,
           flows: flowRulesOf(options.flows),
+          scope: options.comparatorScope ?? 'flows',
           window: options.shadow.window,
           maxOpenPairs: options.shadow.maxOpenPairs,
           ...(options.observationsTopic ? { observationsTopic: options.observationsTopic } : {}),

@@ -43,7 +43,8 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
   // Positions already applied: after a failed read the log is read again from the start, and re-applying
   // old flips would briefly put flows back in old modes while traffic runs.
   const done = new Set<string>();
-  const warnedUnknown = new Set<string>();
+  // Flows of other sidecars: normal when each sidecar serves some flows, so said once per flow at debug level.
+  const seenUnknown = new Set<string>();
   let applied = 0;
   let closed = false;
   let stream: ReadStream | undefined;
@@ -65,9 +66,9 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
 
   const apply = (flip: FlipEntry): void => {
     if (options.flows.get(flip.flow) === undefined) {
-      if (!warnedUnknown.has(flip.flow)) {
-        warnedUnknown.add(flip.flow);
-        logger.warn({ flow: flip.flow, to: flip.to, flipId: flip.id }, 'flip of a flow this sidecar does not serve: skipped');
+      if (!seenUnknown.has(flip.flow)) {
+        seenUnknown.add(flip.flow);
+        logger.debug({ flow: flip.flow, to: flip.to, flipId: flip.id }, 'flip of a flow this sidecar does not serve: skipped');
       }
       return;
     }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildEvent } from '../../src/events/cloudevent.js';
 import { createBus, type Bus } from '../../src/bus/index.js';
@@ -133,6 +134,24 @@ describe('flip follower', () => {
     expect(seen.at(-1)).toBe('a:direct');
     await follower.close();
     await follower.close();
+  });
+
+  it('logs a flip of a flow it does not serve once, at debug level (normal with several sidecars), never as a warning', async () => {
+    const bus = await openBus();
+    await appendFlip(bus, flip('ghost', 'direct', 'shadow'));
+    await appendFlip(bus, flip('ghost', 'shadow', 'bus'));
+    await appendFlip(bus, flip('a', 'direct', 'shadow'));
+    const lines: Array<{ level: number; msg: string; flow?: string }> = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const modes = new Map<string, FlowMode>([['a', 'direct']]);
+    const follower = createFlipFollower({ bus, logger, flows: { get: (n) => modes.get(n), setMode: (n, m) => void modes.set(n, m) } });
+    cleanups.push(() => follower.close());
+    await follower.start();
+    expect(modes.get('a')).toBe('shadow');
+    const skipped = lines.filter((l) => l.flow === 'ghost');
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]).toMatchObject({ level: pino.levels.values.debug, msg: 'flip of a flow this sidecar does not serve: skipped' });
+    expect(lines.filter((l) => l.level >= pino.levels.values.warn!)).toEqual([]);
   });
 
   it('starts on an empty log', async () => {

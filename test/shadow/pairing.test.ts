@@ -24,6 +24,27 @@ describe('PairingEngine: pairing', () => {
     expect(e.stats()).toMatchObject({ open: 0, records: { match: 1, mismatch: 1 } });
   });
 
+  it('takes the call sample from the direct observation when the bus reply has none (SDK agents), else from the reply', () => {
+    const e = engine();
+    const sample = { method: 'POST', target: '/reservations?src=test', headers: { 'content-type': 'application/json' }, body: '{"sku":"SKU-TEAPOT"}' };
+    e.ingest(obs('direct', 'c1', ok({ a: 1 }, { request: sample })), 0);
+    const [sdk] = e.ingest(obs('bus', 'c1', ok({ a: 2 })), 0);
+    expect(sdk).toMatchObject({ outcome: 'mismatch', request: sample });
+
+    e.ingest(obs('direct', 'c2', ok({ a: 1 })), 0);
+    const [delivered] = e.ingest(obs('bus', 'c2', ok({ a: 2 }, { request: { method: 'POST', target: '/r' } })), 0);
+    expect(delivered!.request).toEqual({ method: 'POST', target: '/r' });
+
+    e.ingest(obs('direct', 'c3', ok({ a: 1 }, { request: sample })), 0);
+    const [missing] = e.expire(60_000);
+    expect(missing).toMatchObject({ correlationId: 'c3', outcome: 'missing_bus', request: sample });
+
+    e.ingest(obs('direct', 'c4', ok({ a: 1 }, { request: sample })), 100_000);
+    const [match] = e.ingest(obs('bus', 'c4', ok({ a: 1 })), 100_000);
+    expect(match!.outcome).toBe('match');
+    expect(match!.request).toBeUndefined();
+  });
+
   it('applies the flow rules and keeps at most maxDiffs differences', () => {
     const e = engine({ flows: { 'inventory.reserve': { compare: { ignore: ['/body/at'], maxDiffs: 2 } } } });
     e.ingest(obs('direct', 'c1', ok({ at: 1, x: 1, y: 1, z: 1 })), 0);
