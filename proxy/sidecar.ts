@@ -14,6 +14,8 @@ import { createAdminServer } from './admin.js';
 import { parseListen, sidecarConfigSchema, type SidecarConfig, type SidecarConfigInput } from './config.js';
 import { FieldCipher } from './crypto.js';
 import { DeliverRuntime } from './deliver.js';
+import { shadowInProcess } from '../shadow/options.js';
+import { ShadowRuntime } from '../shadow/runtime.js';
 import { FlowTable } from './flow-table.js';
 import { newInstanceId, ReplyChannel } from './reply.js';
 import { DataPlane } from './forward.js';
@@ -52,6 +54,8 @@ export interface SidecarHandle {
   readonly replies: ReplyChannel;
   /** The `deliver:` consumers, once started (undefined without a `deliver:` section). */
   deliver(): DeliverRuntime | undefined;
+  /** The in-process shadow side (`shadow.inProcess`, default on the embedded bus), once the bus is up. */
+  shadow(): ShadowRuntime | undefined;
   /** The bus, once started (undefined while the sidecar is still trying to reach it). */
   bus(): Bus | undefined;
   /**
@@ -134,14 +138,41 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
         });
       }
     };
+    // The shadow side (delivery consumers + comparator) in this process: `shadow.inProcess`, by default
+    // on the embedded bus, where one machine runs everything. Elsewhere `cutover shadow` scales it apart.
+    let shadowSide: ShadowRuntime | undefined;
+    let shadowReady: Promise<void> | undefined;
+    if (shadowInProcess(config)) {
+      const previous = busLink.onConnected;
+      busLink.onConnected = (bus) => {
+        previous?.(bus);
+        const runtime = new ShadowRuntime({
+          bus,
+          busConfig: config.bus,
+          flows: config.flows,
+          shadow: config.shadow,
+          dataDir: config.dataDir,
+          observationsTopic: config.observationsTopic,
+          logger,
+          registry,
+        });
+        shadowSide = runtime;
+        shadowReady = runtime.start().catch((err: unknown) => {
+          shadowSide = undefined;
+          logger.error({ err: describeError(err) }, 'in-process shadow side could not start');
+        });
+      };
+    }
     cleanup.unshift(async () => {
       await replies.close();
       await deliver?.close();
+      await shadowSide?.close();
     });
     await busLink.start();
     // With the bus reachable at boot, serve nothing before the log's modes are applied.
     await followerReady;
     await deliverReady;
+    await shadowReady;
     // A Kafka group join takes seconds: wait for the reply channel only when a flow starts on the bus path.
     if (flows.entries.some((e) => e.mode === 'bus' || e.mode.startsWith('canary:'))) await repliesReady;
 
@@ -212,6 +243,8 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       await replies.close();
       await deliver?.close();
       await pub.close();
+      // After the publisher: the last direct observations still reach the in-process comparator's topic.
+      await shadowSide?.close();
       logger.info({ ...pub.stats, leftInSpool: spool.depth }, 'publisher drained');
       await closeServer(admin);
       await follower?.close();
@@ -228,6 +261,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       registry,
       replies,
       deliver: () => deliver,
+      shadow: () => shadowSide,
       bus: () => busLink.current,
       close: () => (closing ??= close()),
     };

@@ -1,0 +1,86 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { start as startInventory } from '../../examples/agents/inventory.js';
+import { startSidecar } from '../../proxy/sidecar.js';
+import { createBus } from '../../src/bus/index.js';
+import { createRegistry } from '../../src/metrics.js';
+import type { ParityRecord } from '../../src/parity/types.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+function post(url: string, body: unknown): Promise<number> {
+  const payload = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${url}/reservations`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+describe('sidecar with the shadow side in process (the default on the embedded bus)', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+  });
+
+  it('replays each shadowed call to the shadow target and records parity, with no other process', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cutover-inprocess-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const direct = await startInventory();
+    const shadowAgent = await startInventory();
+    cleanups.push(() => direct.close(), () => shadowAgent.close());
+    const bus = { kind: 'embedded' as const, path: path.join(dir, 'bus.db') };
+    const sidecar = await startSidecar(
+      {
+        agent: 'inventory',
+        listen: '127.0.0.1:0',
+        upstream: direct.url,
+        admin: { listen: '127.0.0.1:0', auth: false },
+        bus,
+        dataDir: dir,
+        shadow: { window: '20s' },
+        flows: [{
+          name: 'inventory.reserve',
+          match: { method: 'POST', path: '/reservations' },
+          topic: 'commands.agent.inventory.reserve',
+          key: 'body.sku',
+          mode: 'shadow',
+          shadow: { target: shadowAgent.url },
+          compare: { ignore: ['/body/reservationId'] },
+        }],
+      },
+      { registry: createRegistry() },
+    );
+    cleanups.push(() => sidecar.close());
+    expect(sidecar.shadow()).toBeDefined();
+
+    const reader = await createBus(bus);
+    await reader.start();
+    cleanups.push(() => reader.close());
+    const records: ParityRecord[] = [];
+    await reader.subscribe({ group: 'test.parity', topics: ['cutover.parity'], handler: async (d) => void records.push(d.event.data as ParityRecord) });
+
+    for (let i = 0; i < 20; i++) expect(await post(sidecar.data.url, { sku: 'SKU-RED-MUG', qty: 1, customerId: `c-${i}` })).toBe(201);
+    await waitFor(() => records.length >= 20, { timeoutMs: 30_000, what: '20 parity records' });
+    expect(records.map((r) => r.outcome)).toEqual(Array(20).fill('match'));
+    expect(shadowAgent.served.get('POST /reservations')).toBe(20);
+  });
+
+  it('stays out of the way when shadow.inProcess is false', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cutover-inprocess-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const direct = await startInventory();
+    cleanups.push(() => direct.close());
+    const sidecar = await startSidecar(
+      { agent: 'inventory', listen: '127.0.0.1:0', upstream: direct.url, admin: { listen: '127.0.0.1:0', auth: false }, bus: { kind: 'embedded', path: path.join(dir, 'bus.db') }, dataDir: dir, shadow: { inProcess: false }, flows: [] },
+      { registry: createRegistry() },
+    );
+    cleanups.push(() => sidecar.close());
+    expect(sidecar.shadow()).toBeUndefined();
+  });
+});
