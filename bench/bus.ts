@@ -20,6 +20,7 @@ import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { createBus, type Bus, type BusConfigInput, type BusMessage } from '../src/bus/index.js';
 import { buildEvent, serializeEvent } from '../src/events/cloudevent.js';
+import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 50_000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 200);
@@ -146,14 +147,7 @@ async function benchAdapter(kind: string, dir: string): Promise<Row> {
 /** Leaves the shared servers as it found them. */
 async function cleanup(kind: string, prefix: string, topics: string[]): Promise<void> {
   if (kind === 'redis') {
-    const redis = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    await redis.quit();
+    await deleteRedisPrefix(REDIS_URL, prefix);
   } else if (kind === 'kafka') {
     const admin = new Kafka({ brokers: KAFKA, logLevel: logLevel.NOTHING }).admin();
     await admin.connect();

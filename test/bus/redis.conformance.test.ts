@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, describe, it } from 'vitest';
 import { redisUrl } from '../helpers/brokers.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { runConformance } from './conformance.js';
+import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 
 const url = redisUrl();
 const prefix = `test:${randomUUID().slice(0, 8)}:`;
@@ -13,14 +13,7 @@ if (!url) {
 } else {
   afterAll(async () => {
     // Remove every key this suite made (they all share its unique prefix).
-    const redis = new Redis(url);
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    await redis.quit();
+    await deleteRedisPrefix(url, prefix);
   });
 
   runConformance({

@@ -1,10 +1,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import type { BusConfigInput } from '../../src/bus/options.js';
 import type { ParityRecord } from '../../src/parity/types.js';
 import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
+import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 
 /** Small thresholds so a few dozen records decide a verdict. */
 export const TEST_READINESS = { minSamples: 20, minParityLowerBound: 0.8, maxMissingRate: 0.05, maxDlqRate: 0.05, maxBusErrorRate: 0.05, maxBusP99Ms: null, largeEventBytes: 65536 };
@@ -55,14 +55,7 @@ export const busTargets: BusTarget[] = [
         config: { kind: 'redis', url: redis!, prefix, blockTime: '200ms' },
         dir,
         async cleanup() {
-          const client = new Redis(redis!);
-          let cursor = '0';
-          do {
-            const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-            cursor = next;
-            if (keys.length) await client.del(...keys);
-          } while (cursor !== '0');
-          await client.quit();
+          await deleteRedisPrefix(redis!, prefix);
           await rm(dir, { recursive: true, force: true });
         },
       };

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { busConfigSchema } from '../../src/bus/options.js';
 import { createDedupeStore, DEDUPE_FILE, MemoryDedupeStore, RedisDedupeStore, SqliteDedupeStore, type DedupeStore } from '../../src/sdk/dedupe/index.js';
 import { redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 
 const redis = redisUrl();
 
@@ -46,14 +46,7 @@ const kinds: Kind[] = [
         async cleanup() {
           await a.close();
           await b.close();
-          const c = new Redis(redis!);
-          let cursor = '0';
-          do {
-            const [next, keys] = await c.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-            cursor = next;
-            if (keys.length) await c.del(...keys);
-          } while (cursor !== '0');
-          await c.quit();
+          await deleteRedisPrefix(redis!, prefix);
         },
       };
     },

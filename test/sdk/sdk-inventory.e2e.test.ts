@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startRestInventory } from '../../examples/agents/inventory.js';
@@ -15,6 +14,7 @@ import { ShadowRuntime } from '../../shadow/runtime.js';
 import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { simulateCall } from '../shadow/fixtures/sidecar-sim.js';
+import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 
 /**
  * The SDK example agent (examples/agents/sdk-inventory.ts) on the three real buses: it replies to call
@@ -49,14 +49,7 @@ const targets: Target[] = [
         config: { kind: 'redis', url: redis!, prefix, blockTime: '200ms' },
         dataDir: dir,
         async cleanup() {
-          const client = new Redis(redis!);
-          let cursor = '0';
-          do {
-            const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-            cursor = next;
-            if (keys.length) await client.del(...keys);
-          } while (cursor !== '0');
-          await client.quit();
+          await deleteRedisPrefix(redis!, prefix);
           await rm(dir, { recursive: true, force: true });
         },
       };

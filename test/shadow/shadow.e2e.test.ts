@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBus, type Bus, type BusConfigInput } from '../../src/bus/index.js';
@@ -14,6 +13,7 @@ import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startTestAgent, type TestAgent } from './fixtures/agent.js';
 import { simulateCall, type SimFlow } from './fixtures/sidecar-sim.js';
+import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 
 /**
  * Shadow delivery + comparator end to end on the real buses. The sidecar is simulated with its own
@@ -50,14 +50,7 @@ const targets: Target[] = [
         config: { kind: 'redis', url: redis!, prefix, blockTime: '200ms', claimIdle: '5s' },
         dataDir: dir,
         async cleanup() {
-          const client = new Redis(redis!);
-          let cursor = '0';
-          do {
-            const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-            cursor = next;
-            if (keys.length) await client.del(...keys);
-          } while (cursor !== '0');
-          await client.quit();
+          await deleteRedisPrefix(redis!, prefix);
           await rm(dir, { recursive: true, force: true });
         },
       };

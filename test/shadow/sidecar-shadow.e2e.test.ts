@@ -3,7 +3,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
 import { startSidecar } from '../../proxy/sidecar.js';
@@ -15,6 +14,7 @@ import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../s
 import { ShadowRuntime } from '../../shadow/runtime.js';
 import { redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 
 /**
  * The real chain on Redis: caller → sidecar (shadow mode) → REST agent, the sidecar's call events delivered
@@ -46,14 +46,7 @@ function post(url: string, body: unknown): Promise<number> {
     const prefix = `cutover-shadow-sidecar-${randomUUID().slice(0, 8)}:`;
     const dir = await mkdtemp(path.join(tmpdir(), 'cutover-shadow-sidecar-'));
     cleanups.push(async () => {
-      const c = new Redis(redis!);
-      let cursor = '0';
-      do {
-        const [next, keys] = await c.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await c.del(...keys);
-      } while (cursor !== '0');
-      await c.quit();
+      await deleteRedisPrefix(redis!, prefix);
       await rm(dir, { recursive: true, force: true });
     });
     const busConfig: BusConfigInput = { kind: 'redis', url: redis!, prefix, blockTime: '200ms' };
