@@ -94,7 +94,7 @@ export class ShadowDeliveryConsumer {
     this.agent = this.base.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: concurrency }) : new http.Agent({ keepAlive: true, maxSockets: concurrency });
     this.keepHeaders = new Set([...DEFAULT_REPLY_HEADERS, ...(options.flow.compareHeaders ?? [])].map((h) => h.toLowerCase()));
     this.now = options.now ?? Date.now;
-    this.metrics = options.registry ? new DeliveryMetrics(options.registry) : undefined;
+    this.metrics = options.registry ? DeliveryMetrics.of(options.registry) : undefined;
   }
 
   /** Joins the group; resolves once consuming. */
@@ -243,11 +243,23 @@ function round(ms: number): number {
 }
 
 class DeliveryMetrics {
+  private static readonly byRegistry = new WeakMap<Registry, DeliveryMetrics>();
+
+  /** One set per registry: every flow's consumer shares it (labelled by flow); a second set would not register. */
+  static of(registry: Registry): DeliveryMetrics {
+    let metrics = DeliveryMetrics.byRegistry.get(registry);
+    if (!metrics) {
+      metrics = new DeliveryMetrics(registry);
+      DeliveryMetrics.byRegistry.set(registry, metrics);
+    }
+    return metrics;
+  }
+
   readonly deliveries: Counter<'flow' | 'outcome'>;
   readonly latency: Histogram<'flow'>;
   readonly lag: Histogram<'flow'>;
 
-  constructor(registry: Registry) {
+  private constructor(registry: Registry) {
     this.lag = new Histogram({
       name: 'cutover_shadow_bus_lag_seconds',
       help: 'Time from publish to consumption of call events by the shadow delivery consumer',

@@ -52,6 +52,14 @@ describe('sidecar with the shadow side in process (the default on the embedded b
           mode: 'shadow',
           shadow: { target: shadowAgent.url },
           compare: { ignore: ['/body/reservationId'] },
+        }, {
+          // A second flow with a shadow target: every flow's delivery consumer shares the sidecar's registry.
+          name: 'inventory.stock',
+          match: { method: 'GET', path: '/stock/:sku' },
+          topic: 'commands.agent.inventory.stock',
+          key: 'path.sku',
+          mode: 'shadow',
+          shadow: { target: shadowAgent.url },
         }],
       },
       { registry: createRegistry() },
@@ -66,8 +74,10 @@ describe('sidecar with the shadow side in process (the default on the embedded b
     await reader.subscribe({ group: 'test.parity', topics: ['cutover.parity'], handler: async (d) => void records.push(d.event.data as ParityRecord) });
 
     for (let i = 0; i < 20; i++) expect(await post(sidecar.data.url, { sku: 'SKU-RED-MUG', qty: 1, customerId: `c-${i}` })).toBe(201);
-    await waitFor(() => records.length >= 20, { timeoutMs: 30_000, what: '20 parity records' });
-    expect(records.map((r) => r.outcome)).toEqual(Array(20).fill('match'));
+    for (let i = 0; i < 5; i++) expect((await fetch(`${sidecar.data.url}/stock/SKU-TEAPOT`)).status).toBe(200);
+    await waitFor(() => records.length >= 25, { timeoutMs: 30_000, what: '25 parity records' });
+    expect(records.filter((r) => r.flow === 'inventory.reserve').map((r) => r.outcome)).toEqual(Array(20).fill('match'));
+    expect(records.filter((r) => r.flow === 'inventory.stock').map((r) => r.outcome)).toEqual(Array(5).fill('match'));
     expect(shadowAgent.served.get('POST /reservations')).toBe(20);
   });
 
