@@ -21,6 +21,7 @@ import { UNMATCHED, type SidecarMetrics, type SkipReason } from './metrics.js';
 import type { CaptureConfig, RedactConfig, RouteConfig } from './options.js';
 import type { Publisher } from './publisher.js';
 import { BusPath, type BusModeKind } from './bus-mode.js';
+import { shouldSampleNoise, toNoiseObservation } from '../shadow/noise.js';
 import type { ReplyChannel } from './reply.js';
 import { headerPolicy, pickHeaders, redactQuery, redactSearch, type HeaderPolicy } from './redact.js';
 
@@ -89,6 +90,8 @@ export class Exchange {
   timer: NodeJS.Timeout | undefined;
   /** Set when the sidecar answered for the upstream (502/504). */
   failure: { code: string; message: string; body: Buffer } | undefined;
+  /** Set when this request is sampled for the noise baseline: the agent is called a second time. */
+  noise: { method: string; url: string; headers: http.IncomingHttpHeaders; upstream?: Upstream } | undefined;
 }
 
 /** The data plane: a plain node:http server that forwards everything through http-proxy-middleware. */
@@ -206,6 +209,9 @@ export class DataPlane {
         // A declared length over the limit is skipped up front, without copying a single chunk.
         if (Number(req.headers['content-length']) > this.opts.capture.maxBodyBytes) this.skip(ex, 'body_too_large');
         else ex.reqCapture = new BodyCapture(this.opts.capture.maxBodyBytes);
+        // Noise baseline (safe methods only): a share of calls is made twice, see callAgainForNoise.
+        const noise = (matched.entry.config as { noise?: { sample: number } }).noise;
+        if (ex.reqCapture && shouldSampleNoise(noise, req.method ?? 'GET')) ex.noise = { method: req.method ?? 'GET', url, headers: req.headers };
       }
     } else {
       this.opts.metrics.unmatched.inc();
@@ -226,6 +232,7 @@ export class DataPlane {
     res.once('close', done);
 
     const upstream = this.resolve(req, path);
+    if (ex.noise) ex.noise.upstream = upstream;
     if (busMode) {
       // The upstream may be absent (a caller-side sidecar with routes only): the bus path does not need it.
       void this.busPath.handle(req, res, ex, busMode, upstream);
@@ -412,13 +419,20 @@ export class DataPlane {
       if (ex.entry) ex.entry.counters.upstreamErrors++;
     }
     this.opts.metrics.upstreamErrors.inc({ code });
-    this.log.warn({ err: errno ?? err.message, method: req.method, url: req.url, eventId: ex?.id }, 'upstream failed; answered 502');
+    this.log.warn({ err: errno ?? err.message, method: req.method, url: this.loggableUrl(req.url), eventId: ex?.id }, 'upstream failed; answered 502');
     if ('writeHead' in res) {
       if (!res.headersSent) sendJson(res, 502, ex?.failure?.body ?? errorBody(code, message));
       else res.destroy();
     } else {
       res.destroy();
     }
+  }
+
+  /** The request URL for logs, with the query values named in `redact.query` masked. */
+  private loggableUrl(url: string | undefined): string {
+    const u = url ?? '/';
+    const q = u.indexOf('?');
+    return q === -1 ? u : `${u.slice(0, q)}?${redactSearch(u.slice(q + 1), this.redactedQuery)}`;
   }
 
   answer(ex: Exchange, res: ServerResponse, status: number, code: string, message: string): void {
@@ -493,9 +507,59 @@ export class DataPlane {
         }),
       );
       entry.counters.observations++;
+      if (ex.noise && !ex.failure) void this.callAgainForNoise(ex);
     } catch (err) {
       this.log.error({ err, flow: entry.config.name, eventId: ex.id }, 'could not build the direct observation');
       this.skip(ex, 'capture_failed');
+    }
+  }
+
+  /**
+   * The noise baseline, after Diffy: calls the agent a second time with the same safe request, after the
+   * caller has its answer, and publishes the result as a noise observation with the same correlation id.
+   * The comparator diffs the two direct results: what differs between them is noise for the flow.
+   */
+  private async callAgainForNoise(ex: Exchange): Promise<void> {
+    const { method, url, headers, upstream } = ex.noise!;
+    const entry = ex.entry!;
+    if (!upstream) return;
+    const started = performance.now();
+    try {
+      const response = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; overLimit: boolean }>((resolve, reject) => {
+        const target = new URL(url, upstream.url);
+        const { connection: _c, 'keep-alive': _k, 'transfer-encoding': _t, 'content-length': _l, ...forward } = headers;
+        const request = (target.protocol === 'https:' ? https : http).request(target, { method, headers: forward, agent: upstream.agent, timeout: this.opts.upstreamTimeout }, (res) => {
+          const capture = new BodyCapture(this.opts.capture.maxResponseBytes);
+          res.on('data', (chunk: Buffer) => capture.push(chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: capture.buffer(), overLimit: capture.overLimit }));
+          res.on('error', reject);
+        });
+        request.on('timeout', () => request.destroy(new Error('noise call timed out')));
+        request.on('error', reject);
+        request.end();
+      });
+      if (response.overLimit) return;
+      const data: ObservationData = {
+        status: response.status,
+        headers: pickHeaders(response.headers, this.resHeaders),
+        latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
+      };
+      const encoding = headerValue(response.headers['content-encoding']);
+      const decoded = decodeContent(response.body, encoding, this.opts.capture.maxResponseBytes);
+      if (decoded) Object.assign(data, encodeBody(decoded, headerValue(response.headers['content-type'])));
+      const kid = this.encrypt(data);
+      const direct = buildObservationMessage({
+        agent: this.opts.agent,
+        flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: 'shadow' },
+        correlationId: ex.id!,
+        traceparent: ex.traceparent!,
+        data,
+        ...(kid ? { kid } : {}),
+      });
+      this.opts.publisher.enqueue(this.opts.observationsTopic, toNoiseObservation(direct));
+    } catch (err) {
+      // A failed second call only costs a noise sample; the caller was answered long ago.
+      this.log.debug({ err: (err as Error).message, flow: entry.config.name, eventId: ex.id }, 'noise call failed');
     }
   }
 

@@ -94,3 +94,66 @@ describe('sidecar with the shadow side in process (the default on the embedded b
     expect(sidecar.shadow()).toBeUndefined();
   });
 });
+
+describe('noise baseline from the sidecar (flow noise.sample)', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+  });
+
+  /** An agent whose quotes carry a random token: two direct calls of one request always differ there. */
+  async function quoteAgent(): Promise<{ url: string; calls: () => number; close: () => Promise<void> }> {
+    let calls = 0;
+    const server = http.createServer((req, res) => {
+      calls += 1;
+      const sku = (req.url ?? '').split('/').pop();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ sku, price: 12.5, token: Math.random().toString(36).slice(2) }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as { port: number };
+    return { url: `http://127.0.0.1:${port}`, calls: () => calls, close: () => new Promise((r) => server.close(() => r())) };
+  }
+
+  it('calls the agent twice for sampled safe requests, so a random field is noise and not a mismatch', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cutover-noise-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const direct = await quoteAgent();
+    const shadowAgent = await quoteAgent();
+    cleanups.push(() => direct.close(), () => shadowAgent.close());
+    const bus = { kind: 'embedded' as const, path: path.join(dir, 'bus.db') };
+    const sidecar = await startSidecar(
+      {
+        agent: 'pricing',
+        listen: '127.0.0.1:0',
+        upstream: direct.url,
+        admin: { listen: '127.0.0.1:0', auth: false },
+        bus,
+        dataDir: dir,
+        shadow: { window: '20s' },
+        flows: [{
+          name: 'pricing.quote',
+          match: { method: 'GET', path: '/quotes/:sku' },
+          topic: 'commands.agent.pricing.quote',
+          key: 'path.sku',
+          mode: 'shadow',
+          shadow: { target: shadowAgent.url },
+          noise: { sample: 1 },
+        }],
+      },
+      { registry: createRegistry() },
+    );
+    cleanups.push(() => sidecar.close());
+    const reader = await createBus(bus);
+    await reader.start();
+    cleanups.push(() => reader.close());
+    const records: ParityRecord[] = [];
+    await reader.subscribe({ group: 'test.parity', topics: ['cutover.parity'], handler: async (d) => void records.push(d.event.data as ParityRecord) });
+
+    for (let i = 0; i < 12; i++) expect((await fetch(`${sidecar.data.url}/quotes/SKU-${i % 3}`)).status).toBe(200);
+    await waitFor(() => records.length >= 12, { timeoutMs: 30_000, what: '12 parity records' });
+    expect(direct.calls()).toBe(24); // every sampled call made twice
+    expect(records.map((r) => r.outcome)).toEqual(Array(12).fill('match'));
+    expect(records.every((r) => r.noise?.includes('/body/token'))).toBe(true);
+  });
+});
