@@ -16,6 +16,17 @@ const KEEP_ALIVE_MS = 60_000;
  */
 const EXPECTED_WARNINGS = [/Limiting retries for the idempotent producer/];
 
+/**
+ * kafkajs logs every failed response at error level before handing the error to the caller. A CreateTopics
+ * response fails with "Topic creation errors" whenever the topic already exists, which ensureTopic() does
+ * on purpose (create on demand, idempotently), and kafkajs then swallows TOPIC_ALREADY_EXISTS. Any other
+ * creation error still rejects ensureTopic() and is reported by whoever called it, so this line says
+ * nothing the caller does not: debug.
+ */
+function isExpectedError(namespace: string, message: string, extra: Record<string, unknown>): boolean {
+  return namespace === 'Connection' && message.startsWith('Response CreateTopics') && extra.error === 'Topic creation errors';
+}
+
 /** Maps kafkajs log entries onto the injected pino logger (kafkajs would otherwise print to the console). */
 export function kafkaLogCreator(logger: Logger): () => (entry: LogEntry) => void {
   return () =>
@@ -25,7 +36,8 @@ export function kafkaLogCreator(logger: Logger): () => (entry: LogEntry) => void
       const fields = { kafkajs: namespace, ...extra };
       switch (level) {
         case logLevel.ERROR:
-          logger.error(fields, message);
+          if (isExpectedError(namespace, message, extra)) logger.debug(fields, message);
+          else logger.error(fields, message);
           break;
         case logLevel.WARN:
           if (EXPECTED_WARNINGS.some((re) => re.test(message))) logger.debug(fields, message);

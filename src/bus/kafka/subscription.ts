@@ -1,7 +1,7 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
+import { deliverWithRetry, KeyedScheduler, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
 import type { KafkaBusConfig } from '../options.js';
 import { DEFAULT_MAX_ATTEMPTS, resolveBackoff } from '../retry.js';
 import { dlqTopic, isPattern, topicsMatcher } from '../topics.js';
@@ -92,9 +92,11 @@ function unlessAbandoned<T>(work: Promise<T>, signal: AbortSignal): Promise<T | 
  * consumer is replaced by one subscribed to the new set; the same tick restarts a consumer that crashed
  * for good.
  *
- * Messages of a partition are handled one after another (so per-key order holds), partitions in parallel
- * up to `concurrency`. An offset is resolved only after its handler succeeded or its dead letter was
- * written; resolved offsets are committed after each batch and at least every second within one.
+ * Up to `concurrency` keys are handled in parallel, within a partition as across partitions, one message
+ * at a time per key (so per-key order holds): a partition is not one lane, or a topic with few partitions
+ * would cap throughput at a few handlers whatever the concurrency. An offset is resolved only once its
+ * handler succeeded or its dead letter was written AND every earlier offset of the partition was; resolved
+ * offsets are committed after each batch and at least every second within one.
  */
 export class KafkaSubscription implements Subscription {
   readonly group: string;
@@ -105,6 +107,8 @@ export class KafkaSubscription implements Subscription {
   private readonly hasPatterns: boolean;
   private readonly policy: Omit<RetryPolicy, 'signal'>;
   private readonly closing = new AbortController();
+  /** Shared by every partition's batches, so at most `concurrency` handlers run at once in this subscription. */
+  private readonly scheduler: KeyedScheduler;
   /** Aborted per batch to abandon handlers still running after the grace period. */
   private readonly abandons = new Set<AbortController>();
   private consumer: Consumer | undefined;
@@ -125,6 +129,7 @@ export class KafkaSubscription implements Subscription {
     // Sorted and unique, like resolveTopics(), so a tick compares like with like.
     this.exact = [...new Set(options.topics.filter((t) => !isPattern(t)))].sort();
     this.hasPatterns = options.topics.some(isPattern);
+    this.scheduler = new KeyedScheduler(Math.max(1, options.concurrency ?? 1));
     this.log = deps.logger.child({ group: options.group, subscription: options.topics.join(',') });
     this.policy = {
       handler: options.handler,
@@ -275,25 +280,64 @@ export class KafkaSubscription implements Subscription {
     const beat = setInterval(() => {
       heartbeat().catch((err: unknown) => {
         if (lost !== undefined) return;
-        // Usually a rebalance: stop retrying, let the handler in flight finish within the grace period,
-        // then give the partition up with its offset unresolved (it will be redelivered).
+        // Usually a rebalance: stop retrying, let the handlers in flight finish within the grace period,
+        // then give the partition up with its offsets unresolved (they will be redelivered).
         lost = err;
         stopRetries.abort();
         graceTimer = setTimeout(() => abandon.abort(), this.timing.handlerGrace);
       });
     }, this.timing.heartbeatInterval);
-    try {
-      for (const message of batch.messages) {
-        if (lost !== undefined || signal.aborted || !isRunning() || isStale()) break;
-        const outcome = await unlessAbandoned(this.handle(batch.topic, batch.partition, message, signal), abandon.signal);
-        if (outcome !== 'handled' && outcome !== 'dead-lettered') break;
-        resolveOffset(message.offset);
-        // kafkajs commits after each batch; inside a long one, at most once per COMMIT_EVERY_MS.
-        if (Date.now() >= nextCommit) {
-          nextCommit = Date.now() + COMMIT_EVERY_MS;
-          await commitOffsetsIfNecessary();
-        }
+    const messages = batch.messages;
+    /** Set once a message could not be acked: nothing after it may start (its key's order would break). */
+    let broken = false;
+    const done = new Array<boolean>(messages.length).fill(false);
+    /** Index of the first message not yet known handled: offsets below it are resolved. */
+    let next = 0;
+    let committing: Promise<void> | undefined;
+    const advance = (): void => {
+      const from = next;
+      while (next < messages.length && done[next]) next += 1;
+      if (next === from) return;
+      resolveOffset(messages[next - 1]!.offset);
+      // kafkajs commits after each batch; inside a long one, at most once per COMMIT_EVERY_MS.
+      if (!committing && Date.now() >= nextCommit) {
+        nextCommit = Date.now() + COMMIT_EVERY_MS;
+        committing = commitOffsetsIfNecessary()
+          .catch((err: unknown) => this.log.debug({ err }, 'intermediate offset commit failed; the batch end commits again'))
+          .finally(() => (committing = undefined));
       }
+    };
+    try {
+      // Keys of one partition run in parallel (up to `concurrency`), one message at a time per key, like the
+      // other adapters; offsets are resolved only up to the first message not yet handled, so a crash or a
+      // rebalance redelivers from there (at least once, never a gap).
+      const lanePrefix = `${batch.topic}\u0000${batch.partition}\u0000`;
+      const tasks = messages.map((message, i) =>
+        this.scheduler.push(message.key === null ? null : lanePrefix + message.key.toString('latin1'), async () => {
+          if (broken || lost !== undefined || signal.aborted || !isRunning() || isStale()) {
+            broken = true;
+            return;
+          }
+          let outcome: DeliveryOutcome | 'abandoned';
+          try {
+            outcome = await unlessAbandoned(this.handle(batch.topic, batch.partition, message, signal), abandon.signal);
+          } catch (err) {
+            broken = true;
+            throw err;
+          }
+          if (outcome !== 'handled' && outcome !== 'dead-lettered') {
+            broken = true;
+            return;
+          }
+          done[i] = true;
+          advance();
+        }),
+      );
+      const results = await Promise.allSettled(tasks);
+      await committing;
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      // A dead letter that could not be written: kafkajs restarts the partition from the last resolved offset.
+      if (failed && lost === undefined && !this.closing.signal.aborted) throw failed.reason;
     } finally {
       clearInterval(beat);
       clearTimeout(graceTimer);
