@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -269,10 +270,18 @@ export class KafkaSubscription implements Subscription {
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    // Stops retries on rebalance or close. Not AbortSignal.any: on Node 20 each call leaves a listener on the
+    // long-lived closing signal until GC, one per batch, which piles up on a busy consumer.
     const stopRetries = new AbortController();
+    const onClosing = (): void => stopRetries.abort();
+    if (this.closing.signal.aborted) stopRetries.abort();
+    else this.closing.signal.addEventListener('abort', onClosing, { once: true });
     const abandon = new AbortController();
     this.abandons.add(abandon);
-    const signal = AbortSignal.any([this.closing.signal, stopRetries.signal]);
+    const signal = stopRetries.signal;
+    // Every handler in flight (up to `concurrency`) listens on both: that many listeners is expected.
+    const listeners = Math.max(1, this.options.concurrency ?? 1) + 8;
+    setMaxListeners(listeners, stopRetries.signal, abandon.signal);
     let lost: unknown;
     let nextCommit = Date.now() + COMMIT_EVERY_MS;
     let graceTimer: NodeJS.Timeout | undefined;
@@ -342,6 +351,7 @@ export class KafkaSubscription implements Subscription {
       clearInterval(beat);
       clearTimeout(graceTimer);
       this.abandons.delete(abandon);
+      this.closing.signal.removeEventListener('abort', onClosing);
     }
     if (lost !== undefined && !this.closing.signal.aborted) throw lost;
   }
