@@ -270,8 +270,8 @@ export class KafkaSubscription implements Subscription {
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
-    // Stops retries on rebalance or close. Not AbortSignal.any: on Node 20 each call leaves a listener on the
-    // long-lived closing signal until GC, one per batch, which piles up on a busy consumer.
+    // Stops retries on rebalance or close. Not AbortSignal.any: each call registers its result on the
+    // long-lived closing signal until GC collects it, one entry per batch on a busy consumer.
     const stopRetries = new AbortController();
     const onClosing = (): void => stopRetries.abort();
     if (this.closing.signal.aborted) stopRetries.abort();
