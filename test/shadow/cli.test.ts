@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -95,5 +96,60 @@ flows:
     expect(await shadowCommand([], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
     expect(await shadowCommand(['--config', 'x.yaml', '--only', 'both'], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
     expect(err.join('\n')).toMatch(/CUTOVER_USAGE/);
+  });
+});
+
+describe('cutover shadow --metrics', () => {
+  it('serves the shadow side metrics, with the admin token when the config has one', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cutover-shadow-metrics-'));
+    const shadow = await startTestAgent();
+    const file = path.join(dir, 'cutover.yaml');
+    await writeFile(file, `
+agent: inventory
+upstream: http://127.0.0.1:9
+admin: { token: a-token-of-sixteen-chars }
+bus: { kind: embedded, path: ${dir}/bus.db }
+dataDir: ${dir}
+flows:
+  - name: inventory.reserve
+    match: { method: POST, path: /reservations }
+    topic: commands.agent.inventory.reserve
+    mode: shadow
+    shadow: { target: ${shadow.url} }
+`);
+    const probe = http.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+
+    const out: string[] = [];
+    const err: string[] = [];
+    const stop = new AbortController();
+    const exit = shadowCommand(['--config', file, '--metrics', `127.0.0.1:${port}`], { out: (l) => out.push(l), err: (l) => err.push(l), signal: stop.signal, logger: silentLogger() });
+    try {
+      await waitFor(() => out.length > 0 || err.length > 0, { what: 'the start line' });
+      expect(err).toEqual([]);
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(401);
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: 'Bearer a-token-of-sixteen-chars' } });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(text).toContain('cutover_shadow_deliveries_total');
+      expect(text).toContain('cutover_comparator_open_pairs');
+    } finally {
+      stop.abort();
+      expect(await exit).toBe(0);
+      await shadow.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a non-loopback metrics address without a token (exit 2)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cutover-shadow-metrics-'));
+    const file = path.join(dir, 'cutover.yaml');
+    await writeFile(file, `agent: inventory\nupstream: http://127.0.0.1:9\nadmin: { auth: false }\nbus: { kind: embedded, path: ${dir}/bus.db }\ndataDir: ${dir}\n`);
+    const err: string[] = [];
+    expect(await shadowCommand(['--config', file, '--metrics', '0.0.0.0:9464'], { out: () => undefined, err: (l) => err.push(l), logger: silentLogger() })).toBe(2);
+    expect(err.join('\n')).toContain('needs admin.token');
+    await rm(dir, { recursive: true, force: true });
   });
 });
