@@ -24,6 +24,7 @@ commands:
                              the bus; exit 1 when refused)
   status --config FILE       every flow: mode, verdict, samples, parity, key figures
   history FLOW --config FILE the flow's flips: when, from -> to, who, reason, forced
+  schema                     print the JSON Schema of the config file (for editors)
 
 run cutover <command> --help for a command's options
 `;
@@ -55,6 +56,12 @@ export async function runCli(argv: string[], io: Out = stdio): Promise<number> {
         const { historyCommand } = await import('../flips/cli.js');
         return await historyCommand(rest, io);
       }
+      case 'schema': {
+        if (rest.length > 0) throw new CutoverError(ErrorCodes.USAGE, 'usage: cutover schema (takes no options)');
+        const { configJsonSchema } = await import('../config/reference.js');
+        io.out(JSON.stringify(configJsonSchema(), null, 2));
+        return ExitCode.OK;
+      }
       case undefined:
       case '-h':
       case '--help':
@@ -69,9 +76,22 @@ export async function runCli(argv: string[], io: Out = stdio): Promise<number> {
   }
 }
 
+const VALIDATE_USAGE = `usage: cutover validate --config FILE
+
+  prints OK, or every error with its path (flows[1].match.path: ...); exit 2 on error`;
+
+const SIDECAR_USAGE = `usage: cutover sidecar --config FILE
+
+  forwards every request to the upstream and dual-writes the configured flows; the admin API on admin.listen;
+  SIGTERM or SIGINT drains in-flight requests and flushes queue and spool before exit`;
+
 function validate(args: string[], io: Out): number {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
-  if (!values.config) throw new CutoverError(ErrorCodes.USAGE, 'validate needs --config FILE');
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  if (values.help) {
+    io.out(VALIDATE_USAGE);
+    return ExitCode.OK;
+  }
+  if (!values.config) throw new CutoverError(ErrorCodes.USAGE, `validate needs --config FILE\n${VALIDATE_USAGE}`);
   const config = loadConfigFile(values.config, cutoverConfigSchema);
   io.out(`OK: ${values.config} (agent ${config.agent}, bus ${config.bus.kind}, ${config.flows.length} flow${config.flows.length === 1 ? '' : 's'})`);
   return ExitCode.OK;
@@ -83,8 +103,12 @@ function validate(args: string[], io: Out): number {
  * signal during the drain gets Node's default behaviour and ends the process at once.
  */
 async function sidecar(args: string[], io: Out): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
-  if (!values.config) throw new CutoverError(ErrorCodes.USAGE, 'sidecar needs --config FILE');
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  if (values.help) {
+    io.out(SIDECAR_USAGE);
+    return ExitCode.OK;
+  }
+  if (!values.config) throw new CutoverError(ErrorCodes.USAGE, `sidecar needs --config FILE\n${SIDECAR_USAGE}`);
   // Every config error, with its path, before anything listens.
   const config = loadConfigFile(values.config, sidecarConfigSchema);
   const logger = createLogger({ level: config.log.level });
