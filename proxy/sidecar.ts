@@ -115,8 +115,15 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     let deliver: DeliverRuntime | undefined;
     let deliverReady: Promise<void> | undefined;
     let repliesReady: Promise<void> | undefined;
+    // A failed start (say a slow group join) is retried in the background: waiting for the next bus-mode
+    // call to retry would leave a replica that only serves canary/bus flows without replies for good.
+    let repliesRetry: NodeJS.Timeout | undefined;
+    let stopping = false;
     const startReplies = (bus: Bus): Promise<void> =>
-      (repliesReady = replies.start(bus).catch((err: unknown) => logger.warn({ err: describeError(err) }, 'reply channel could not start; bus-mode calls get 503 (or fallback) until it does')));
+      (repliesReady = replies.start(bus).catch((err: unknown) => {
+        logger.warn({ err: describeError(err) }, 'reply channel could not start; bus-mode calls get 503 (or fallback) until it does; retrying in 2 s');
+        if (!stopping) repliesRetry = setTimeout(() => void startReplies(bus), 2_000).unref();
+      }));
     const followerHook = busLink.onConnected;
     busLink.onConnected = (bus) => {
       followerHook?.(bus);
@@ -164,6 +171,8 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       };
     }
     cleanup.unshift(async () => {
+      stopping = true;
+      clearTimeout(repliesRetry);
       await replies.close();
       await deliver?.close();
       await shadowSide?.close();
@@ -240,6 +249,8 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       if (!drained) logger.warn({ inFlight: plane.active }, 'shutdown timeout: closing requests still in flight');
       plane.server.closeAllConnections();
       plane.destroyAgents();
+      stopping = true;
+      clearTimeout(repliesRetry);
       await replies.close();
       await deliver?.close();
       await pub.close();

@@ -272,3 +272,24 @@ describe('config', () => {
     expect(ok.flows[0]!.timeout).toBe(1000);
   });
 });
+
+describe('reply channel start', () => {
+  it('is retried in the background when it fails, so bus mode recovers without a call to trigger it', async () => {
+    class FlakyReplies extends LiveMemoryBus {
+      failures = 0;
+      override async subscribe(options: SubscribeOptions): Promise<Subscription> {
+        if (options.topics.some((t) => t.startsWith('cutover.replies.')) && this.failures++ === 0) {
+          throw Object.assign(new Error('join group timed out'), { code: ErrorCodes.BUS_TIMEOUT });
+        }
+        return super.subscribe(options);
+      }
+    }
+    const bus = new FlakyReplies();
+    const sc = await startSidecar(config(), { bus, registry: createRegistry() });
+    cleanups.push(() => sc.close());
+    await waitFor(() => sc.replies.ready, { timeoutMs: 10_000, what: 'the reply channel after one failed start' });
+    expect(bus.failures).toBe(2);
+    await fakeReplier(bus, FLOW_TOPIC);
+    expect((await request(sc.data.url, reserve('cust-retry'))).status).toBe(201);
+  });
+});
