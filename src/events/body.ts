@@ -1,0 +1,79 @@
+import { isUtf8 } from 'node:buffer';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
+
+/**
+ * How an HTTP body travels inside a call event or an observation: parsed JSON when it is JSON, else the
+ * raw `utf8` text or `base64` bytes with `bodyEncoding` and the content type beside it. The sidecar and the
+ * shadow side both encode with this one codec, so the comparator tells JSON from bytes alike on both sides.
+ */
+export type BodyEncoding = 'utf8' | 'base64';
+
+export interface EncodedBody {
+  /** Parsed JSON (no `bodyEncoding`), raw text (`utf8`) or base64 bytes (`base64`); absent for an empty body. */
+  body?: unknown;
+  /** `text` is accepted on read as a synonym of `utf8`. */
+  bodyEncoding?: BodyEncoding | 'text';
+  contentType?: string;
+}
+
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b|^text\/json\b/i;
+/** Types whose bytes are not text even when they happen to be valid UTF-8. */
+const BINARY_TYPE = /^(?:image|audio|video|font)\/|octet-stream|zip|pdf|protobuf|msgpack|cbor/i;
+
+/** Whether a content type names JSON (`application/json`, `application/problem+json`...). */
+export function isJsonContentType(contentType: string | undefined): boolean {
+  return contentType !== undefined && JSON_TYPE.test(contentType);
+}
+
+/**
+ * Encodes raw body bytes for the bus, with the sidecar's rules: JSON content types (and untyped bodies
+ * that parse as JSON) become the parsed value; anything else travels raw, `utf8` when valid UTF-8 and not a
+ * binary type, else `base64`. An empty body has no `body`.
+ */
+export function encodeBody(raw: Buffer, contentType: string | undefined): EncodedBody {
+  if (raw.length === 0) return {};
+  const ct = contentType ?? '';
+  if (ct === '' || JSON_TYPE.test(ct)) {
+    const first = raw[0];
+    if (ct !== '' || first === 0x7b || first === 0x5b || first === 0x22) {
+      try {
+        return { body: JSON.parse(raw.toString('utf8')) as unknown };
+      } catch {
+        // Declared JSON but malformed: keep the exact bytes so the comparison sees what the caller got.
+      }
+    }
+  }
+  const typed = ct === '' ? {} : { contentType: ct };
+  if (!BINARY_TYPE.test(ct) && isUtf8(raw)) return { body: raw.toString('utf8'), bodyEncoding: 'utf8', ...typed };
+  return { body: raw.toString('base64'), bodyEncoding: 'base64', ...typed };
+}
+
+/** The bytes an encoded body stands for (JSON re-serialized compactly). */
+export function bodyBytes(encoded: EncodedBody): Buffer {
+  const { body, bodyEncoding } = encoded;
+  if (body === undefined) return Buffer.alloc(0);
+  if (bodyEncoding === 'base64') return Buffer.from(String(body), 'base64');
+  if (bodyEncoding === 'utf8' || bodyEncoding === 'text') return Buffer.from(String(body), 'utf8');
+  return Buffer.from(JSON.stringify(body), 'utf8');
+}
+
+/** Undoes a response's content-encoding; undefined when unknown or undecodable (the raw bytes are kept). */
+export function decodeContent(raw: Buffer, encoding: string | undefined, limit: number): Buffer | undefined {
+  if (!encoding || encoding === 'identity') return raw;
+  const options = { maxOutputLength: Math.max(1, limit) };
+  try {
+    switch (encoding.trim().toLowerCase()) {
+      case 'gzip':
+      case 'x-gzip':
+        return gunzipSync(raw, options);
+      case 'deflate':
+        return inflateSync(raw, options);
+      case 'br':
+        return brotliDecompressSync(raw, options);
+      default:
+        return undefined;
+    }
+  } catch {
+    return undefined;
+  }
+}
