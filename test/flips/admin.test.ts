@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSidecar } from '../../proxy/sidecar.js';
-import { createBus } from '../../src/bus/index.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
 import { readFlips } from '../../src/flips/log.js';
 import { PARITY_EVENT_TYPE, PARITY_TOPIC } from '../../src/parity/types.js';

@@ -1,10 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BusConfigInput } from '../../src/bus/options.js';
 import type { ParityRecord } from '../../src/parity/types.js';
-import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
-import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
+import { busTargets as sharedBusTargets } from '../helpers/bus-targets.js';
 
 /** Small thresholds so a few dozen records decide a verdict. */
 export const TEST_READINESS = { minSamples: 20, minParityLowerBound: 0.8, maxMissingRate: 0.05, maxDlqRate: 0.05, maxBusErrorRate: 0.05, maxBusP99Ms: null, largeEventBytes: 65536 };
@@ -27,54 +25,10 @@ export function records(flow: string, n: number, options: { mismatches?: number;
   }));
 }
 
-export interface BusTarget {
-  kind: 'embedded' | 'redis' | 'kafka';
-  skip?: string;
-  setup(id: string): Promise<{ config: BusConfigInput; dir: string; cleanup: () => Promise<void> }>;
-}
 
-const redis = redisUrl();
-const brokers = kafkaBrokers();
 
 /** The three adapters, each isolated per test (embedded: own file; Redis: own key prefix; Kafka: own flow names). */
-export const busTargets: BusTarget[] = [
-  {
-    kind: 'embedded',
-    async setup() {
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-flips-'));
-      return { config: { kind: 'embedded', path: path.join(dir, 'bus.db'), pollInterval: '10ms' }, dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-    },
-  },
-  {
-    kind: 'redis',
-    ...(redis ? {} : { skip: 'Redis unavailable (see the line printed at start)' }),
-    async setup(id) {
-      const prefix = `cutover-flips-test-${id}:`;
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-flips-'));
-      return {
-        config: { kind: 'redis', url: redis!, prefix, blockTime: '200ms' },
-        dir,
-        async cleanup() {
-          await deleteRedisPrefix(redis!, prefix);
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    kind: 'kafka',
-    ...(brokers ? {} : { skip: 'Kafka unavailable (see the line printed at start)' }),
-    async setup() {
-      // `cutover.control` has no per-installation prefix on Kafka: tests share it and stay apart by flow name.
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-flips-'));
-      return {
-        config: { kind: 'kafka', brokers: brokers!, partitions: 3, sessionTimeout: '6s', topicRefreshInterval: '1s', connectionTimeout: '2s' },
-        dir,
-        cleanup: () => rm(dir, { recursive: true, force: true }),
-      };
-    },
-  },
-];
+export const busTargets = sharedBusTargets('flips');
 
 /** Writes a cutover config (YAML is JSON) for one agent with the given flows. */
 export async function writeConfig(

@@ -1,20 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startRestInventory } from '../../examples/agents/inventory.js';
 import { startSdkInventory } from '../../examples/agents/sdk-inventory.js';
-import { createBus, DlqHeaders, type Bus, type BusConfigInput, type BusMessage, type Delivery } from '../../src/bus/index.js';
+import { createBus, DlqHeaders, type Bus, type BusMessage, type Delivery } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/bus/options.js';
 import type { ParityRecord } from '../../src/parity/types.js';
 import { flowCompareSchema, shadowConfigSchema } from '../../shadow/options.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
-import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { simulateCall } from '../shadow/fixtures/sidecar-sim.js';
-import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
+import { busTargets } from '../helpers/bus-targets.js';
 
 /**
  * The SDK example agent (examples/agents/sdk-inventory.ts) on the three real buses: it replies to call
@@ -22,60 +17,7 @@ import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
  * not run its handler twice.
  */
 
-interface Target {
-  kind: 'embedded' | 'redis' | 'kafka';
-  skip?: string;
-  setup(id: string): Promise<{ config: BusConfigInput; dataDir: string; cleanup(topics: string[]): Promise<void> }>;
-}
-
-const redis = redisUrl();
-const brokers = kafkaBrokers();
-
-const targets: Target[] = [
-  {
-    kind: 'embedded',
-    async setup() {
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-sdk-'));
-      return { config: { kind: 'embedded', path: path.join(dir, 'bus.db'), pollInterval: '10ms' }, dataDir: dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-    },
-  },
-  {
-    kind: 'redis',
-    ...(redis ? {} : { skip: 'Redis unavailable (see the line printed at start)' }),
-    async setup(id) {
-      const prefix = `cutover-sdk-test-${id}:`;
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-sdk-'));
-      return {
-        config: { kind: 'redis', url: redis!, prefix, blockTime: '200ms' },
-        dataDir: dir,
-        async cleanup() {
-          await deleteRedisPrefix(redis!, prefix);
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    kind: 'kafka',
-    ...(brokers ? {} : { skip: 'Kafka unavailable (see the line printed at start)' }),
-    async setup() {
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-sdk-'));
-      return {
-        config: { kind: 'kafka', brokers: brokers!, partitions: 3, sessionTimeout: '6s', topicRefreshInterval: '1s', connectionTimeout: '2s' },
-        dataDir: dir,
-        async cleanup(topics) {
-          const admin = new Kafka({ brokers: brokers!, logLevel: logLevel.NOTHING }).admin();
-          await admin.connect();
-          const existing = new Set(await admin.listTopics());
-          const mine = existing.size ? [...existing].filter((t) => topics.some((p) => t.startsWith(p))) : [];
-          if (mine.length) await admin.deleteTopics({ topics: mine }).catch(() => undefined);
-          await admin.disconnect();
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-];
+const targets = busTargets('sdk');
 
 function callEvent(prefix: string, replyTo: string, body: unknown, id: string = randomUUID()): BusMessage {
   return {

@@ -1,19 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createBus, type Bus, type BusConfigInput } from '../../src/bus/index.js';
+import { createBus, type Bus } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/bus/options.js';
 import type { ParityRecord } from '../../src/parity/types.js';
 import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../shadow/options.js';
 import { ShadowRuntime, type ShadowFlowConfig } from '../../shadow/runtime.js';
-import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startTestAgent, type TestAgent } from './fixtures/agent.js';
 import { simulateCall, type SimFlow } from './fixtures/sidecar-sim.js';
-import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
+import { busTargets } from '../helpers/bus-targets.js';
 
 /**
  * Shadow delivery + comparator end to end on the real buses. The sidecar is simulated with its own
@@ -22,61 +17,7 @@ import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
  * parity records on the bus.
  */
 
-interface Target {
-  kind: 'embedded' | 'redis' | 'kafka';
-  skip?: string;
-  /** A bus config in a fresh namespace and a cleanup removing what the test made. */
-  setup(id: string): Promise<{ config: BusConfigInput; dataDir: string; cleanup(topics: string[]): Promise<void> }>;
-}
-
-const redis = redisUrl();
-const brokers = kafkaBrokers();
-
-const targets: Target[] = [
-  {
-    kind: 'embedded',
-    async setup() {
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-shadow-'));
-      return { config: { kind: 'embedded', path: path.join(dir, 'bus.db'), pollInterval: '10ms' }, dataDir: dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-    },
-  },
-  {
-    kind: 'redis',
-    ...(redis ? {} : { skip: 'Redis unavailable (see the line printed at start)' }),
-    async setup(id) {
-      const prefix = `cutover-shadow-test-${id}:`;
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-shadow-'));
-      return {
-        config: { kind: 'redis', url: redis!, prefix, blockTime: '200ms', claimIdle: '5s' },
-        dataDir: dir,
-        async cleanup() {
-          await deleteRedisPrefix(redis!, prefix);
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    kind: 'kafka',
-    ...(brokers ? {} : { skip: 'Kafka unavailable (see the line printed at start)' }),
-    async setup() {
-      const dir = await mkdtemp(path.join(tmpdir(), 'cutover-shadow-'));
-      return {
-        config: { kind: 'kafka', brokers: brokers!, partitions: 3, sessionTimeout: '6s', topicRefreshInterval: '1s', connectionTimeout: '2s' },
-        dataDir: dir,
-        async cleanup(topics) {
-          const admin = new Kafka({ brokers: brokers!, logLevel: logLevel.NOTHING }).admin();
-          await admin.connect();
-          const existing = new Set(await admin.listTopics());
-          const mine = topics.flatMap((t) => [t, `${t}.dlq`]).filter((t) => existing.has(t));
-          if (mine.length) await admin.deleteTopics({ topics: mine }).catch(() => undefined);
-          await admin.disconnect();
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-];
+const targets = busTargets('shadow');
 
 for (const target of targets) {
   const suite = target.skip ? describe.skip : describe;
