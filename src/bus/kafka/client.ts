@@ -27,6 +27,15 @@ function isExpectedError(namespace: string, message: string, extra: Record<strin
   return namespace === 'Connection' && message.startsWith('Response CreateTopics') && extra.error === 'Topic creation errors';
 }
 
+/**
+ * kafkajs logs each failed connection attempt of its internal retries at error level: dozens of lines a
+ * second while a broker is down. The adapter turns the outcome into one typed error (CUTOVER_BUS_UNAVAILABLE)
+ * that its caller reports once (the sidecar: "bus unreachable ... retrying"), so the attempts are debug.
+ */
+function isConnectionAttempt(namespace: string, message: string): boolean {
+  return (namespace === 'Connection' && message.startsWith('Connection error')) || (namespace === 'BrokerPool' && message.startsWith('Failed to connect to seed broker'));
+}
+
 /** Maps kafkajs log entries onto the injected pino logger (kafkajs would otherwise print to the console). */
 export function kafkaLogCreator(logger: Logger): () => (entry: LogEntry) => void {
   return () =>
@@ -37,6 +46,7 @@ export function kafkaLogCreator(logger: Logger): () => (entry: LogEntry) => void
       switch (level) {
         case logLevel.ERROR:
           if (isExpectedError(namespace, message, extra)) logger.debug(fields, message);
+          else if (isConnectionAttempt(namespace, message)) logger.debug(fields, message);
           else logger.error(fields, message);
           break;
         case logLevel.WARN:
