@@ -33,6 +33,8 @@ export interface SidecarOptions {
   bus?: Bus;
   /** Environment for the encryption key (default process.env, read once here, never deeper). */
   env?: NodeJS.ProcessEnv;
+  /** How long start waits for the flip log before serving with the config's modes (default 15 s). */
+  flipLogBootWaitMs?: number;
 }
 
 export interface Address {
@@ -82,6 +84,9 @@ export function parseSidecarConfig(input: SidecarConfigInput | SidecarConfig): S
  * unreachable bus does not stop the sidecar unless `publisher.requireBus` is set: it spools and keeps
  * retrying, because the direct path must not depend on the bus.
  */
+/** How long a starting sidecar waits for the flip log before it serves with the config's modes. */
+const FLIP_LOG_BOOT_WAIT_MS = 15_000;
+
 export async function startSidecar(input: SidecarConfigInput | SidecarConfig, options: SidecarOptions = {}): Promise<SidecarHandle> {
   const config = parseSidecarConfig(input);
   const env = options.env ?? process.env;
@@ -179,7 +184,13 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     });
     await busLink.start();
     // With the bus reachable at boot, serve nothing before the log's modes are applied.
-    await followerReady;
+    // Bounded: a flip log that cannot be read in time must not keep the data plane from serving. The
+    // follower keeps going and applies the log's modes as soon as it has read them.
+    if (followerReady) {
+      const bootWait = options.flipLogBootWaitMs ?? FLIP_LOG_BOOT_WAIT_MS;
+      const applied = await Promise.race([followerReady.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), bootWait).unref())]);
+      if (!applied) logger.warn({ waitedMs: bootWait }, 'flip log not read yet; serving with the config modes until it is');
+    }
     await deliverReady;
     await shadowReady;
     // A Kafka group join takes seconds: wait for the reply channel only when a flow starts on the bus path.

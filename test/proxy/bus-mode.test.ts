@@ -293,3 +293,23 @@ describe('reply channel start', () => {
     expect((await request(sc.data.url, reserve('cust-retry'))).status).toBe(201);
   });
 });
+
+describe('flip log at boot', () => {
+  it('serves with the config modes when the flip log cannot be read in time', async () => {
+    // A bus whose reads never yield: the follower can never finish reading cutover.control.
+    class StuckReads extends LiveMemoryBus {
+      override read(): ReturnType<MemoryBus['read']> {
+        // Like a real read stream: next() waits until close() ends it.
+        let end: (() => void) | undefined;
+        const ended = new Promise<IteratorResult<Delivery>>((r) => (end = () => r({ done: true, value: undefined })));
+        const it = { next: () => ended, return: async () => (end!(), { done: true as const, value: undefined }) };
+        return { [Symbol.asyncIterator]: () => it, close: async () => void end!() } as ReturnType<MemoryBus['read']>;
+      }
+    }
+    const started = Date.now();
+    const sc = await startSidecar(config({ mode: 'direct' }), { bus: new StuckReads(), registry: createRegistry(), flipLogBootWaitMs: 300 });
+    cleanups.push(() => sc.close());
+    expect(Date.now() - started).toBeLessThan(20_000); // bounded by the boot wait, not by the log
+    expect((await request(sc.data.url, reserve('cust-boot'))).status).toBe(201);
+  });
+});
