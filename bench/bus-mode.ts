@@ -21,6 +21,8 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { deleteKafkaTopics } from '../src/bus/kafka/maintenance.js';
+import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROLE = process.argv[2];
@@ -152,30 +154,6 @@ async function fixedRate(port: number, rate: number, seconds: number): Promise<{
   return { p50: q(0.5), p99: q(0.99), errors, sent: lat.length };
 }
 
-async function cleanupRedis(url: string, prefix: string): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const client = new Redis(url);
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  await client.quit();
-}
-
-async function cleanupKafka(brokers: string[], id: string): Promise<void> {
-  const { Kafka, logLevel } = await import('kafkajs');
-  const admin = new Kafka({ brokers, clientId: 'cutover-bench-cleanup', logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const topics = (await admin.listTopics()).filter((t) => t.includes(id));
-    if (topics.length) await admin.deleteTopics({ topics });
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 async function main(): Promise<void> {
   const rate = Number(process.env.BENCH_RATE ?? 500);
   const seconds = Number(process.env.BENCH_SECONDS ?? 10);
@@ -205,8 +183,8 @@ async function main(): Promise<void> {
     } finally {
       await callee.stop();
       await rm(dir, { recursive: true, force: true });
-      if (kind === 'redis') await cleanupRedis(redisUrl, prefix).catch(() => undefined);
-      else await cleanupKafka(brokers, id).catch(() => undefined);
+      if (kind === 'redis') await deleteRedisPrefix(redisUrl, prefix).catch(() => undefined);
+      else await deleteKafkaTopics(brokers, (t) => t.includes(id)).catch(() => undefined);
     }
   }
   out('');

@@ -21,6 +21,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { createBus, type Bus, type BusConfigInput, type BusMessage } from '../src/bus/index.js';
 import { buildEvent, serializeEvent } from '../src/events/cloudevent.js';
 import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
+import { deleteKafkaTopics } from '../src/bus/kafka/maintenance.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 50_000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 200);
@@ -149,10 +150,7 @@ async function cleanup(kind: string, prefix: string, topics: string[]): Promise<
   if (kind === 'redis') {
     await deleteRedisPrefix(REDIS_URL, prefix);
   } else if (kind === 'kafka') {
-    const admin = new Kafka({ brokers: KAFKA, logLevel: logLevel.NOTHING }).admin();
-    await admin.connect();
-    await admin.deleteTopics({ topics }).catch(() => undefined);
-    await admin.disconnect();
+    await deleteKafkaTopics(KAFKA, (t) => topics.includes(t)).catch(() => undefined);
   }
 }
 

@@ -27,6 +27,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { deleteKafkaTopics } from '../src/bus/kafka/maintenance.js';
+import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROLE = process.argv[2];
@@ -314,8 +316,9 @@ async function main(): Promise<void> {
     for (const r of running) await r.child?.stop();
     await agent.stop();
     await rm(dir, { recursive: true, force: true });
-    await cleanupRedis(redisUrl, redisPrefix).catch(() => undefined);
-    await cleanupKafka(kafka, id).catch(() => undefined);
+    await deleteRedisPrefix(redisUrl, redisPrefix).catch(() => undefined);
+    // The topics this run created on the shared broker.
+    await deleteKafkaTopics(kafka, (t) => t.endsWith(`bench-${id}`)).catch(() => undefined);
   }
   const median = (xs: number[]): number => {
     const sorted = [...xs].sort((a, b) => a - b);
@@ -353,32 +356,6 @@ async function main(): Promise<void> {
   if (base && kafkaRow && direct) {
     out('');
     out(`goals: shadow/kafka throughput ${((kafkaRow.rps / base.rps) * 100).toFixed(0)}% of the minimal forwarder (goal >= 70%); added median latency at 1,000 req/s ${(kafkaRow.p50 - direct.p50).toFixed(2)} ms (goal <= 1 ms); ${num(kafkaRow.cpuPer1k, 3)} CPU-s per 1,000 requests (goal <= 0.2)`);
-  }
-}
-
-async function cleanupRedis(url: string, prefix: string): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await client.connect();
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  await client.quit();
-}
-
-/** Deletes the topics this run created on the shared broker. */
-async function cleanupKafka(brokers: string[], id: string): Promise<void> {
-  const { Kafka, logLevel } = await import('kafkajs');
-  const admin = new Kafka({ brokers, clientId: 'cutover-bench-cleanup', logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const topics = (await admin.listTopics()).filter((t) => t.endsWith(`bench-${id}`));
-    if (topics.length) await admin.deleteTopics({ topics });
-  } finally {
-    await admin.disconnect();
   }
 }
 

@@ -2,7 +2,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { createBus } from '../src/bus/index.js';
+import { openBus } from '../src/bus/index.js';
 import type { BusConfig } from '../src/bus/options.js';
 import type { Bus } from '../src/bus/types.js';
 import { formatIssues, parseConfigText } from '../src/config/load.js';
@@ -123,15 +123,8 @@ export function sidecarBaseUrl(listen: string): string {
   return `http://${host}`;
 }
 
-async function defaultOpenBus(config: BusConfig, logger: Logger): Promise<Bus> {
-  const bus = await createBus(config, { logger });
-  try {
-    await bus.start();
-  } catch (err) {
-    await bus.close();
-    throw err;
-  }
-  return bus;
+function defaultOpenBus(config: BusConfig, logger: Logger): Promise<Bus> {
+  return openBus(config, { logger });
 }
 
 function usage(message: string): CutoverError {

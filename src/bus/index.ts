@@ -43,3 +43,15 @@ export async function createBus(config: BusConfigInput, options: CreateBusOption
     }
   }
 }
+
+/** createBus + start: a started bus, or the start error with nothing left open. */
+export async function openBus(config: BusConfigInput, options: CreateBusOptions = {}): Promise<Bus> {
+  const bus = await createBus(config, options);
+  try {
+    await bus.start();
+  } catch (err) {
+    await bus.close();
+    throw err;
+  }
+  return bus;
+}

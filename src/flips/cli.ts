@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { createBus } from '../bus/index.js';
+import { openBus } from '../bus/index.js';
 import type { BusConfig } from '../bus/options.js';
 import type { Bus } from '../bus/types.js';
 import { CutoverError, ErrorCodes } from '../errors.js';
@@ -43,15 +43,8 @@ function usage(message: string, text: string): CutoverError {
   return new CutoverError(ErrorCodes.USAGE, `${message}\n${text}`);
 }
 
-async function defaultOpenBus(config: BusConfig, logger: Logger): Promise<Bus> {
-  const bus = await createBus(config, { logger });
-  try {
-    await bus.start();
-  } catch (err) {
-    await bus.close();
-    throw err;
-  }
-  return bus;
+function defaultOpenBus(config: BusConfig, logger: Logger): Promise<Bus> {
+  return openBus(config, { logger });
 }
 
 /** Loads the config, opens its bus, runs `fn` with a control context, closes the bus. */

@@ -1,8 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
 import type { BusConfigInput } from '../../src/bus/index.js';
+import { deleteKafkaTopics } from '../../src/bus/kafka/maintenance.js';
 import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 import { kafkaBrokers, redisUrl } from './brokers.js';
 
@@ -67,13 +67,7 @@ export function busTargets(label: string): BusTarget[] {
           dir,
           dataDir: dir,
           async cleanup(topicPrefixes = []) {
-            if (topicPrefixes.length > 0) {
-              const admin = new Kafka({ brokers: brokers!, logLevel: logLevel.NOTHING }).admin();
-              await admin.connect();
-              const mine = (await admin.listTopics()).filter((t) => topicPrefixes.some((p) => t.startsWith(p)));
-              if (mine.length) await admin.deleteTopics({ topics: mine }).catch(() => undefined);
-              await admin.disconnect();
-            }
+            if (topicPrefixes.length > 0) await deleteKafkaTopics(brokers!, (t) => topicPrefixes.some((p) => t.startsWith(p))).catch(() => undefined);
             await rm(dir, { recursive: true, force: true });
           },
         };
