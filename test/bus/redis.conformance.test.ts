@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, it } from 'vitest';
 import { redisUrl } from '../helpers/brokers.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { cuttableBus } from '../helpers/fault-proxy.js';
 import { runConformance } from './conformance.js';
 import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 
@@ -20,14 +20,8 @@ if (!url) {
     kind: 'redis',
     config: () => ({ kind: 'redis', url, prefix, claimIdle: '1s', blockTime: '200ms' }),
     async faulty() {
-      const u = new URL(url);
-      const relay = await startFaultProxy(u.hostname, Number(u.port || 6379));
-      return {
-        config: { kind: 'redis', url: `redis://${relay.host}:${relay.port}`, prefix, claimIdle: '1s', blockTime: '200ms' },
-        down: async () => relay.down(),
-        up: async () => relay.up(),
-        close: () => relay.close(),
-      };
+      const cut = await cuttableBus({ kind: 'redis', url, prefix, claimIdle: '1s', blockTime: '200ms' });
+      return { ...cut, down: async () => cut.down(), up: async () => cut.up() };
     },
     takeoverMs: 5_000,
     discoveryMs: 3_000,

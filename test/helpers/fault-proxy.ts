@@ -1,4 +1,5 @@
 import net from 'node:net';
+import type { BusConfigInput, CreateBusOptions } from '../../src/bus/index.js';
 
 /**
  * A TCP relay to a real server that a test can cut: `down()` drops every live connection and refuses new
@@ -54,4 +55,48 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A bus config whose every connection to its server runs through relays a test can cut. */
+export interface CuttableBus {
+  config: BusConfigInput;
+  options: CreateBusOptions;
+  /** Drops every live connection and refuses new ones, as a dead broker would. */
+  down(): void;
+  up(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Puts relays between `config`'s bus and its server: Redis through its URL; Kafka through the socket
+ * factory, because Kafka clients reconnect to the addresses the broker advertises, not the bootstrap list.
+ */
+export async function cuttableBus(config: BusConfigInput): Promise<CuttableBus> {
+  const relays = new Map<string, FaultProxy>();
+  const all = {
+    down: () => relays.forEach((r) => r.down()),
+    up: () => relays.forEach((r) => r.up()),
+    close: async () => void (await Promise.all([...relays.values()].map((r) => r.close()))),
+  };
+  if (config.kind === 'redis') {
+    const url = new URL(config.url ?? 'redis://127.0.0.1:6379');
+    const relay = await startFaultProxy(url.hostname, Number(url.port || 6379));
+    relays.set('redis', relay);
+    url.hostname = relay.host;
+    url.port = String(relay.port);
+    return { config: { ...config, url: url.toString() }, options: {}, ...all };
+  }
+  if (config.kind === 'kafka') {
+    for (const b of config.brokers) {
+      const [host, port] = b.split(':') as [string, string];
+      relays.set(b, await startFaultProxy(host, Number(port)));
+    }
+    const connect = (host: string, port: number): net.Socket => {
+      const relay = relays.get(`${host}:${port}`);
+      if (!relay) throw new Error(`no relay for ${host}:${port}`);
+      return net.connect(relay.port, relay.host);
+    };
+    return { config, options: { connect }, ...all };
+  }
+  throw new Error('the embedded bus has no connection to cut');
 }

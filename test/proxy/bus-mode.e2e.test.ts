@@ -1,13 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
-import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { start as startInventory, type InventoryAgent } from '../../examples/agents/inventory.js';
+import { start as startInventory } from '../../examples/agents/inventory.js';
 import { CallHeaders } from '../../proxy/call-event.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { createBus, type Bus, type BusConfigInput, type CreateBusOptions, type Delivery } from '../../src/bus/index.js';
@@ -15,7 +12,9 @@ import { ErrorCodes } from '../../src/errors.js';
 import type { FlowMode } from '../../src/flips/mode.js';
 import { createRegistry } from '../../src/metrics.js';
 import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { cuttableBus } from '../helpers/fault-proxy.js';
+import { deleteKafkaTopics } from '../../src/bus/kafka/maintenance.js';
+import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 import { request, type RawRequest, type RawResponse } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -42,23 +41,10 @@ const targets: Target[] = [
       const prefix = `cutover-busmode-${randomUUID().slice(0, 8)}:`;
       return {
         config: { kind: 'redis', url: redis!, prefix, blockTime: '200ms', claimIdle: '5s' },
-        async cleanup() {
-          const client = new Redis(redis!);
-          let cursor = '0';
-          do {
-            const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-            if (keys.length) await client.del(...keys);
-            cursor = next;
-          } while (cursor !== '0');
-          await client.quit();
-        },
+        cleanup: () => deleteRedisPrefix(redis!, prefix).then(() => undefined),
       };
     },
-    async faulty(config) {
-      const url = new URL(redis!);
-      const relay = await startFaultProxy(url.hostname, Number(url.port || 6379));
-      return { config: { ...(config as object), url: `redis://${relay.host}:${relay.port}` } as BusConfigInput, down: () => relay.down(), up: () => relay.up(), close: () => relay.close() };
-    },
+    faulty: cuttableBus,
   },
   {
     kind: 'kafka',
@@ -66,37 +52,11 @@ const targets: Target[] = [
     async setup(topics) {
       return {
         config: { kind: 'kafka', brokers: brokers!, partitions: 3, connectionTimeout: '1s', sessionTimeout: '6s', topicRefreshInterval: '1s' },
-        async cleanup() {
-          const admin = new Kafka({ brokers: brokers!, clientId: 'cutover-busmode-cleanup', logLevel: logLevel.NOTHING }).admin();
-          await admin.connect();
-          const existing = await admin.listTopics();
-          // This test's flow topics, their DLQs, and the reply topics of its sidecars.
-          const mine = existing.filter((t) => topics.some((p) => t.startsWith(p)));
-          await admin.deleteTopics({ topics: mine }).catch(() => undefined);
-          await admin.disconnect();
-        },
+        // This test's flow topics, their DLQs, and the reply topics of its sidecars.
+        cleanup: () => deleteKafkaTopics(brokers!, (t) => topics.some((p) => t.startsWith(p))).then(() => undefined),
       };
     },
-    async faulty(config) {
-      const relays = new Map<string, FaultProxy>();
-      for (const b of brokers!) {
-        const [host, port] = b.split(':') as [string, string];
-        relays.set(b, await startFaultProxy(host, Number(port)));
-      }
-      return {
-        config,
-        options: {
-          connect: (host: string, port: number) => {
-            const relay = relays.get(`${host}:${port}`);
-            if (!relay) throw new Error(`no relay for ${host}:${port}`);
-            return net.connect(relay.port, relay.host);
-          },
-        },
-        down: () => relays.forEach((r) => r.down()),
-        up: () => relays.forEach((r) => r.up()),
-        close: async () => void (await Promise.all([...relays.values()].map((r) => r.close()))),
-      };
-    },
+    faulty: cuttableBus,
   },
 ];
 

@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CloudEvent } from 'cloudevents';
 import { Redis } from 'ioredis';
-import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
 import { CallHeaders, OBSERVATIONS_TOPIC } from '../../proxy/call-event.js';
@@ -14,7 +12,8 @@ import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { createBus, type Bus, type BusConfigInput, type CreateBusOptions, type Delivery } from '../../src/bus/index.js';
 import { createRegistry } from '../../src/metrics.js';
 import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { cuttableBus } from '../helpers/fault-proxy.js';
+import { deleteKafkaTopics } from '../../src/bus/kafka/maintenance.js';
 import { comparableHeaders, request, type RawRequest } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -87,16 +86,7 @@ const targets: Target[] = [
         },
       };
     },
-    async faulty(config) {
-      const url = new URL(redis!);
-      const relay = await startFaultProxy(url.hostname, Number(url.port || 6379));
-      return {
-        config: { ...(config as object), url: `redis://${relay.host}:${relay.port}` } as BusConfigInput,
-        down: () => relay.down(),
-        up: () => relay.up(),
-        close: () => relay.close(),
-      };
-    },
+    faulty: cuttableBus,
   },
   {
     kind: 'kafka',
@@ -105,35 +95,10 @@ const targets: Target[] = [
       return {
         config: { kind: 'kafka', brokers: brokers!, partitions: 3, connectionTimeout: '1s', sessionTimeout: '6s', topicRefreshInterval: '1s' },
         // The flow topics are this test's own; cutover.observations is shared and stays.
-        async cleanup() {
-          const admin = new Kafka({ brokers: brokers!, clientId: 'cutover-e2e-cleanup', logLevel: logLevel.NOTHING }).admin();
-          await admin.connect();
-          await admin.deleteTopics({ topics: topics.filter((t) => t !== OBSERVATIONS_TOPIC) }).catch(() => undefined);
-          await admin.disconnect();
-        },
+        cleanup: () => deleteKafkaTopics(brokers!, (t) => t !== OBSERVATIONS_TOPIC && topics.includes(t)).then(() => undefined),
       };
     },
-    async faulty(config) {
-      // Kafka clients reconnect to the addresses the broker advertises: cut every broker connection.
-      const relays = new Map<string, FaultProxy>();
-      for (const b of brokers!) {
-        const [host, port] = b.split(':') as [string, string];
-        relays.set(b, await startFaultProxy(host, Number(port)));
-      }
-      return {
-        config,
-        options: {
-          connect: (host: string, port: number) => {
-            const relay = relays.get(`${host}:${port}`);
-            if (!relay) throw new Error(`no relay for ${host}:${port}`);
-            return net.connect(relay.port, relay.host);
-          },
-        },
-        down: () => relays.forEach((r) => r.down()),
-        up: () => relays.forEach((r) => r.up()),
-        close: async () => void (await Promise.all([...relays.values()].map((r) => r.close()))),
-      };
-    },
+    faulty: cuttableBus,
   },
 ];
 
