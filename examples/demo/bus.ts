@@ -65,22 +65,3 @@ export function busHelp(options: DemoOptions): string {
   }
 }
 
-/** Deletes this run's Redis keys (its own prefix), so repeated runs leave nothing behind. */
-export async function dropRedisPrefix(url: string, prefix: string): Promise<void> {
-  // The Bus interface has no "delete my data"; a demo run may clean up its own prefix with a client.
-  const { Redis } = await import('ioredis');
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  // Failures reject the calls below; without a listener ioredis would also print them.
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await client.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
-  }
-}

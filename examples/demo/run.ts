@@ -18,7 +18,8 @@ import { createRegistry } from '../../src/metrics.js';
 import { startBusFraud, startBusInventory, startBusPricing, type BusAgent } from '../shop/bus-native/index.js';
 import type { AgentHandle } from '../shop/http.js';
 import { startCallee, startShop, type CalleeAgent, type Shop } from '../shop/index.js';
-import { busConfigFor, busHelp, dropRedisPrefix, firstUnreachable } from './bus.js';
+import { busConfigFor, busHelp, firstUnreachable } from './bus.js';
+import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 import { DEMO_READINESS, demoConfigYaml, demoFlows } from './config.js';
 import { resetFlowModes, runFlipStep } from './flip-step.js';
 import { n, PLACEHOLDER_BASE, printCriteria, printTopology, printWhy, retarget, secs, summarizeTraffic, tableOf } from './narrate.js';
@@ -310,7 +311,7 @@ async function shutdown(running: Running, logger: Logger): Promise<void> {
   if (running.resetModes) await step('flip log', running.resetModes);
   for (const i of running.shadowInstances) await step('shadow instance', () => i.close());
   if (running.bus) await step('bus', () => running.bus!.close());
-  if (running.redis) await step('redis keys', () => dropRedisPrefix(running.redis!.url, running.redis!.prefix));
+  if (running.redis) await step('redis keys', async () => void (await deleteRedisPrefix(running.redis!.url, running.redis!.prefix)));
   if (running.tmp) await step('temporary files', () => rm(running.tmp!, { recursive: true, force: true }));
 }
 
