@@ -23,6 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deleteKafkaTopics } from '../src/bus/kafka/maintenance.js';
 import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
+import { openLoop, post, type RateResult } from './lib/load.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROLE = process.argv[2];
@@ -99,59 +100,13 @@ async function spawn(role: string, config: unknown): Promise<Child> {
   };
 }
 
-function once(port: number, agent: http.Agent, i: number): Promise<number> {
-  const body = JSON.stringify({ sku: i % 2 ? 'SKU-RED-MUG' : 'SKU-BLUE-MUG', qty: 1, customerId: `cust-${i % 1000}` });
-  return new Promise((resolve) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/reservations', headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, agent },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', () => resolve(0));
-      },
-    );
-    req.on('error', () => resolve(0));
-    req.end(body);
-  });
+function reserve(agent: http.Agent, port: number, i: number): Promise<number> {
+  return post(port, agent, '/reservations', JSON.stringify({ sku: i % 2 ? 'SKU-RED-MUG' : 'SKU-BLUE-MUG', qty: 1, customerId: `cust-${i % 1000}` }));
 }
 
-/** Open loop at `rate` req/s: latency from each request's scheduled time. */
-async function fixedRate(port: number, rate: number, seconds: number): Promise<{ p50: number; p99: number; errors: number; sent: number }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
-  const run = async (total: number): Promise<{ lat: number[]; errors: number }> => {
-    const lat: number[] = [];
-    let errors = 0;
-    const interval = 1_000 / rate;
-    const start = performance.now();
-    let i = 0;
-    const pending: Promise<void>[] = [];
-    await new Promise<void>((resolve) => {
-      const tick = (): void => {
-        const now = performance.now();
-        while (i < total && start + i * interval <= now) {
-          const scheduled = start + i * interval;
-          pending.push(
-            once(port, agent, i).then((status) => {
-              if (status !== 201) errors++;
-              lat.push(performance.now() - scheduled);
-            }),
-          );
-          i++;
-        }
-        if (i < total) setTimeout(tick, Math.max(0, start + i * interval - performance.now()));
-        else resolve();
-      };
-      tick();
-    });
-    await Promise.all(pending);
-    return { lat, errors };
-  };
-  await run(rate * 2); // warm-up: sockets, JIT, consumer fetch loops
-  const { lat, errors } = await run(rate * seconds);
-  agent.destroy();
-  lat.sort((a, b) => a - b);
-  const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
-  return { p50: q(0.5), p99: q(0.99), errors, sent: lat.length };
+/** Open loop at `rate` req/s after a 2 s warm-up (sockets, JIT, consumer fetch loops). */
+function fixedRate(port: number, rate: number, seconds: number): Promise<RateResult> {
+  return openLoop({ rate, seconds, warmUp: rate * 2, send: (agent, i) => reserve(agent, port, i) });
 }
 
 async function main(): Promise<void> {

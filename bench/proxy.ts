@@ -29,6 +29,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deleteKafkaTopics } from '../src/bus/kafka/maintenance.js';
 import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
+import { openLoop, post, type RateResult } from './lib/load.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROLE = process.argv[2];
@@ -143,18 +144,9 @@ async function spawnChild(args: string[]): Promise<Child> {
 }
 
 const BODY = JSON.stringify({ sku: 'SKU-RED-MUG', qty: 1, customerId: 'cust-42', note: 'bench reservation with a realistic little payload' });
-const HEADERS = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(BODY)), authorization: 'Bearer bench-secret-token' };
 
 function once(port: number, agent: http.Agent): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/reservations', headers: HEADERS, agent }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(0));
-    });
-    req.on('error', () => resolve(0));
-    req.end(BODY);
-  });
+  return post(port, agent, '/reservations', BODY, { authorization: 'Bearer bench-secret-token' });
 }
 
 async function throughput(port: number, concurrency: number, seconds: number): Promise<{ rps: number; errors: number }> {
@@ -179,45 +171,9 @@ async function throughput(port: number, concurrency: number, seconds: number): P
   return { rps: done / ((performance.now() - started) / 1_000), errors };
 }
 
-async function fixedRate(port: number, rate: number, seconds: number, onStart: () => Promise<void>, onEnd: () => Promise<void>): Promise<{ p50: number; p99: number; errors: number; sent: number }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  // A short warm-up at the same rate, so sockets exist before measuring.
-  const run = async (total: number, record: boolean): Promise<{ lat: number[]; errors: number }> => {
-    const lat: number[] = [];
-    let errors = 0;
-    const interval = 1_000 / rate;
-    const start = performance.now();
-    let i = 0;
-    const pending: Promise<void>[] = [];
-    await new Promise<void>((resolve) => {
-      const tick = (): void => {
-        const now = performance.now();
-        while (i < total && start + i * interval <= now) {
-          const scheduled = start + i * interval;
-          i++;
-          pending.push(
-            once(port, agent).then((status) => {
-              if (status !== 201) errors++;
-              if (record) lat.push(performance.now() - scheduled);
-            }),
-          );
-        }
-        if (i < total) setTimeout(tick, Math.max(0, start + i * interval - performance.now()));
-        else resolve();
-      };
-      tick();
-    });
-    await Promise.all(pending);
-    return { lat, errors };
-  };
-  await run(rate, false);
-  await onStart();
-  const { lat, errors } = await run(rate * seconds, true);
-  await onEnd();
-  agent.destroy();
-  lat.sort((a, b) => a - b);
-  const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
-  return { p50: q(0.5), p99: q(0.99), errors, sent: lat.length };
+/** Open loop at `rate` req/s after a 1 s warm-up, so sockets exist before measuring. */
+function fixedRate(port: number, rate: number, seconds: number, onStart: () => Promise<void>, onEnd: () => Promise<void>): Promise<RateResult> {
+  return openLoop({ rate, seconds, warmUp: rate, maxSockets: 256, send: (agent) => once(port, agent), onStart, onEnd });
 }
 
 interface Row {
