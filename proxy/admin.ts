@@ -21,6 +21,11 @@ export interface AdminOptions {
   busHealth: () => Promise<BusHealth | undefined>;
   /** Whether the data plane is accepting requests. */
   listening: () => boolean;
+  /**
+   * Whether the bus-side consumers run: this replica's reply channel (bus-mode calls) and, with `deliver:`,
+   * the callee consumers. Reported by /readyz; they do not decide readiness (the data plane serves without).
+   */
+  consumers?: () => { replies: boolean; deliver?: boolean };
   logger: Logger;
   /** Flips, history and report (src/flips); those routes answer 404 without it. */
   control?: AdminControl;
@@ -62,6 +67,7 @@ export function createAdminServer(options: AdminOptions): http.Server {
       listening: options.listening(),
       bus: bus ?? { ok: false, detail: 'bus not started yet' },
       publisher: { queueDepth: options.publisher.queueDepth, spoolDepth: options.publisher.spoolDepth, lastFailure: options.publisher.lastFailure ?? null },
+      ...(options.consumers ? { consumers: options.consumers() } : {}),
     });
   });
 

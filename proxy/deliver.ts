@@ -45,8 +45,14 @@ export class DeliverRuntime {
   private dedupe: DedupeStore | undefined;
   private ownsDedupe = false;
   private closed = false;
+  private consuming = false;
 
   constructor(private readonly opts: DeliverOptions) {}
+
+  /** True once every flow's consumer has joined its group (false while starting, after a failed start, after close). */
+  get ready(): boolean {
+    return this.consuming && !this.closed;
+  }
 
   async start(): Promise<void> {
     const { opts } = this;
@@ -58,6 +64,7 @@ export class DeliverRuntime {
         await this.dedupe.start();
       }
       for (const name of opts.config.flows) {
+        if (this.closed) return;
         // Validated at boot: every name is a declared flow.
         const flow = opts.flows.find((f) => f.name === name)!;
         const consumer = new ShadowDeliveryConsumer({
@@ -80,6 +87,7 @@ export class DeliverRuntime {
         this.consumers.push(consumer);
         await consumer.start();
       }
+      this.consuming = true;
       opts.logger.info({ flows: opts.config.flows, target: opts.target }, 'deliver consuming');
     } catch (err) {
       await this.close();

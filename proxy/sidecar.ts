@@ -14,6 +14,7 @@ import { createAdminServer } from './admin.js';
 import { parseListen, sidecarConfigSchema, type SidecarConfig, type SidecarConfigInput } from './config.js';
 import { FieldCipher } from './crypto.js';
 import { DeliverRuntime } from './deliver.js';
+import { Restarting } from './restarting.js';
 import { shadowInProcess } from '../shadow/options.js';
 import { ShadowRuntime } from '../shadow/runtime.js';
 import { FlowTable } from './flow-table.js';
@@ -117,8 +118,6 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     cleanup.unshift(async () => follower?.close());
     // Data plane: this replica's reply channel (bus mode) and the callee side (`deliver:`), on the same bus.
     const replies = new ReplyChannel(config.agent, config.replies.instance ?? newInstanceId(), logger.child({ component: 'replies' }));
-    let deliver: DeliverRuntime | undefined;
-    let deliverReady: Promise<void> | undefined;
     let repliesReady: Promise<void> | undefined;
     // A failed start (say a slow group join) is retried in the background: waiting for the next bus-mode
     // call to retry would leave a replica that only serves canary/bus flows without replies for good.
@@ -129,50 +128,54 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
         logger.warn({ err: describeError(err) }, 'reply channel could not start; bus-mode calls get 503 (or fallback) until it does; retrying in 2 s');
         if (!stopping) repliesRetry = setTimeout(() => void startReplies(bus), 2_000).unref();
       }));
+    let deliver: Restarting<DeliverRuntime> | undefined;
+    let shadowSide: Restarting<ShadowRuntime> | undefined;
     const followerHook = busLink.onConnected;
     busLink.onConnected = (bus) => {
       followerHook?.(bus);
       if (config.flows.length > 0) void startReplies(bus);
       if (config.deliver) {
-        const runtime = new DeliverRuntime({
-          bus,
-          busConfig: config.bus,
-          config: config.deliver,
-          flows: config.flows,
-          target: config.deliver.target ?? config.upstream!,
-          dataDir: config.dataDir,
-          logger: logger.child({ component: 'deliver' }),
-        });
-        deliver = runtime;
-        deliverReady = runtime.start().catch((err: unknown) => {
-          deliver = undefined;
-          logger.error({ err: describeError(err) }, 'deliver consumers could not start');
-        });
+        const deliverConfig = config.deliver;
+        // Same for the callee side: a deliver consumer that could not join its group is started again.
+        deliver = new Restarting(
+          'deliver consumers',
+          () =>
+            new DeliverRuntime({
+              bus,
+              busConfig: config.bus,
+              config: deliverConfig,
+              flows: config.flows,
+              target: deliverConfig.target ?? config.upstream!,
+              dataDir: config.dataDir,
+              logger: logger.child({ component: 'deliver' }),
+            }),
+          logger,
+        );
+        void deliver.start();
       }
     };
     // The shadow side (delivery consumers + comparator) in this process: `shadow.inProcess`, by default
     // on the embedded bus, where one machine runs everything. Elsewhere `cutover shadow` scales it apart.
-    let shadowSide: ShadowRuntime | undefined;
-    let shadowReady: Promise<void> | undefined;
     if (shadowInProcess(config)) {
       const previous = busLink.onConnected;
       busLink.onConnected = (bus) => {
         previous?.(bus);
-        const runtime = new ShadowRuntime({
-          bus,
-          busConfig: config.bus,
-          flows: config.flows,
-          shadow: config.shadow,
-          dataDir: config.dataDir,
-          observationsTopic: config.observationsTopic,
+        shadowSide = new Restarting(
+          'in-process shadow side',
+          () =>
+            new ShadowRuntime({
+              bus,
+              busConfig: config.bus,
+              flows: config.flows,
+              shadow: config.shadow,
+              dataDir: config.dataDir,
+              observationsTopic: config.observationsTopic,
+              logger,
+              registry,
+            }),
           logger,
-          registry,
-        });
-        shadowSide = runtime;
-        shadowReady = runtime.start().catch((err: unknown) => {
-          shadowSide = undefined;
-          logger.error({ err: describeError(err) }, 'in-process shadow side could not start');
-        });
+        );
+        void shadowSide.start();
       };
     }
     cleanup.unshift(async () => {
@@ -191,8 +194,8 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       const applied = await Promise.race([followerReady.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), bootWait).unref())]);
       if (!applied) logger.warn({ waitedMs: bootWait }, 'flip log not read yet; serving with the config modes until it is');
     }
-    await deliverReady;
-    await shadowReady;
+    await deliver?.ready;
+    await shadowSide?.ready;
     // A Kafka group join takes seconds: wait for the reply channel only when a flow starts on the bus path.
     if (flows.entries.some((e) => e.mode === 'bus' || e.mode.startsWith('canary:'))) await repliesReady;
 
@@ -236,6 +239,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       registry,
       busHealth: () => busLink.health(),
       listening: () => plane.server.listening,
+      consumers: () => ({ replies: replies.ready, ...(config.deliver ? { deliver: deliver?.current?.ready === true } : {}) }),
       logger: logger.child({ component: 'admin' }),
       control: createAdminControl({ bus: () => busLink.current, flows: config.flows, readiness: config.readiness, baseUrl: sidecarBaseUrl(config.listen), table: flows, logger: logger.child({ component: 'flips' }) }),
     });
@@ -282,8 +286,8 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       publisher,
       registry,
       replies,
-      deliver: () => deliver,
-      shadow: () => shadowSide,
+      deliver: () => deliver?.current,
+      shadow: () => shadowSide?.current,
       bus: () => busLink.current,
       close: () => (closing ??= close()),
     };

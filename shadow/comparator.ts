@@ -99,7 +99,7 @@ export class Comparator {
     this.now = options.now ?? Date.now;
     const window = options.window ?? 30_000;
     this.engine = new PairingEngine({ window, maxOpenPairs: options.maxOpenPairs ?? 100_000, flows: options.flows ?? {} });
-    this.metrics = options.registry ? new ComparatorMetrics(options.registry, () => this.engine.stats()) : undefined;
+    this.metrics = options.registry ? ComparatorMetrics.of(options.registry, () => this.engine.stats()) : undefined;
   }
 
   /** Joins the group; resolves once consuming. */
@@ -275,16 +275,29 @@ function parityMessage(record: ParityRecord): BusMessage {
 }
 
 class ComparatorMetrics {
+  private static readonly byRegistry = new WeakMap<Registry, ComparatorMetrics>();
   readonly records: Counter<'flow' | 'outcome'>;
+  /** The newest comparator on this registry (a restarted shadow side replaces the one that failed). */
+  private stats: () => PairingStats;
 
-  constructor(registry: Registry, stats: () => PairingStats) {
+  /** One set per registry: a second comparator on it (a restart) takes over the gauges instead of registering them again. */
+  static of(registry: Registry, stats: () => PairingStats): ComparatorMetrics {
+    let metrics = ComparatorMetrics.byRegistry.get(registry);
+    if (metrics) metrics.stats = stats;
+    else ComparatorMetrics.byRegistry.set(registry, (metrics = new ComparatorMetrics(registry, stats)));
+    return metrics;
+  }
+
+  private constructor(registry: Registry, stats: () => PairingStats) {
+    this.stats = stats;
+    const current = (): PairingStats => this.stats();
     this.records = new Counter({ name: 'cutover_parity_records_total', help: 'Parity records by flow and outcome', labelNames: ['flow', 'outcome'], registers: [registry] });
     new Gauge({
       name: 'cutover_comparator_open_pairs',
       help: 'Pairs waiting for their other side',
       registers: [registry],
       collect() {
-        this.set(stats().open);
+        this.set(current().open);
       },
     });
     new Gauge({
@@ -292,7 +305,7 @@ class ComparatorMetrics {
       help: 'Open pairs dropped because maxOpenPairs was reached',
       registers: [registry],
       collect() {
-        this.set(stats().overflow);
+        this.set(current().overflow);
       },
     });
   }

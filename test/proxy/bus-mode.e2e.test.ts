@@ -109,6 +109,8 @@ async function setupRun(target: Target, options: { faulty?: boolean; mode: FlowM
     { registry: createRegistry() },
   );
   cleanups.push(() => callee.close());
+  // Its consumers join their groups in the background (a failed join is retried); bus-mode calls need them.
+  await waitFor(() => callee.deliver()?.ready === true, { timeoutMs: 30_000, what: 'callee deliver consumers' });
   // Caller side.
   const caller: SidecarHandle = await startSidecar(
     {

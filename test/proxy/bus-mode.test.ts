@@ -313,3 +313,28 @@ describe('flip log at boot', () => {
     expect((await request(sc.data.url, reserve('cust-boot'))).status).toBe(201);
   });
 });
+
+describe('deliver consumers start', () => {
+  it('is retried in the background when it fails, and /readyz says when they consume', async () => {
+    class FlakyDeliver extends LiveMemoryBus {
+      failures = 0;
+      override async subscribe(options: SubscribeOptions): Promise<Subscription> {
+        if (options.group.startsWith('cutover.deliver.') && this.failures++ === 0) {
+          throw Object.assign(new Error('join group timed out'), { code: ErrorCodes.BUS_TIMEOUT });
+        }
+        return super.subscribe(options);
+      }
+    }
+    const bus = new FlakyDeliver();
+    // One sidecar on both sides: its bus-mode calls are served by its own deliver consumer.
+    const sc = await startSidecar(config({}, {}, { deliver: { flows: ['inventory.reserve'] } }), { bus, registry: createRegistry() });
+    cleanups.push(() => sc.close());
+    await waitFor(() => sc.deliver()?.ready === true, { timeoutMs: 10_000, what: 'the deliver consumers after one failed start' });
+    expect(bus.failures).toBe(2);
+    const ready = await request(sc.admin.url, { path: '/readyz' });
+    expect(JSON.parse(ready.body.toString()).consumers).toEqual({ replies: true, deliver: true });
+    const res = await request(sc.data.url, reserve('cust-deliver-retry'));
+    expect(res.status).toBe(201);
+    expect(sc.deliver()!.consumers[0]!.stats().delivered).toBe(1);
+  });
+});

@@ -75,6 +75,21 @@ describe('Comparator (memory bus, fake clock)', () => {
     expect(await registry.getSingleMetricAsString('cutover_comparator_overflow_total')).toMatch(/ 15$/m);
   });
 
+  it('a second comparator on the same registry (a restarted shadow side) takes over the gauges', async () => {
+    const first = await setup({ maxOpenPairs: 10 });
+    await first.bus.publish(OBS, Array.from({ length: 12 }, (_, i) => observation(ObservationTypes.direct, `a${i}`, { status: 200 })));
+    await waitFor(() => first.c.stats().overflow === 2, { what: 'first overflow' });
+    await first.c.close();
+    const bus = new MemoryBus();
+    const second = new Comparator({ bus, observationsTopic: OBS, parityTopic: PARITY, maxOpenPairs: 10, sweepInterval: 0, registry: first.registry });
+    await second.start();
+    cleanups.push(() => second.close());
+    await bus.publish(OBS, [observation(ObservationTypes.direct, 'b1', { status: 200 })]);
+    await waitFor(() => second.stats().open === 1, { what: 'one open pair on the second comparator' });
+    expect(await first.registry.getSingleMetricAsString('cutover_comparator_open_pairs')).toMatch(/ 1$/m);
+    expect(await first.registry.getSingleMetricAsString('cutover_comparator_overflow_total')).toMatch(/ 0$/m);
+  });
+
   it('skips events that are not observations', async () => {
     const { bus, c } = await setup();
     await bus.publish(OBS, [{ key: null, event: { specversion: '1.0', id: 'x', source: '/s', type: 'something.else' } }]);
