@@ -9,6 +9,10 @@
  *   returned; latency counts from the scheduled time, so a stall is not hidden), p50 and p99;
  * - CPU seconds of the proxy process per 1,000 requests during the fixed-rate phase (process.cpuUsage
  *   read over IPC from the child).
+ * One more row, "kafkajs alone", is a floor rather than a proxy: a process that only hands kafkajs the two
+ * records a shadow call costs (the call event and the direct observation, encoded as the sidecar encodes
+ * them, same producer settings and linger) at 1,000 calls/s. Forwarder CPU + this floor is the least any
+ * Node sidecar built on kafkajs can spend per 1,000 shadowed calls.
  *
  * The load generator is written here (keep-alive agents, node:http) rather than autocannon: it is one
  * small file, needs no extra dependency, and gives the open-loop schedule the latency goal needs.
@@ -39,10 +43,12 @@ const ROLE = process.argv[2];
 // ---------------------------------------------------------------------------------------------------------
 
 interface ChildMessage {
-  type: 'ready' | 'cpu' | 'stats';
+  type: 'ready' | 'cpu' | 'stats' | 'floor';
   port?: number;
   cpuMicros?: number;
   stats?: unknown;
+  /** kafka-floor: calls handed to kafkajs during the measured part. */
+  sent?: number;
 }
 
 function reportCpu(): void {
@@ -97,6 +103,85 @@ async function runSidecarChild(configJson: string): Promise<void> {
   process.send!({ type: 'ready', port: sc.data.port } satisfies ChildMessage);
 }
 
+/**
+ * The floor for shadow mode on Kafka: kafkajs alone, fed the two records of a shadow call (call event and
+ * direct observation, built and encoded once by the sidecar's own code) at a fixed rate, batched like the
+ * sidecar's publisher (one sendBatch per `linger`, idempotent producer, acks=all). No HTTP, no capture.
+ */
+async function runKafkaFloor(brokers: string, suffix: string, linger: number): Promise<void> {
+  const { Kafka, logLevel, Partitioners } = await import('kafkajs');
+  const { buildCallMessage, buildObservationMessage } = await import('../proxy/call-event.js');
+  const { encodeMessages } = await import('../src/bus/kafka/codec.js');
+  const kafka = new Kafka({ clientId: 'bench-floor', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const callTopic = `commands.agent.inventory.floor-${suffix}`;
+  const obsTopic = `cutover.observations.floor-${suffix}`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [callTopic, obsTopic].map((topic) => ({ topic, numPartitions: 6 })), waitForLeaders: true });
+  await admin.disconnect();
+  const producer = kafka.producer({ idempotent: true, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const flow = { name: 'inventory.reserve', schemaVersion: '1', mode: 'shadow' as const };
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const [call] = encodeMessages(callTopic, [
+    buildCallMessage({ agent: 'inventory', flow, topic: callTopic, id: randomUUID(), traceparent, partitionKey: 'SKU-RED-MUG', data: { body: JSON.parse(BODY), params: {}, query: {} }, method: 'POST', target: '/reservations', headers: { 'content-type': 'application/json' } }),
+  ], 1 << 20);
+  const [obs] = encodeMessages(obsTopic, [
+    buildObservationMessage({ agent: 'inventory', flow, correlationId: randomUUID(), traceparent, data: { status: 201, headers: { 'content-type': 'application/json; charset=utf-8' }, latencyMs: 0.8, body: { reservationId: randomUUID(), sku: 'SKU-RED-MUG', qty: 1, customerId: 'cust-42', remaining: 999 }, request: { method: 'POST', target: '/reservations', headers: { 'content-type': 'application/json' }, body: BODY } } }),
+  ], 1 << 20);
+  let queue: Array<{ topic: string; key: string; value: string; headers: Record<string, string> }> = [];
+  let stopping = false;
+  const loop = (async () => {
+    while (!stopping) {
+      await new Promise((r) => setTimeout(r, linger));
+      if (queue.length === 0) continue;
+      const batch = queue;
+      queue = [];
+      const byTopic = new Map<string, Array<{ key: string; value: string; headers: Record<string, string> }>>();
+      for (const { topic, ...m } of batch) byTopic.set(topic, [...(byTopic.get(topic) ?? []), m]);
+      await producer.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })), acks: -1 });
+    }
+  })();
+  const push = (n: number): void => {
+    for (let i = 0; i < n; i++) {
+      const id = randomUUID();
+      queue.push({ topic: callTopic, key: 'SKU-RED-MUG', value: call!.message.value as string, headers: call!.message.headers as Record<string, string> });
+      queue.push({ topic: obsTopic, key: id, value: obs!.message.value as string, headers: obs!.message.headers as Record<string, string> });
+    }
+  };
+  reportCpu();
+  process.on('message', async (msg: { type: string; rate?: number; seconds?: number }) => {
+    if (msg.type !== 'floor') return;
+    // Calls arrive in 10 ms steps (a timer per call would cost more than the calls).
+    const perStep = msg.rate! / 100;
+    const warm = setInterval(() => push(perStep), 10);
+    await new Promise((r) => setTimeout(r, 1_000));
+    clearInterval(warm);
+    const before = process.cpuUsage();
+    let sent = 0;
+    const timer = setInterval(() => {
+      push(perStep);
+      sent += perStep;
+    }, 10);
+    await new Promise((r) => setTimeout(r, msg.seconds! * 1_000));
+    clearInterval(timer);
+    const used = process.cpuUsage(before);
+    process.send!({ type: 'floor', cpuMicros: used.user + used.system, sent } satisfies ChildMessage);
+  });
+  process.on('SIGTERM', () => {
+    stopping = true;
+    void loop.finally(async () => {
+      const cleanup = kafka.admin();
+      await cleanup.connect();
+      await cleanup.deleteTopics({ topics: [callTopic, obsTopic] }).catch(() => undefined);
+      await cleanup.disconnect();
+      await producer.disconnect();
+      process.exit(0);
+    });
+  });
+  process.send!({ type: 'ready', port: 0 } satisfies ChildMessage);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Driver
 // ---------------------------------------------------------------------------------------------------------
@@ -104,7 +189,7 @@ async function runSidecarChild(configJson: string): Promise<void> {
 interface Child {
   proc: ChildProcess;
   port: number;
-  ask<T extends ChildMessage['type']>(type: T): Promise<ChildMessage>;
+  ask<T extends ChildMessage['type']>(type: T, payload?: Record<string, unknown>): Promise<ChildMessage>;
   stop(): Promise<void>;
 }
 
@@ -119,7 +204,7 @@ async function spawnChild(args: string[]): Promise<Child> {
   return {
     proc,
     port: ready.port!,
-    ask: (type) =>
+    ask: (type, payload) =>
       new Promise((resolve) => {
         const on = (m: unknown): void => {
           if ((m as ChildMessage).type === type) {
@@ -128,7 +213,7 @@ async function spawnChild(args: string[]): Promise<Child> {
           }
         };
         proc.on('message', on);
-        proc.send({ type });
+        proc.send({ type, ...payload });
       }),
     stop: () =>
       new Promise((resolve) => {
@@ -200,6 +285,10 @@ async function main(): Promise<void> {
   const out = (s: string): boolean => process.stdout.write(s + '\n');
 
   const agent = await spawnChild(['agent']);
+  // The sidecar's publisher.linger (its default unless BENCH_LINGER says otherwise), for the floor row too.
+  const { parseDuration } = await import('../src/duration.js');
+  const { publisherSchema } = await import('../proxy/options.js');
+  const lingerMs = (process.env.BENCH_LINGER ? parseDuration(process.env.BENCH_LINGER) : undefined) ?? publisherSchema.parse({}).linger;
   const rows: Row[] = [];
 
   const sidecarConfig = (name: string, mode: 'direct' | 'shadow', bus: unknown) =>
@@ -224,6 +313,7 @@ async function main(): Promise<void> {
     { name: 'sidecar shadow embedded', start: () => spawnChild(['sidecar', sidecarConfig('embedded', 'shadow', { kind: 'embedded', path: path.join(dir, 'shadow.db') })]) },
     { name: 'sidecar shadow redis', start: () => spawnChild(['sidecar', sidecarConfig('redis', 'shadow', { kind: 'redis', url: redisUrl, prefix: redisPrefix })]) },
     { name: 'sidecar shadow kafka', start: () => spawnChild(['sidecar', sidecarConfig('kafka', 'shadow', { kind: 'kafka', brokers: kafka })]) },
+    { name: 'kafkajs alone (floor)', start: () => spawnChild(['kafka-floor', kafka.join(','), id, String(lingerMs)]) },
   ];
 
   const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -244,6 +334,16 @@ async function main(): Promise<void> {
     }
     for (let round = 1; round <= rounds; round++) {
       for (const { name, child } of round % 2 === 1 ? running : [...running].reverse()) {
+        if (name.startsWith('kafkajs alone')) {
+          const r = await child!.ask('floor', { rate: 1_000, seconds: rateSeconds });
+          const cpuPer1k = (r.cpuMicros! / 1e6 / r.sent!) * 1_000;
+          const list = samples.get(name) ?? [];
+          list.push({ rps: NaN, tpErrors: 0, p50: NaN, p99: NaN, rateErrors: 0, cpuPer1k });
+          samples.set(name, list);
+          notes.set(name, `a floor, not a proxy: 2 records per call handed to kafkajs, ${lingerMs} ms linger, no HTTP`);
+          out(`  round ${round}: ${name}: ${cpuPer1k.toFixed(3)} CPU-s/1k`);
+          continue;
+        }
         const port = child?.port ?? agent.port;
         const tp = await throughput(port, concurrency, seconds);
         let cpuStart = 0;
@@ -305,13 +405,21 @@ async function main(): Promise<void> {
     const ratio = base ? r.rps / base.rps : NaN;
     const added = direct ? r.p50 - direct.p50 : NaN;
     out(
-      `${pad(r.name, 26)}${pad(num(r.rps), 11)}${pad(base ? (ratio * 100).toFixed(0) + '%' : '-', 8)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(added, 2), 9)}${pad(num(r.cpuPer1k, 3), 10)}${pad(String(r.tpErrors + r.rateErrors), 8)}${r.note}`,
+      `${pad(r.name, 26)}${pad(num(r.rps), 11)}${pad(Number.isNaN(ratio) ? '-' : (ratio * 100).toFixed(0) + '%', 8)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(added, 2), 9)}${pad(num(r.cpuPer1k, 3), 10)}${pad(String(r.tpErrors + r.rateErrors), 8)}${r.note}`,
     );
   }
   const kafkaRow = rows.find((r) => r.name === 'sidecar shadow kafka');
   if (base && kafkaRow && direct) {
     out('');
     out(`goals: shadow/kafka throughput ${((kafkaRow.rps / base.rps) * 100).toFixed(0)}% of the minimal forwarder (goal >= 70%); added median latency at 1,000 req/s ${(kafkaRow.p50 - direct.p50).toFixed(2)} ms (goal <= 1 ms); ${num(kafkaRow.cpuPer1k, 3)} CPU-s per 1,000 requests (goal <= 0.2)`);
+  }
+  const floor = rows.find((r) => r.name.startsWith('kafkajs alone'));
+  if (base?.cpuPer1k !== undefined && floor?.cpuPer1k !== undefined) {
+    const least = base.cpuPer1k + floor.cpuPer1k;
+    out(
+      `floor: minimal forwarder ${num(base.cpuPer1k, 3)} + kafkajs alone ${num(floor.cpuPer1k, 3)} = ${num(least, 3)} CPU-s per 1,000 shadowed calls at the least` +
+        (kafkaRow?.cpuPer1k !== undefined ? `; the sidecar spends ${num(kafkaRow.cpuPer1k - least, 3)} over that` : ''),
+    );
   }
 }
 
@@ -324,6 +432,9 @@ switch (ROLE) {
     break;
   case 'sidecar':
     await runSidecarChild(process.argv[3]!);
+    break;
+  case 'kafka-floor':
+    await runKafkaFloor(process.argv[3]!, process.argv[4]!, Number(process.argv[5]));
     break;
   default:
     await main();
