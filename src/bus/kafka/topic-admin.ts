@@ -13,6 +13,26 @@ export interface PartitionOffsets {
 
 // kafkajs is CommonJS and Node cannot see every one of its named exports from ESM; the default import has them all.
 
+/**
+ * Polls the topic's metadata until every partition has a leader, or rethrows the last error at `deadline`.
+ * Retriable errors (metadata not propagated yet) are polled through; others end the wait at once.
+ */
+async function waitForLeaders(admin: Admin, topic: string, deadline: number, first: unknown): Promise<void> {
+  let last = first;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      const partitions = topics.find((t) => t.name === topic)?.partitions ?? [];
+      if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return;
+    } catch (err) {
+      if ((err as { retriable?: boolean }).retriable !== true) throw err;
+      last = err;
+    }
+  }
+  throw last;
+}
+
 /** Broker-internal topics (`__consumer_offsets`, `__transaction_state`) are never cutover's to consume. */
 export function isInternalTopic(topic: string): boolean {
   return topic.startsWith('__');
@@ -63,11 +83,19 @@ export class TopicAdmin {
     let pending = this.ensured.get(topic);
     if (!pending) {
       pending = this.admin.run(`create topic ${topic}`, timeoutMs, async (admin) => {
-        await admin.createTopics({
-          topics: [{ topic, numPartitions: this.config.partitions, replicationFactor: this.config.replicationFactor }],
-          waitForLeaders: true,
-          timeout: timeoutMs,
-        });
+        const deadline = Date.now() + timeoutMs;
+        try {
+          await admin.createTopics({
+            topics: [{ topic, numPartitions: this.config.partitions, replicationFactor: this.config.replicationFactor }],
+            waitForLeaders: true,
+            timeout: timeoutMs,
+          });
+        } catch (err) {
+          // kafkajs waits out LEADER_NOT_AVAILABLE only; a busy broker may answer UNKNOWN_TOPIC_OR_PARTITION
+          // for a moment after creating the topic (seen in CI). The topic exists then: wait for its leaders.
+          if ((err as { retriable?: boolean }).retriable !== true) throw err;
+          await waitForLeaders(admin, topic, deadline, err);
+        }
       });
       this.ensured.set(topic, pending);
       // A failure must not be cached: the next publish tries again.
