@@ -104,7 +104,6 @@ export interface BusPathOptions {
   plane: DataPlane;
   publisher: Publisher;
   replies: ReplyChannel;
-  ensureReplies?: () => void;
   metrics: SidecarMetrics;
   observationsTopic: string;
   agent: string;
@@ -201,7 +200,6 @@ export class BusPath {
     ex.id = id;
     ex.traceparent = call.traceparent;
     if (!replies.ready) {
-      this.o.ensureReplies?.();
       return this.unavailable(req, res, ex, raw, upstream, new Error('the reply channel is not consuming yet'));
     }
     // Registered before the publish: a reply can never arrive before anyone waits for it.

@@ -4,7 +4,7 @@ import type { CloudEvent } from '../src/events/types.js';
 import type { FlowConfig } from '../src/flows/schema.js';
 import type { Logger } from '../src/logger.js';
 import { createDedupeStore, type DedupeStore } from '../src/sdk/dedupe/index.js';
-import { DEFAULT_REPLY_HEADERS, ShadowDeliveryConsumer } from '../shadow/delivery.js';
+import { DEFAULT_REPLY_HEADERS, DeliveryConsumers, type ShadowDeliveryConsumer } from '../shadow/delivery.js';
 import type { DeliverConfig } from './options.js';
 
 /** Consumer group of a flow's `deliver:` consumers (all replicas of the callee share it). */
@@ -41,13 +41,21 @@ export interface DeliverOptions {
  * (dedupe store), so a redelivery after a rebalance does not call the agent again.
  */
 export class DeliverRuntime {
-  readonly consumers: ShadowDeliveryConsumer[] = [];
-  private dedupe: DedupeStore | undefined;
-  private ownsDedupe = false;
-  private closed = false;
+  private readonly group: DeliveryConsumers;
   private consuming = false;
+  private closed = false;
 
-  constructor(private readonly opts: DeliverOptions) {}
+  constructor(private readonly opts: DeliverOptions) {
+    this.group = new DeliveryConsumers({
+      ...(opts.dedupe ? { dedupe: opts.dedupe } : {}),
+      openDedupe: () => createDedupeStore(opts.busConfig, { dataDir: opts.dataDir }),
+      logger: opts.logger,
+    });
+  }
+
+  get consumers(): readonly ShadowDeliveryConsumer[] {
+    return this.group.consumers;
+  }
 
   /** True once every flow's consumer has joined its group (false while starting, after a failed start, after close). */
   get ready(): boolean {
@@ -56,18 +64,11 @@ export class DeliverRuntime {
 
   async start(): Promise<void> {
     const { opts } = this;
-    try {
-      this.dedupe = opts.dedupe;
-      if (!this.dedupe) {
-        this.dedupe = createDedupeStore(opts.busConfig, { dataDir: opts.dataDir });
-        this.ownsDedupe = true;
-        await this.dedupe.start();
-      }
-      for (const name of opts.config.flows) {
-        if (this.closed) return;
+    await this.group.start(
+      opts.config.flows.map((name) => {
         // Validated at boot: every name is a declared flow.
         const flow = opts.flows.find((f) => f.name === name)!;
-        const consumer = new ShadowDeliveryConsumer({
+        return {
           bus: opts.bus,
           flow: {
             name: flow.name,
@@ -76,30 +77,23 @@ export class DeliverRuntime {
             shadow: { target: opts.target, timeout: opts.config.timeout, concurrency: opts.config.concurrency, maxAttempts: opts.config.maxAttempts },
             compareHeaders: DEFAULT_REPLY_HEADERS,
           },
-          dedupe: this.dedupe,
           group: deliverGroup(flow.name),
           accept: isDeliverable,
           replySource: '/cutover/deliver',
           from: opts.config.from,
           logger: opts.logger,
           // No registry: each consumer would register the same metric names again (prom-client refuses).
-        });
-        this.consumers.push(consumer);
-        await consumer.start();
-      }
-      this.consuming = true;
-      opts.logger.info({ flows: opts.config.flows, target: opts.target }, 'deliver consuming');
-    } catch (err) {
-      await this.close();
-      throw err;
-    }
+        };
+      }),
+    );
+    if (this.closed) return;
+    this.consuming = true;
+    opts.logger.info({ flows: opts.config.flows, target: opts.target }, 'deliver consuming');
   }
 
   /** Stops the consumers (deliveries in flight finish, bounded by the bus), then the dedupe store it opened. Idempotent. */
   async close(): Promise<void> {
-    if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.consumers.map((c) => c.close().catch((err: unknown) => this.opts.logger.warn({ err }, 'closing a deliver consumer failed'))));
-    if (this.ownsDedupe) await this.dedupe?.close();
+    await this.group.close();
   }
 }

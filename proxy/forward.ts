@@ -40,8 +40,6 @@ export interface DataPlaneOptions {
   cipher: FieldCipher | undefined;
   /** This replica's reply channel (bus mode). */
   replies: ReplyChannel;
-  /** Starts the reply channel if it is not consuming (a failed start is retried on the next bus-mode call). */
-  ensureReplies?: () => void;
   logger: Logger;
 }
 
@@ -113,7 +111,7 @@ export class DataPlane {
   constructor(options: DataPlaneOptions) {
     this.opts = options;
     this.log = options.logger;
-    this.busPath = new BusPath({ plane: this, publisher: options.publisher, replies: options.replies, ...(options.ensureReplies ? { ensureReplies: options.ensureReplies } : {}), metrics: options.metrics, observationsTopic: options.observationsTopic, agent: options.agent, maxBodyBytes: options.capture.maxBodyBytes, logger: options.logger });
+    this.busPath = new BusPath({ plane: this, publisher: options.publisher, replies: options.replies, metrics: options.metrics, observationsTopic: options.observationsTopic, agent: options.agent, maxBodyBytes: options.capture.maxBodyBytes, logger: options.logger });
     this.reqHeaders = headerPolicy(options.capture.requestHeaders, options.redact.headers);
     this.resHeaders = headerPolicy(options.capture.responseHeaders, options.redact.headers);
     this.redactedQuery = new Set(options.redact.query);
@@ -494,24 +492,27 @@ export class DataPlane {
           this.addResponseBody(data, capture.buffer(), res);
         }
       }
-      const kid = this.encrypt(data);
-      this.opts.publisher.enqueue(
-        this.opts.observationsTopic,
-        buildObservationMessage({
-          agent: this.opts.agent,
-          flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: 'shadow' },
-          correlationId: ex.id!,
-          traceparent: ex.traceparent!,
-          data,
-          ...(kid ? { kid } : {}),
-        }),
-      );
+      this.opts.publisher.enqueue(this.opts.observationsTopic, this.observation(ex, data));
       entry.counters.observations++;
       if (ex.noise && !ex.failure) void this.callAgainForNoise(ex);
     } catch (err) {
       this.log.error({ err, flow: entry.config.name, eventId: ex.id }, 'could not build the direct observation');
       this.skip(ex, 'capture_failed');
     }
+  }
+
+  /** A direct observation of `ex`'s call (configured fields of `data` encrypted in place). */
+  private observation(ex: Exchange, data: ObservationData): BusMessage {
+    const entry = ex.entry!;
+    const kid = this.encrypt(data);
+    return buildObservationMessage({
+      agent: this.opts.agent,
+      flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: 'shadow' },
+      correlationId: ex.id!,
+      traceparent: ex.traceparent!,
+      data,
+      ...(kid ? { kid } : {}),
+    });
   }
 
   /**
@@ -547,16 +548,7 @@ export class DataPlane {
       const encoding = headerValue(response.headers['content-encoding']);
       const decoded = decodeContent(response.body, encoding, this.opts.capture.maxResponseBytes);
       if (decoded) Object.assign(data, encodeBody(decoded, headerValue(response.headers['content-type'])));
-      const kid = this.encrypt(data);
-      const direct = buildObservationMessage({
-        agent: this.opts.agent,
-        flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: 'shadow' },
-        correlationId: ex.id!,
-        traceparent: ex.traceparent!,
-        data,
-        ...(kid ? { kid } : {}),
-      });
-      this.opts.publisher.enqueue(this.opts.observationsTopic, toNoiseObservation(direct));
+      this.opts.publisher.enqueue(this.opts.observationsTopic, toNoiseObservation(this.observation(ex, data)));
     } catch (err) {
       // A failed second call only costs a noise sample; the caller was answered long ago.
       this.log.debug({ err: (err as Error).message, flow: entry.config.name, eventId: ex.id }, 'noise call failed');

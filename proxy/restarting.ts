@@ -33,6 +33,7 @@ export class Restarting<T extends Startable> {
 
   start(): Promise<void> {
     if (this.stopped) return Promise.resolve();
+    clearTimeout(this.timer);
     const instance = this.make();
     this.instance = instance;
     return (this.ready = instance.start().catch((err: unknown) => {

@@ -14,7 +14,7 @@ import { createAdminServer } from './admin.js';
 import { parseListen, sidecarConfigSchema, type SidecarConfig, type SidecarConfigInput } from './config.js';
 import { FieldCipher } from './crypto.js';
 import { DeliverRuntime } from './deliver.js';
-import { Restarting } from './restarting.js';
+import { Restarting, type Startable } from './restarting.js';
 import { shadowInProcess } from '../shadow/options.js';
 import { ShadowRuntime } from '../shadow/runtime.js';
 import { FlowTable } from './flow-table.js';
@@ -118,22 +118,18 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     cleanup.unshift(async () => follower?.close());
     // Data plane: this replica's reply channel (bus mode) and the callee side (`deliver:`), on the same bus.
     const replies = new ReplyChannel(config.agent, config.replies.instance ?? newInstanceId(), logger.child({ component: 'replies' }));
-    let repliesReady: Promise<void> | undefined;
-    // A failed start (say a slow group join) is retried in the background: waiting for the next bus-mode
-    // call to retry would leave a replica that only serves canary/bus flows without replies for good.
-    let repliesRetry: NodeJS.Timeout | undefined;
-    let stopping = false;
-    const startReplies = (bus: Bus): Promise<void> =>
-      (repliesReady = replies.start(bus).catch((err: unknown) => {
-        logger.warn({ err: describeError(err) }, 'reply channel could not start; bus-mode calls get 503 (or fallback) until it does; retrying in 2 s');
-        if (!stopping) repliesRetry = setTimeout(() => void startReplies(bus), 2_000).unref();
-      }));
+    // Started again after a failed start (say a slow group join), so that a replica does not stay without
+    // replies (its canary/bus flows answering 503 or their fallback) until it restarts.
+    let replyRunner: Restarting<Startable> | undefined;
     let deliver: Restarting<DeliverRuntime> | undefined;
     let shadowSide: Restarting<ShadowRuntime> | undefined;
     const followerHook = busLink.onConnected;
     busLink.onConnected = (bus) => {
       followerHook?.(bus);
-      if (config.flows.length > 0) void startReplies(bus);
+      if (config.flows.length > 0) {
+        replyRunner = new Restarting('reply channel (bus-mode calls get 503 or their fallback until it consumes)', () => ({ start: () => replies.start(bus), close: () => replies.close() }), logger);
+        void replyRunner.start();
+      }
       if (config.deliver) {
         const deliverConfig = config.deliver;
         // Same for the callee side: a deliver consumer that could not join its group is started again.
@@ -179,8 +175,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       };
     }
     cleanup.unshift(async () => {
-      stopping = true;
-      clearTimeout(repliesRetry);
+      await replyRunner?.close();
       await replies.close();
       await deliver?.close();
       await shadowSide?.close();
@@ -197,7 +192,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     await deliver?.ready;
     await shadowSide?.ready;
     // A Kafka group join takes seconds: wait for the reply channel only when a flow starts on the bus path.
-    if (flows.entries.some((e) => e.mode === 'bus' || e.mode.startsWith('canary:'))) await repliesReady;
+    if (flows.entries.some((e) => e.mode === 'bus' || e.mode.startsWith('canary:'))) await replyRunner?.ready;
 
     let publisher: Publisher | undefined;
     const metrics = new SidecarMetrics(registry, config.agent, {
@@ -224,10 +219,6 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       metrics,
       cipher,
       replies,
-      ensureReplies: () => {
-        const bus = busLink.current;
-        if (bus && !replies.ready) void startReplies(bus);
-      },
       logger: logger.child({ component: 'data-plane' }),
     });
     const admin = createAdminServer({
@@ -264,8 +255,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       if (!drained) logger.warn({ inFlight: plane.active }, 'shutdown timeout: closing requests still in flight');
       plane.server.closeAllConnections();
       plane.destroyAgents();
-      stopping = true;
-      clearTimeout(repliesRetry);
+      await replyRunner?.close();
       await replies.close();
       await deliver?.close();
       await pub.close();

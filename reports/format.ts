@@ -52,3 +52,18 @@ export function criterionValue(criterion: string, value: number | null): string 
   if (criterion === 'maxBusP99Ms') return ms(value);
   return pct(value);
 }
+
+/**
+ * A header and rows as aligned text columns, two spaces apart, trailing blanks trimmed: one string per line,
+ * the header first. Columns in `right` are right-aligned. `lastCell`, when given, renders the last cell of
+ * each row (not the header) instead of padding it: a coloured verdict, say.
+ */
+export function textTable(header: string[], rows: string[][], options: { right?: ReadonlySet<number>; lastCell?: (cell: string) => string } = {}): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[], isRow: boolean): string =>
+    cells
+      .map((c, i) => (isRow && options.lastCell && i === cells.length - 1 ? options.lastCell(c) : options.right?.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header, false), ...rows.map((r) => line(r, true))];
+}

@@ -1,5 +1,5 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, valueText } from './format.js';
+import { bytes, criterionValue, int, ms, pct, textTable, valueText } from './format.js';
 import type { FlowReport, Percentiles, Report, VerdictStatus } from './types.js';
 
 export interface TextOptions {
@@ -48,18 +48,8 @@ export function renderText(report: Report, options: TextOptions = {}): string {
     ms(f.latency.busLag?.p99),
     f.verdict.status,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const numeric = new Set([2, 3, 4, 5, 6, 7, 8, 9]);
-  const line = (cells: string[], colourLast: boolean) =>
-    cells
-      .map((c, i) => {
-        const padded = numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!);
-        return i === cells.length - 1 && colourLast ? verdict(c as VerdictStatus) : padded;
-      })
-      .join('  ')
-      .trimEnd();
-  lines.push(paint('bold', line(header, false)));
-  for (const r of rows) lines.push(line(r, true));
+  const [head, ...body] = textTable(header, rows, { right: new Set([2, 3, 4, 5, 6, 7, 8, 9]), lastCell: (c) => verdict(c as VerdictStatus) });
+  lines.push(paint('bold', head!), ...body);
   if (report.flows.length === 0) lines.push('(no flows)');
 
   for (const f of report.flows) lines.push('', ...flowSection(f, paint, verdict));

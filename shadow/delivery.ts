@@ -277,3 +277,53 @@ class DeliveryMetrics {
     });
   }
 }
+
+/**
+ * Delivery consumers started together over one dedupe store, and closed together: the shadow side's (one per
+ * flow with a shadow target) and the sidecar's `deliver:` ones. The store is the one given, else opened
+ * here with `openDedupe` (and then closed here too). A consumer that fails to start closes the rest.
+ */
+export class DeliveryConsumers {
+  readonly consumers: ShadowDeliveryConsumer[] = [];
+  private dedupe: DedupeStore | undefined;
+  private ownsDedupe = false;
+  private closed = false;
+
+  constructor(
+    private readonly opts: { dedupe?: DedupeStore; openDedupe: () => DedupeStore; logger: Logger },
+  ) {}
+
+  /** The dedupe store in use, once started. */
+  get store(): DedupeStore | undefined {
+    return this.dedupe;
+  }
+
+  /** Starts one consumer per entry, in order; resolves once all consume. */
+  async start(each: ReadonlyArray<Omit<DeliveryConsumerOptions, 'dedupe'>>): Promise<void> {
+    try {
+      this.dedupe = this.opts.dedupe;
+      if (!this.dedupe) {
+        this.dedupe = this.opts.openDedupe();
+        this.ownsDedupe = true;
+        await this.dedupe.start();
+      }
+      for (const options of each) {
+        if (this.closed) return;
+        const consumer = new ShadowDeliveryConsumer({ ...options, dedupe: this.dedupe });
+        this.consumers.push(consumer);
+        await consumer.start();
+      }
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  /** Stops the consumers (deliveries in flight finish, bounded by the bus), then the store it opened. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.consumers.map((c) => c.close().catch((err: unknown) => this.opts.logger.warn({ err, group: c.group }, 'closing a delivery consumer failed'))));
+    if (this.ownsDedupe) await this.dedupe?.close();
+  }
+}

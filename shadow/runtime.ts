@@ -4,7 +4,7 @@ import type { Bus } from '../src/bus/types.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { createDedupeStore, type DedupeStore } from '../src/sdk/dedupe/index.js';
 import { Comparator } from './comparator.js';
-import { ShadowDeliveryConsumer } from './delivery.js';
+import { DeliveryConsumers, type ShadowDeliveryConsumer } from './delivery.js';
 import type { FlowCompareOptions, FlowNoiseOptions, FlowShadowOptions, ShadowConfig } from './options.js';
 import type { FlowRules } from './pairing.js';
 
@@ -61,16 +61,28 @@ export function flowRulesOf(flows: readonly ShadowFlowConfig[]): Record<string, 
  * together: what `cutover shadow` runs, and what the sidecar runs in-process with `shadow.inProcess`.
  */
 export class ShadowRuntime {
-  readonly consumers: ShadowDeliveryConsumer[] = [];
   comparator: Comparator | undefined;
-  private dedupe: DedupeStore | undefined;
-  private ownsDedupe = false;
+  private readonly delivery: DeliveryConsumers;
   private readonly log: Logger;
   private started = false;
   private closed = false;
 
   constructor(private readonly options: ShadowRuntimeOptions) {
     this.log = (options.logger ?? silentLogger()).child({ component: 'shadow' });
+    this.delivery = new DeliveryConsumers({
+      ...(options.dedupe ? { dedupe: options.dedupe } : {}),
+      openDedupe: () =>
+        createDedupeStore(options.busConfig, {
+          ...(options.shadow.dedupe ? { choice: options.shadow.dedupe } : {}),
+          ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+        }),
+      logger: this.log,
+    });
+  }
+
+  /** One delivery consumer per flow with a shadow target, once started. */
+  get consumers(): readonly ShadowDeliveryConsumer[] {
+    return this.delivery.consumers;
   }
 
   async start(): Promise<void> {
@@ -80,29 +92,17 @@ export class ShadowRuntime {
     try {
       const targets = options.delivery === false ? [] : options.flows.filter((f) => f.shadow?.target);
       if (targets.length > 0) {
-        this.dedupe = options.dedupe;
-        if (!this.dedupe) {
-          this.dedupe = createDedupeStore(options.busConfig, {
-            ...(options.shadow.dedupe ? { choice: options.shadow.dedupe } : {}),
-            ...(options.dataDir ? { dataDir: options.dataDir } : {}),
-          });
-          this.ownsDedupe = true;
-          await this.dedupe.start();
-        }
-        for (const f of targets) {
-          const consumer = new ShadowDeliveryConsumer({
+        await this.delivery.start(
+          targets.map((f) => ({
             bus: options.bus,
             flow: { name: f.name, topic: f.topic, match: f.match, shadow: { ...f.shadow!, target: f.shadow!.target! }, compareHeaders: f.compare?.headers ?? [] },
-            dedupe: this.dedupe,
             dedupeTtl: options.shadow.dedupeTtl,
             ...(options.from ? { from: options.from } : {}),
             ...(options.logger ? { logger: options.logger } : {}),
             ...(options.registry ? { registry: options.registry } : {}),
-          });
-          this.consumers.push(consumer);
-          await consumer.start();
-        }
-        this.log.info({ flows: targets.map((f) => f.name), dedupe: this.dedupe.kind }, 'shadow delivery started');
+          })),
+        );
+        this.log.info({ flows: targets.map((f) => f.name), dedupe: this.delivery.store?.kind }, 'shadow delivery started');
       }
       if (options.comparator ?? options.shadow.comparator) {
         this.comparator = new Comparator({
@@ -126,12 +126,11 @@ export class ShadowRuntime {
     }
   }
 
-  /** Stops consumers and comparator (publishing what the comparator decided), then the dedupe store it opened. */
+  /** Stops the delivery consumers and the dedupe store it opened, then the comparator (publishing what it decided). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.consumers.map((c) => c.close().catch((err) => this.log.warn({ err }, 'closing a delivery consumer failed'))));
+    await this.delivery.close();
     await this.comparator?.close().catch((err) => this.log.warn({ err }, 'closing the comparator failed'));
-    if (this.ownsDedupe) await this.dedupe?.close();
   }
 }

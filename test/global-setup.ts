@@ -1,8 +1,8 @@
 import { execFile, execFileSync } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
+import { tcpReachable } from '../src/net.js';
 
 /**
  * Makes the real brokers the integration tests need available:
@@ -22,19 +22,6 @@ declare module 'vitest' {
     kafkaBrokers: string | null;
     brokersSkipReason: string;
   }
-}
-
-function reachable(host: string, port: number, timeoutMs = 1_500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, host);
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 function has(command: string): boolean {
@@ -58,7 +45,7 @@ export async function setup(project: TestProject): Promise<void> {
 
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const u = new URL(redisUrl);
-  const redisOk = await reachable(u.hostname, Number(u.port || 6379));
+  const redisOk = await tcpReachable(u.hostname, Number(u.port || 6379));
   if (!redisOk) {
     const why = `Redis is not reachable at ${redisUrl}`;
     if (ci) throw new Error(`${why} (CI=true: the Redis suites cannot be skipped)`);
@@ -70,7 +57,7 @@ export async function setup(project: TestProject): Promise<void> {
   let kafkaBrokers: string | null = process.env.KAFKA_BROKERS ?? null;
   if (kafkaBrokers) {
     const [host, port] = kafkaBrokers.split(',')[0]!.split(':');
-    if (!(await reachable(host!, Number(port)))) {
+    if (!(await tcpReachable(host!, Number(port)))) {
       const why = `KAFKA_BROKERS=${kafkaBrokers} is set but does not answer`;
       if (ci) throw new Error(why);
       loud(`SKIPPING the Kafka suites: ${why}.`);

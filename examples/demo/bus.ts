@@ -1,6 +1,6 @@
-import net from 'node:net';
 import path from 'node:path';
 import { busConfigSchema, type BusConfig, type BusConfigInput } from '../../src/bus/options.js';
+import { tcpReachable } from '../../src/net.js';
 import type { DemoOptions } from './options.js';
 
 /** The demo's bus: its config per `--bus`, a reachability check with a fix to print, and cleanup of Redis keys. */
@@ -35,22 +35,13 @@ export async function firstUnreachable(config: BusConfig): Promise<string | unde
         ? config.brokers
         : [];
   if (targets.length === 0) return undefined;
-  const results = await Promise.all(targets.map((t) => tcpReachable(t)));
+  const results = await Promise.all(
+    targets.map((t) => {
+      const i = t.lastIndexOf(':');
+      return tcpReachable(t.slice(0, i), Number(t.slice(i + 1)));
+    }),
+  );
   return results.some(Boolean) ? undefined : targets.join(', ');
-}
-
-function tcpReachable(hostPort: string, timeoutMs = 2_000): Promise<boolean> {
-  const i = hostPort.lastIndexOf(':');
-  return new Promise((resolve) => {
-    const socket = net.connect(Number(hostPort.slice(i + 1)), hostPort.slice(0, i));
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 /** The fix to print when the bus the user asked for is not there. */

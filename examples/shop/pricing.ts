@@ -1,6 +1,6 @@
 import { euros, product } from './catalog.js';
 import { createJsonServer, HttpError, listenAgent, readJson, type AgentHandle, type StartOptions } from './http.js';
-import { discountPct, parseQuoteRequest, quoteId } from './pricing-rules.js';
+import { discountPct, parseQuoteRequest, quoteId, type QuoteRequest } from './pricing-rules.js';
 
 /**
  * The pricing agent: prices carts for the orders and recommendation agents.
@@ -43,6 +43,24 @@ export interface Quote {
   total: number;
 }
 
+/**
+ * The quote for a parsed request. `roundUnit` turns a discounted unit price in hundredths of a cent into
+ * cents: half to even here; the bus-native port passes its own (see bus-native/pricing.ts).
+ */
+export function buildQuote(request: QuoteRequest, roundUnit: (hundredthsOfCent: number) => number): Quote {
+  let subtotal = 0;
+  let total = 0;
+  const lines = request.items.map((item): QuoteLine => {
+    const p = product(item.sku)!;
+    const pct = discountPct(request.customerId, p, item.qty);
+    const unit = roundUnit(p.priceCents * (100 - pct));
+    subtotal += p.priceCents * item.qty;
+    total += unit * item.qty;
+    return { sku: p.sku, name: p.name, qty: item.qty, listPrice: euros(p.priceCents), discountPct: pct, unitPrice: euros(unit), lineTotal: euros(unit * item.qty) };
+  });
+  return { quoteId: quoteId(request), customerId: request.customerId, currency: 'EUR', lines, subtotal: euros(subtotal), total: euros(total) };
+}
+
 export async function start(options: StartOptions = {}): Promise<AgentHandle> {
   const served = new Map<string, number>();
   const server = createJsonServer('pricing', [
@@ -52,18 +70,7 @@ export async function start(options: StartOptions = {}): Promise<AgentHandle> {
       handle: async ({ req }) => {
         const parsed = parseQuoteRequest(await readJson(req));
         if (!parsed.ok) throw new HttpError(parsed.status, parsed.code, parsed.message);
-        const request = parsed.value;
-        let subtotal = 0;
-        let total = 0;
-        const lines = request.items.map((item): QuoteLine => {
-          const p = product(item.sku)!;
-          const pct = discountPct(request.customerId, p, item.qty);
-          const unit = roundHalfEven(p.priceCents * (100 - pct), 100);
-          subtotal += p.priceCents * item.qty;
-          total += unit * item.qty;
-          return { sku: p.sku, name: p.name, qty: item.qty, listPrice: euros(p.priceCents), discountPct: pct, unitPrice: euros(unit), lineTotal: euros(unit * item.qty) };
-        });
-        const quote: Quote = { quoteId: quoteId(request), customerId: request.customerId, currency: 'EUR', lines, subtotal: euros(subtotal), total: euros(total) };
+        const quote = buildQuote(parsed.value, (cents) => roundHalfEven(cents, 100));
         return { status: 200, body: quote };
       },
     },

@@ -5,7 +5,7 @@ import type { Bus } from '../bus/types.js';
 import { CutoverError, ErrorCodes } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { loadReportConfig, sidecarBaseUrl, type ReportConfig } from '../../reports/cli.js';
-import { int, ms, pct } from '../../reports/format.js';
+import { int, ms, pct, textTable } from '../../reports/format.js';
 import { flipFlow, flowHistory, flowStatus, type ControlContext } from './control.js';
 import type { FlipEntry } from './types.js';
 
@@ -106,11 +106,6 @@ export async function flipCommand(argv: string[], io: FlipIo, deps: FlipCliDeps 
   return 0;
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
-}
-
 /** `cutover status`: a table of every flow. Exit 0 (it reports; it does not gate). */
 export async function statusCommand(argv: string[], io: FlipIo, deps: FlipCliDeps = {}): Promise<number> {
   let values;
@@ -147,7 +142,7 @@ export async function statusCommand(argv: string[], io: FlipIo, deps: FlipCliDep
     );
     return 0;
   }
-  const rows = [['FLOW', 'MODE', 'VERDICT', 'SAMPLES', 'PARITY', 'LOWER 95%', 'MISSING', 'BUS ERR', 'BUS P99', 'LAST FLIP']];
+  const rows: string[][] = [];
   for (const s of status.flows) {
     const r = s.report;
     rows.push([
@@ -163,7 +158,7 @@ export async function statusCommand(argv: string[], io: FlipIo, deps: FlipCliDep
       s.lastFlip ? `${s.lastFlip.at} ${s.lastFlip.from} -> ${s.lastFlip.to}${s.lastFlip.forced ? ' (forced)' : ''}` : '(config)',
     ]);
   }
-  io.out(table(rows));
+  io.out(textTable(['FLOW', 'MODE', 'VERDICT', 'SAMPLES', 'PARITY', 'LOWER 95%', 'MISSING', 'BUS ERR', 'BUS P99', 'LAST FLIP'], rows).join('\n'));
   for (const s of status.flows) {
     for (const reason of s.report.verdict.reasons) io.out(`  ${s.flow}: ${reason.criterion} (${reason.status}): ${reason.message}`);
   }

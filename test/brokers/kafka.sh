@@ -76,8 +76,15 @@ answers_metadata() {
   fi
 }
 
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 start() {
   if running; then log "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"; cat "$pidfile"; return 0; fi
+  # Another process on our ports (another checkout's test broker, say) would answer the readiness check for
+  # a broker of ours that failed to bind, and could be stopped under us: refuse instead.
+  for p in "$port" "$cport"; do
+    port_taken "$p" && die "127.0.0.1:$p is already in use by another process: point KAFKA_BROKERS at that broker, or set KAFKA_PORT and KAFKA_CONTROLLER_PORT to free ports"
+  done
   need java "run the Kafka broker"
   fetch
   rm -rf "$run"; mkdir -p "$run/data"
@@ -133,7 +140,7 @@ L4J2
   echo $! >"$pidfile"
   log "started kafka $version (pid $(cat "$pidfile")), waiting for metadata on 127.0.0.1:$port"
   local waited=0
-  until answers_metadata; do
+  until running && answers_metadata; do
     running || { tail -n 40 "$run/stdout.log" "$run/server.log" >&2 2>/dev/null || true; die "broker exited during start"; }
     [ "$waited" -ge "$timeout" ] && { stop; die "broker did not answer metadata within ${timeout}s"; }
     sleep 1; waited=$((waited + 1))

@@ -4,12 +4,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../reports/types.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { cutoverConfigSchema } from '../../src/config/schema.js';
 import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
+import { launchChromium, watchPage } from '../helpers/chromium.js';
 
 /**
  * `npm start` end to end: the demo as a child process, the way a user runs it (`--no-wait` so it exits).
@@ -17,8 +17,6 @@ import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
  */
 
 const root = path.resolve(import.meta.dirname, '../..');
-/** Debian's Chromium (.ci/run installs it), driven by playwright-core, which never downloads a browser. */
-const CHROMIUM = process.env.CUTOVER_CHROMIUM ?? '/usr/bin/chromium';
 
 interface Run {
   code: number | null;
@@ -95,22 +93,11 @@ async function expectDesignedRun(run: Run, out: string): Promise<Report> {
 
 /** The demo's HTML report in headless Chromium: the four flows with their verdicts, no errors, no network. */
 async function expectHtmlOpens(file: string): Promise<void> {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium) or set CUTOVER_CHROMIUM`);
   const profile = await mkdtemp(path.join(tmpdir(), 'cutover-demo-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const context = await launchChromium(profile);
   try {
     const page = await context.newPage();
-    const requests: string[] = [];
-    const problems: string[] = [];
-    page.on('request', (r) => void requests.push(r.url()));
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warning') problems.push(`${m.type()}: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => void problems.push(`pageerror: ${e.message}`));
+    const { requests, problems } = watchPage(page);
     const url = pathToFileURL(file).href;
     await page.goto(url, { waitUntil: 'load' });
     expect(await page.locator('section.flow h2').allTextContents()).toEqual(Object.keys(DESIGNED));

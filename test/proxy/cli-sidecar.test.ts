@@ -2,13 +2,13 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
 import { OBSERVATIONS_TOPIC } from '../../proxy/call-event.js';
 import { createBus, type Delivery } from '../../src/bus/index.js';
+import { tcpReachable } from '../../src/net.js';
 import { request } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -18,16 +18,9 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
 });
 
-function refused(url: string): Promise<boolean> {
+async function refused(url: string): Promise<boolean> {
   const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect(Number(port), hostname);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(true));
-  });
+  return !(await tcpReachable(hostname, Number(port)));
 }
 
 async function readAll(dbPath: string, topic: string): Promise<Delivery[]> {

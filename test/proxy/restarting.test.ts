@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Restarting, type Startable } from '../../proxy/restarting.js';
 import { silentLogger } from '../../src/logger.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -29,13 +29,20 @@ describe('Restarting', () => {
   });
 
   it('stops retrying once closed', async () => {
-    let made = 0;
-    const r = new Restarting('test component', () => (made++, new Component(true)), silentLogger(), 20);
-    await r.start();
-    await r.close();
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(made).toBe(1);
-    await r.start();
-    expect(made).toBe(1);
+    vi.useFakeTimers();
+    try {
+      let made = 0;
+      const r = new Restarting('test component', () => (made++, new Component(true)), silentLogger(), 20);
+      await r.start();
+      await vi.advanceTimersByTimeAsync(20);
+      expect(made).toBe(2);
+      await r.close();
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(made).toBe(2);
+      await r.start();
+      expect(made).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

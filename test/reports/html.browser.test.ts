@@ -1,33 +1,22 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderHtml } from '../../reports/render-html.js';
+import { launchChromium, watchPage } from '../helpers/chromium.js';
 import { sampleReport } from './fixtures.js';
 
-/**
- * Renders the HTML report in Debian's Chromium (package `chromium`; .ci/run installs it) driven by
- * playwright-core, which never downloads a browser.
- */
-const CHROMIUM = process.env.CUTOVER_CHROMIUM ?? '/usr/bin/chromium';
+/** Renders the HTML report in Debian's Chromium (see test/helpers/chromium.ts). */
 
 describe('HTML report in headless Chromium', () => {
   let context: BrowserContext;
   let dir: string;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium) or set CUTOVER_CHROMIUM`);
     dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-report-html-'));
-    // A persistent context on a new empty directory is how Playwright takes --user-data-dir.
-    context = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1366, height: 900 },
-      deviceScaleFactor: 1,
-    });
+    context = await launchChromium(path.join(dir, 'profile'), { viewport: { width: 1366, height: 900 } });
   });
 
   afterAll(async () => {
@@ -42,13 +31,7 @@ describe('HTML report in headless Chromium', () => {
     const url = pathToFileURL(file).href;
 
     const page = await context.newPage();
-    const requests: string[] = [];
-    const problems: string[] = [];
-    page.on('request', (r) => void requests.push(r.url()));
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warning') problems.push(`${m.type()}: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => void problems.push(`pageerror: ${e.message}`));
+    const { requests, problems } = watchPage(page);
 
     await page.goto(url, { waitUntil: 'load' });
 

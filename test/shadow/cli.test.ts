@@ -5,11 +5,11 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBus } from '../../src/bus/index.js';
 import { silentLogger } from '../../src/logger.js';
-import type { ParityRecord } from '../../src/parity/types.js';
 import { shadowCommand } from '../../shadow/cli.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startTestAgent } from './fixtures/agent.js';
 import { simulateCall } from './fixtures/sidecar-sim.js';
+import { collectParity } from '../helpers/parity.js';
 
 describe('cutover shadow --config FILE', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -57,8 +57,7 @@ flows:
     const bus = await createBus({ kind: 'embedded', path: path.join(dir, 'bus.db'), pollInterval: '10ms' });
     await bus.start();
     cleanups.push(() => bus.close());
-    const records: ParityRecord[] = [];
-    await bus.subscribe({ group: 'test.reader', topics: ['cutover.parity'], handler: async (d) => void records.push(d.event.data as ParityRecord) });
+    const records = await collectParity(bus, { group: 'test.reader' });
     const flow = { name: 'inventory.reserve', topic: 'commands.agent.inventory.reserve', observationsTopic: 'cutover.observations.cli' };
     const id = await simulateCall(bus, direct.url, flow, { method: 'POST', path: '/reservations', body: { sku: 'sku-3', qty: 1 }, key: 'sku-3' });
     await waitFor(() => records.length === 1, { what: 'the parity record' });

@@ -4,12 +4,13 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBus, type Bus, type BusConfigInput, type BusMessage } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/bus/options.js';
-import { OBSERVATIONS_TOPIC, PARITY_TOPIC, type ParityRecord } from '../../src/parity/types.js';
+import { OBSERVATIONS_TOPIC } from '../../src/parity/types.js';
 import { comparatorGroupOf } from '../../shadow/comparator.js';
 import { ObservationTypes, type BusReplyData } from '../../shadow/observations.js';
 import { flowCompareSchema, shadowConfigSchema } from '../../shadow/options.js';
 import { ShadowRuntime, type ShadowFlowConfig } from '../../shadow/runtime.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { collectParity } from '../helpers/parity.js';
 
 function observation(type: string, id: string, flow: string, data: BusReplyData): BusMessage {
   return { key: id, event: { specversion: '1.0', id: `${type}:${id}`, source: '/agents/test', type, correlationid: id, cutoverflow: flow, cutovermode: 'shadow', data } };
@@ -48,8 +49,7 @@ describe('ShadowRuntime: comparator ownership', () => {
     expect(runtimes.map((r) => r.comparator!.groups)).toEqual([[comparatorGroupOf('alpha')], [comparatorGroupOf('beta')]]);
 
     const bus = await openBus(config);
-    const records: ParityRecord[] = [];
-    await bus.subscribe({ group: 'test.parity', topics: [PARITY_TOPIC], handler: async (d) => void records.push(d.event.data as ParityRecord) });
+    const records = await collectParity(bus);
     const messages: BusMessage[] = [];
     for (let i = 0; i < 20; i++) {
       // Each flow's pairs differ only where that flow's rules ignore: under the default rules they mismatch.

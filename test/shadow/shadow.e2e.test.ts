@@ -9,6 +9,7 @@ import { waitFor } from '../helpers/wait-for.js';
 import { startTestAgent, type TestAgent } from './fixtures/agent.js';
 import { simulateCall, type SimFlow } from './fixtures/sidecar-sim.js';
 import { busTargets } from '../helpers/bus-targets.js';
+import { collectParity } from '../helpers/parity.js';
 
 /**
  * Shadow delivery + comparator end to end on the real buses. The sidecar is simulated with its own
@@ -50,8 +51,7 @@ for (const target of targets) {
       await bus.start();
       cleanups.push(() => bus.close());
 
-      const records: ParityRecord[] = [];
-      await bus.subscribe({ group: `test.parity.${id}`, topics: [parityTopic], concurrency: 4, handler: async (d) => void records.push(d.event.data as ParityRecord) });
+      const records = await collectParity(bus, { group: `test.parity.${id}`, topic: parityTopic, concurrency: 4 });
 
       const runtime = new ShadowRuntime({
         bus,

@@ -10,13 +10,13 @@ import { startSidecar } from '../../proxy/sidecar.js';
 import { createBus, type BusConfigInput } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/bus/options.js';
 import { createRegistry } from '../../src/metrics.js';
-import type { ParityRecord } from '../../src/parity/types.js';
 import { buildReport } from '../../reports/report.js';
 import { renderMarkdown } from '../../reports/render-md.js';
 import { renderText } from '../../reports/render-text.js';
 import { flowCompareSchema, shadowConfigSchema } from '../../shadow/options.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { collectParity } from '../helpers/parity.js';
 
 /**
  * The real chain on the embedded bus with a bus-native (SDK) agent on the bus side: caller → sidecar
@@ -65,8 +65,7 @@ describe('sidecar + SDK agent + comparator on the embedded bus', () => {
     const bus = await createBus(busConfig);
     await bus.start();
     cleanups.push(() => bus.close());
-    const records: ParityRecord[] = [];
-    await bus.subscribe({ group: 'test.parity', topics: ['cutover.parity'], handler: async (d) => void records.push(d.event.data as ParityRecord) });
+    const records = await collectParity(bus);
     // reservationId is random on both sides and not ignored: every 201 is a mismatch at /body/reservationId.
     const runtime = new ShadowRuntime({
       bus,

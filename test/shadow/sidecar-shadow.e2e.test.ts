@@ -9,12 +9,12 @@ import { startSidecar } from '../../proxy/sidecar.js';
 import { createBus, type BusConfigInput } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/bus/options.js';
 import { createRegistry } from '../../src/metrics.js';
-import type { ParityRecord } from '../../src/parity/types.js';
 import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../shadow/options.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
 import { redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
+import { collectParity } from '../helpers/parity.js';
 
 /**
  * The real chain on Redis: caller → sidecar (shadow mode) → REST agent, the sidecar's call events delivered
@@ -63,8 +63,7 @@ function post(url: string, body: unknown): Promise<number> {
     const bus = await createBus(busConfig);
     await bus.start();
     cleanups.push(() => bus.close());
-    const records: ParityRecord[] = [];
-    await bus.subscribe({ group: 'test.parity', topics: ['cutover.parity'], handler: async (d) => void records.push(d.event.data as ParityRecord) });
+    const records = await collectParity(bus);
     const runtime = new ShadowRuntime({
       bus,
       busConfig: busConfigSchema.parse(busConfig),

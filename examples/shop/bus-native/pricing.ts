@@ -1,9 +1,8 @@
 import type { Bus } from '../../../src/bus/types.js';
 import { silentLogger, type Logger } from '../../../src/logger.js';
 import { AgentBus } from '../../../src/sdk/index.js';
-import { euros, product } from '../catalog.js';
-import { discountPct, parseQuoteRequest, quoteId } from '../pricing-rules.js';
-import { roundHalfEven, type Quote, type QuoteLine } from '../pricing.js';
+import { parseQuoteRequest } from '../pricing-rules.js';
+import { buildQuote, roundHalfEven } from '../pricing.js';
 import { errorBody, jsonBody, type BusAgent, type BusNativeOptions, type CallData } from './call.js';
 
 /**
@@ -39,18 +38,7 @@ export async function startBusPricing(options: BusPricingOptions): Promise<BusAg
       handled += 1;
       const parsed = parseQuoteRequest(jsonBody(ctx.data));
       if (!parsed.ok) return ctx.reply(errorBody(parsed.code, parsed.message), { status: parsed.status });
-      const request = parsed.value;
-      let subtotal = 0;
-      let total = 0;
-      const lines = request.items.map((item): QuoteLine => {
-        const p = product(item.sku)!;
-        const pct = discountPct(request.customerId, p, item.qty);
-        const unit = round(p.priceCents * (100 - pct));
-        subtotal += p.priceCents * item.qty;
-        total += unit * item.qty;
-        return { sku: p.sku, name: p.name, qty: item.qty, listPrice: euros(p.priceCents), discountPct: pct, unitPrice: euros(unit), lineTotal: euros(unit * item.qty) };
-      });
-      const quote: Quote = { quoteId: quoteId(request), customerId: request.customerId, currency: 'EUR', lines, subtotal: euros(subtotal), total: euros(total) };
+      const quote = buildQuote(parsed.value, round);
       ctx.reply(quote, { status: 200 });
     },
     { group: options.group ?? 'agent.pricing', concurrency: options.concurrency ?? 16, ...(options.from ? { from: options.from } : {}) },

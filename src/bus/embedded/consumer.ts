@@ -2,14 +2,14 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { CloudEvent } from '../../events/types.js';
 import { deliverWithRetry, KeyedScheduler, sleep, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
 import type { EmbeddedBusConfig } from '../options.js';
 import { backoffDelay, DEFAULT_MAX_ATTEMPTS, resolveBackoff } from '../retry.js';
 import { isPattern, topicsMatcher } from '../topics.js';
 import type { BusMessage, Delivery, SubscribeOptions, Subscription } from '../types.js';
 import { busyDelay, isBusy, withBusyRetry } from './sqlite.js';
-import type { EmbeddedStore, MessageRow, OffsetRow } from './store.js';
+import { Alarm } from './alarm.js';
+import { rowToDelivery, type EmbeddedStore, type MessageRow, type OffsetRow } from './store.js';
 
 /** Most rows fetched from one topic partition per poll. */
 const FETCH_LIMIT = 500;
@@ -123,9 +123,7 @@ export class EmbeddedSubscription implements Subscription {
   private busyPolls = 0;
   private closePromise: Promise<void> | undefined;
   private loopDone: Promise<void> | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private wakeUp: (() => void) | undefined;
-  private wokenEarly = false;
+  private readonly alarm = new Alarm();
   private unlisten: (() => void) | undefined;
 
   constructor(
@@ -233,28 +231,14 @@ export class EmbeddedSubscription implements Subscription {
 
   /** Sleeps until the next poll, a due commit or rebalance, or a wake-up (local publish, freed capacity). */
   private pause(): Promise<void> {
-    if (this.wokenEarly) {
-      this.wokenEarly = false;
-      return Promise.resolve();
-    }
     const now = Date.now();
     // A due commit counts only while something is left to commit (a lost partition drops its own).
     const until = Math.min(now + this.pollInterval, this.dirty.size > 0 ? this.commitDueAt : Infinity, this.nextRebalanceAt);
-    return new Promise<void>((resolve) => {
-      this.wakeUp = () => {
-        clearTimeout(this.timer);
-        this.timer = undefined;
-        this.wakeUp = undefined;
-        resolve();
-      };
-      // Deliberately not unref'd: like a broker socket, a live subscription keeps its process running.
-      this.timer = setTimeout(this.wakeUp, Math.max(0, until - now));
-    });
+    return this.alarm.sleep(until - now);
   }
 
   private wake(): void {
-    if (this.wakeUp) this.wakeUp();
-    else this.wokenEarly = true;
+    this.alarm.wake();
   }
 
   /** One poll. Returns true when more work is ready at once (a full batch, new partitions). */
@@ -566,20 +550,8 @@ export class EmbeddedSubscription implements Subscription {
 
   private dispatch(s: PartState, row: MessageRow, attempt: number): void {
     s.inflight.push(row.seq);
-    let delivery: Delivery;
-    try {
-      delivery = {
-        topic: s.topic,
-        key: row.msg_key,
-        event: JSON.parse(row.event) as CloudEvent,
-        headers: row.headers ? (JSON.parse(row.headers) as Record<string, string>) : {},
-        position: String(row.seq),
-        publishedAt: row.published_at,
-        attempt,
-      };
-    } catch (err) {
-      // Only this adapter writes rows, always as JSON: a row that does not parse was damaged outside it.
-      this.logger.error({ err, topic: s.topic, position: row.seq }, 'skipping a stored message that is not JSON');
+    const delivery = rowToDelivery(s.topic, row, attempt, this.logger);
+    if (!delivery) {
       this.markDone(s, row.seq);
       return;
     }

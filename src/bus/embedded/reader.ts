@@ -1,8 +1,8 @@
-import type { CloudEvent } from '../../events/types.js';
 import type { Logger } from '../../logger.js';
 import type { Delivery, ReadOptions, ReadStream } from '../types.js';
 import { isBusy, toBusError } from './sqlite.js';
-import type { EmbeddedStore, MessageRow } from './store.js';
+import { Alarm } from './alarm.js';
+import { rowToDelivery, type EmbeddedStore, type MessageRow } from './store.js';
 
 /** Rows fetched per partition per round. */
 const ROUND_LIMIT = 256;
@@ -22,8 +22,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
   private finished = false;
   private closed = false;
   private readonly follow: boolean;
-  private timer: NodeJS.Timeout | undefined;
-  private wakeUp: (() => void) | undefined;
+  private readonly alarm = new Alarm();
   private readonly unlisten: () => void;
 
   constructor(
@@ -35,7 +34,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
     private readonly onClosed: () => void,
   ) {
     this.follow = options.follow ?? true;
-    this.unlisten = store.onWrite(() => this.wakeUp?.());
+    this.unlisten = store.onWrite(() => this.alarm.wake());
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
@@ -74,7 +73,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
     this.closed = true;
     this.unlisten();
     this.buffer = [];
-    this.wakeUp?.();
+    this.alarm.wake();
     this.onClosed();
   }
 
@@ -114,7 +113,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
     const complete = bound === Number.POSITIVE_INFINITY;
     for (const row of rows) {
       if (row.seq > bound) break;
-      const delivery = this.toDelivery(row);
+      const delivery = rowToDelivery(this.topic, row, 1, this.logger);
       if (delivery) this.buffer.push(delivery);
       this.after = row.seq;
     }
@@ -125,33 +124,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
     }
   }
 
-  private toDelivery(row: MessageRow): Delivery | undefined {
-    try {
-      return {
-        topic: this.topic,
-        key: row.msg_key,
-        event: JSON.parse(row.event) as CloudEvent,
-        headers: row.headers ? (JSON.parse(row.headers) as Record<string, string>) : {},
-        position: String(row.seq),
-        publishedAt: row.published_at,
-        attempt: 1,
-      };
-    } catch (err) {
-      this.logger.error({ err, topic: this.topic, position: row.seq }, 'skipping a stored message that is not JSON');
-      return undefined;
-    }
-  }
-
   private pause(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      this.wakeUp = () => {
-        clearTimeout(this.timer);
-        this.timer = undefined;
-        this.wakeUp = undefined;
-        resolve();
-      };
-      this.timer = setTimeout(this.wakeUp, this.pollInterval);
-    });
+    return this.closed ? Promise.resolve() : this.alarm.sleep(this.pollInterval);
   }
 }

@@ -3,7 +3,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import type { CloudEvent } from '../../events/types.js';
 import type { EmbeddedBusConfig } from '../options.js';
+import type { Delivery } from '../types.js';
 import { BUSY_TIMEOUT_MS, withBusyRetry } from './sqlite.js';
 
 const SCHEMA_VERSION = '1';
@@ -59,6 +61,27 @@ export interface MessageRow {
   event: string;
   headers: string | null;
   published_at: number;
+}
+
+/**
+ * A stored row as a Delivery, or undefined (logged) for a row that does not parse: only this adapter writes
+ * rows, always as JSON, so such a row was damaged outside it and is skipped.
+ */
+export function rowToDelivery(topic: string, row: MessageRow, attempt: number, logger: Logger): Delivery | undefined {
+  try {
+    return {
+      topic,
+      key: row.msg_key,
+      event: JSON.parse(row.event) as CloudEvent,
+      headers: row.headers ? (JSON.parse(row.headers) as Record<string, string>) : {},
+      position: String(row.seq),
+      publishedAt: row.published_at,
+      attempt,
+    };
+  } catch (err) {
+    logger.error({ err, topic, position: row.seq }, 'skipping a stored message that is not JSON');
+    return undefined;
+  }
 }
 
 /** One message ready to insert. */

@@ -4,10 +4,9 @@ import type { CutoverError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { KafkaBusConfig } from '../options.js';
 import type { Delivery, ReadOptions, ReadStream } from '../types.js';
-import { clientRetry } from './client.js';
 import { decodeMessage } from './codec.js';
-import { timeoutError, toBusError, withTimeout } from './errors.js';
-import { consumerTiming, type ConsumerTiming } from './subscription.js';
+import { toBusError, withTimeout } from './errors.js';
+import { connectConsumer, consumerTiming, newConsumer, type ConsumerTiming } from './subscription.js';
 import type { PartitionOffsets, TopicAdmin } from './topic-admin.js';
 
 /** Within the brokers' default group.min/max.session.timeout.ms (6 s to 30 min). */
@@ -78,22 +77,13 @@ export class KafkaReader implements ReadStream {
     await admin.ensureTopic(this.topic);
     const startAt = this.options.from === 'end' ? await admin.offsetsSince(this.topic, since) : new Map<number, number>();
     if (this.stopping.signal.aborted) return;
-    const t = this.timing;
-    const consumer = kafka.consumer({
-      groupId: this.groupId,
-      sessionTimeout: t.sessionTimeout,
-      heartbeatInterval: t.heartbeatInterval,
-      rebalanceTimeout: t.rebalanceTimeout,
-      maxWaitTimeInMs: t.maxWaitTimeInMs,
-      allowAutoTopicCreation: false,
-      retry: { ...clientRetry(config), retries: 5, restartOnFailure: async () => !this.stopping.signal.aborted },
-    });
+    const consumer = newConsumer(kafka, config, this.groupId, this.timing, this.stopping.signal);
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, (e) => {
       if (e.payload.restart || this.stopping.signal.aborted) return;
       this.fail(toBusError(e.payload.error, `read ${this.topic}`, config.brokers));
     });
-    await withTimeout(consumer.connect(), config.connectionTimeout * 2, () => timeoutError(`read ${this.topic}`, config.connectionTimeout * 2, true, config.brokers));
+    await connectConsumer(consumer, config, `read ${this.topic}`);
     await consumer.subscribe({ topics: [this.topic], fromBeginning: this.options.from === 'start' });
     consumer
       .run({

@@ -33,6 +33,28 @@ export interface ConsumerTiming {
   joinTimeout: number;
 }
 
+/**
+ * A kafkajs consumer with cutover's timing and retry settings (topics are never auto-created; kafkajs
+ * restarts a crashed consumer until `stopped` aborts).
+ */
+export function newConsumer(kafka: Kafka, config: KafkaBusConfig, groupId: string, t: ConsumerTiming, stopped: AbortSignal): Consumer {
+  return kafka.consumer({
+    groupId,
+    sessionTimeout: t.sessionTimeout,
+    heartbeatInterval: t.heartbeatInterval,
+    rebalanceTimeout: t.rebalanceTimeout,
+    maxWaitTimeInMs: t.maxWaitTimeInMs,
+    allowAutoTopicCreation: false,
+    retry: { ...clientRetry(config), retries: 5, restartOnFailure: async () => !stopped.aborted },
+  });
+}
+
+/** Connects `consumer`, rejecting with CUTOVER_BUS_UNAVAILABLE when the brokers do not answer in time. */
+export function connectConsumer(consumer: Consumer, config: KafkaBusConfig, what: string): Promise<void> {
+  const ms = config.connectionTimeout * 2;
+  return withTimeout(consumer.connect(), ms, () => timeoutError(what, ms, true, config.brokers));
+}
+
 export function consumerTiming(config: KafkaBusConfig): ConsumerTiming {
   const sessionTimeout = config.sessionTimeout;
   const heartbeatInterval = Math.max(100, Math.floor(sessionTimeout / 3));
@@ -193,15 +215,7 @@ export class KafkaSubscription implements Subscription {
   private async startConsumer(topics: string[]): Promise<void> {
     const { kafka, config } = this.deps;
     const t = this.timing;
-    const consumer = kafka.consumer({
-      groupId: this.group,
-      sessionTimeout: t.sessionTimeout,
-      heartbeatInterval: t.heartbeatInterval,
-      rebalanceTimeout: t.rebalanceTimeout,
-      maxWaitTimeInMs: t.maxWaitTimeInMs,
-      allowAutoTopicCreation: false,
-      retry: { ...clientRetry(config), retries: 5, restartOnFailure: async () => !this.closing.signal.aborted },
-    });
+    const consumer = newConsumer(kafka, config, this.group, this.timing, this.closing.signal);
     this.consumer = consumer;
     this.consumerDead = false;
     this.topics = topics;
@@ -234,7 +248,7 @@ export class KafkaSubscription implements Subscription {
     });
     ready.catch(() => undefined);
     try {
-      await withTimeout(consumer.connect(), config.connectionTimeout * 2, () => timeoutError(`consumer connect (group ${this.group})`, config.connectionTimeout * 2, true, config.brokers));
+      await connectConsumer(consumer, config, `consumer connect (group ${this.group})`);
       await consumer.subscribe({ topics, fromBeginning: this.options.from !== 'end' });
       consumer
         .run({
