@@ -1,7 +1,7 @@
-import { describeError } from '../errors.js';
+import { BusError, describeError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { backoffDelay, type ResolvedBackoff } from './retry.js';
-import { DlqHeaders, type BusMessage, type Delivery, type Handler } from './types.js';
+import { backoffDelay, DEFAULT_MAX_ATTEMPTS, resolveBackoff, type ResolvedBackoff } from './retry.js';
+import { DlqHeaders, type BusMessage, type Delivery, type Handler, type SubscribeOptions } from './types.js';
 import { dlqTopic } from './topics.js';
 
 export type DeliveryOutcome = 'handled' | 'dead-lettered' | 'aborted';
@@ -18,6 +18,11 @@ export interface RetryPolicy {
   signal: AbortSignal;
 }
 
+/** The retry policy a subscription's options ask for (without the abort signal, which the adapter owns). */
+export function retryPolicy(options: SubscribeOptions, logger: Logger, deadLetter: RetryPolicy['deadLetter']): Omit<RetryPolicy, 'signal'> {
+  return { handler: options.handler, maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, backoff: resolveBackoff(options.backoff), group: options.group, logger, deadLetter };
+}
+
 /**
  * Runs one delivery through the handler with retries and backoff, shared by every adapter so the three
  * buses behave alike. `delivery.attempt` on entry is the attempt this delivery starts at (above 1 when
@@ -28,7 +33,31 @@ export interface RetryPolicy {
  * Throws only when the dead letter itself could not be published (do not ack either).
  */
 export async function deliverWithRetry(delivery: Delivery, policy: RetryPolicy): Promise<DeliveryOutcome> {
+  const deadLetter = async (failure: unknown, attempt: number): Promise<'dead-lettered'> => {
+    const { code, message } = describeError(failure);
+    policy.logger.child({ eventId: delivery.event.id, topic: delivery.topic, attempt }).warn({ err: failure }, 'handler failed on its last attempt; moving the message to the DLQ');
+    await policy.deadLetter(dlqTopic(delivery.topic), {
+      key: delivery.key,
+      event: delivery.event,
+      headers: {
+        ...delivery.headers,
+        [DlqHeaders.originalTopic]: delivery.topic,
+        [DlqHeaders.errorCode]: code,
+        [DlqHeaders.errorMessage]: message.slice(0, 2_000),
+        [DlqHeaders.attempts]: String(attempt),
+        [DlqHeaders.failedAt]: new Date().toISOString(),
+        [DlqHeaders.group]: policy.group,
+      },
+    });
+    return 'dead-lettered';
+  };
   let attempt = Math.max(1, delivery.attempt);
+  // Redelivered more often than maxAttempts without an ack: its consumers crashed (or stalled) on it.
+  // Straight to the DLQ without running the handler, or a message that kills its consumer would do so forever.
+  if (attempt > policy.maxAttempts) {
+    if (policy.signal.aborted) return 'aborted';
+    return deadLetter(new BusError(ErrorCodes.HANDLER_FAILED, `delivered ${attempt} times without being acknowledged (its consumers crashed or stalled)`), attempt);
+  }
   for (;;) {
     if (policy.signal.aborted) return 'aborted';
     let failure: unknown;
@@ -38,26 +67,8 @@ export async function deliverWithRetry(delivery: Delivery, policy: RetryPolicy):
     } catch (err) {
       failure = err;
     }
-    const log = policy.logger.child({ eventId: delivery.event.id, topic: delivery.topic, attempt });
-    if (attempt >= policy.maxAttempts || isNonRetriable(failure)) {
-      const { code, message } = describeError(failure);
-      log.warn({ err: failure }, 'handler failed on its last attempt; moving the message to the DLQ');
-      await policy.deadLetter(dlqTopic(delivery.topic), {
-        key: delivery.key,
-        event: delivery.event,
-        headers: {
-          ...delivery.headers,
-          [DlqHeaders.originalTopic]: delivery.topic,
-          [DlqHeaders.errorCode]: code,
-          [DlqHeaders.errorMessage]: message.slice(0, 2_000),
-          [DlqHeaders.attempts]: String(attempt),
-          [DlqHeaders.failedAt]: new Date().toISOString(),
-          [DlqHeaders.group]: policy.group,
-        },
-      });
-      return 'dead-lettered';
-    }
-    log.debug({ err: failure }, 'handler failed; retrying after backoff');
+    if (attempt >= policy.maxAttempts || isNonRetriable(failure)) return deadLetter(failure, attempt);
+    policy.logger.child({ eventId: delivery.event.id, topic: delivery.topic, attempt }).debug({ err: failure }, 'handler failed; retrying after backoff');
     const waited = await sleep(backoffDelay(policy.backoff, attempt + 1), policy.signal);
     if (!waited) return 'aborted';
     attempt += 1;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { deliverWithRetry, KeyedScheduler } from '../../src/bus/delivery.js';
+import { ErrorCodes } from '../../src/errors.js';
 import { backoffDelay, DEFAULT_BACKOFF } from '../../src/bus/retry.js';
 import { DlqHeaders, type BusMessage, type Delivery } from '../../src/bus/types.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
@@ -73,6 +74,16 @@ describe('deliverWithRetry', () => {
     expect(outcome).toBe('dead-lettered');
     expect(seen).toEqual([2, 3]);
     expect(dead[0]!.headers).toMatchObject({ a: 'b', [DlqHeaders.attempts]: '3', [DlqHeaders.errorCode]: 'E_X', [DlqHeaders.errorMessage]: 'nope', [DlqHeaders.originalTopic]: 't.x', [DlqHeaders.group]: 'g' });
+  });
+
+  it('sends a message delivered more than maxAttempts times straight to the DLQ without running the handler', async () => {
+    const dead: BusMessage[] = [];
+    let ran = 0;
+    const outcome = await deliverWithRetry(delivery(4), policy(async () => void ran++, dead));
+    expect(outcome).toBe('dead-lettered');
+    expect(ran).toBe(0);
+    expect(dead[0]!.headers).toMatchObject({ [DlqHeaders.attempts]: '4', [DlqHeaders.errorCode]: ErrorCodes.HANDLER_FAILED });
+    expect(dead[0]!.headers![DlqHeaders.errorMessage]).toMatch(/delivered 4 times without being acknowledged/);
   });
 
   it('gives up without acking when the subscription closes during backoff', async () => {

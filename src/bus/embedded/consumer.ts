@@ -1,10 +1,9 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, KeyedScheduler, sleep, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
+import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
 import type { EmbeddedBusConfig } from '../options.js';
-import { backoffDelay, DEFAULT_MAX_ATTEMPTS, resolveBackoff } from '../retry.js';
+import { backoffDelay } from '../retry.js';
 import { isPattern, topicsMatcher } from '../topics.js';
 import type { BusMessage, Delivery, SubscribeOptions, Subscription } from '../types.js';
 import { busyDelay, isBusy, withBusyRetry } from './sqlite.js';
@@ -142,15 +141,7 @@ export class EmbeddedSubscription implements Subscription {
     this.heartbeatEvery = Math.max(10, Math.floor(this.sessionTimeout / 3));
     this.pollInterval = Math.max(1, ctx.config.pollInterval);
     this.commitDelay = Math.min(this.pollInterval, 10);
-    this.policy = {
-      handler: options.handler,
-      maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      backoff: resolveBackoff(options.backoff),
-      group: options.group,
-      logger: this.logger,
-      deadLetter: ctx.deadLetter,
-      signal: this.abort.signal,
-    };
+    this.policy = { ...retryPolicy(options, this.logger, ctx.deadLetter), signal: this.abort.signal };
   }
 
   /**
@@ -564,22 +555,11 @@ export class EmbeddedSubscription implements Subscription {
     s.running += 1;
     if (seq > s.maxStarted) s.maxStarted = seq;
     let outcome: DeliveryOutcome = 'aborted';
-    // Redelivered more often than maxAttempts without a commit: its consumers crashed on it. Straight to
-    // the DLQ (as on Redis), or a message that kills its consumer would do so forever.
-    const policy: RetryPolicy =
-      delivery.attempt > this.policy.maxAttempts
-        ? {
-            ...this.policy,
-            handler: async () => {
-              throw new BusError(ErrorCodes.HANDLER_FAILED, `delivered ${delivery.attempt} times without being acknowledged (its consumers crashed or stalled)`);
-            },
-          }
-        : this.policy;
     try {
       let current = delivery;
       for (let n = 1; ; n += 1) {
         try {
-          outcome = await deliverWithRetry(current, policy);
+          outcome = await deliverWithRetry(current, this.policy);
           break;
         } catch (err) {
           // The dead letter could not be written. Keep the message (and its key's lane) here and try again:

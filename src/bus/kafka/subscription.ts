@@ -2,9 +2,8 @@ import { setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, KeyedScheduler, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
+import { deliverWithRetry, KeyedScheduler, retryPolicy, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
 import type { KafkaBusConfig } from '../options.js';
-import { DEFAULT_MAX_ATTEMPTS, resolveBackoff } from '../retry.js';
 import { dlqTopic, isPattern, topicsMatcher } from '../topics.js';
 import { DlqHeaders, type BusMessage, type SubscribeOptions, type Subscription } from '../types.js';
 import { clientRetry } from './client.js';
@@ -154,14 +153,7 @@ export class KafkaSubscription implements Subscription {
     this.hasPatterns = options.topics.some(isPattern);
     this.scheduler = new KeyedScheduler(Math.max(1, options.concurrency ?? 1));
     this.log = deps.logger.child({ group: options.group, subscription: options.topics.join(',') });
-    this.policy = {
-      handler: options.handler,
-      maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      backoff: resolveBackoff(options.backoff),
-      group: options.group,
-      logger: this.log,
-      deadLetter: deps.deadLetter,
-    };
+    this.policy = retryPolicy(options, this.log, deps.deadLetter);
   }
 
   /** Resolves once the consumer joined the group and got its assignment (or no topic matches yet). */

@@ -2,9 +2,8 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { BusError, ErrorCodes, describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, KeyedScheduler, sleep, type RetryPolicy } from '../delivery.js';
+import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type RetryPolicy } from '../delivery.js';
 import type { RedisBusConfig } from '../options.js';
-import { DEFAULT_MAX_ATTEMPTS, resolveBackoff } from '../retry.js';
 import { dlqTopic, topicsMatcher, isPattern } from '../topics.js';
 import { DlqHeaders, type BusMessage, type Delivery, type SubscribeOptions, type Subscription } from '../types.js';
 import { connect, disconnect, openConnection, toBusError, withTimeout, type RedisConnection } from './connection.js';
@@ -128,15 +127,7 @@ export class RedisSubscription implements Subscription {
     this.ttl = ctx.config.claimIdle;
     this.heartbeatEvery = Math.max(50, Math.min(1_000, Math.floor(this.ttl / 3)));
     this.sweepEvery = Math.max(100, Math.floor(this.ttl / 2));
-    this.policy = {
-      handler: options.handler,
-      maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      backoff: resolveBackoff(options.backoff),
-      group: options.group,
-      logger: this.log,
-      deadLetter: (topic, message) => ctx.publish(topic, [message]),
-      signal: this.abort.signal,
-    };
+    this.policy = { ...retryPolicy(options, this.log, (topic, message) => ctx.publish(topic, [message])), signal: this.abort.signal };
     // Blocking reads get a connection of their own: an XREADGROUP BLOCK would stall every publish behind it.
     this.blocking = openConnection(ctx.config, { role: `consumer:${options.group}`, socketTimeout: ctx.config.blockTime + 10_000 }, this.log);
   }
@@ -493,18 +484,8 @@ export class RedisSubscription implements Subscription {
         state.inflight.delete(id);
         return;
       }
-      const exhausted = delivery.attempt > this.policy.maxAttempts;
-      const policy: RetryPolicy = exhausted
-        ? {
-            ...this.policy,
-            // Delivered more often than maxAttempts without an ack: its consumers crashed on it. Straight
-            // to the DLQ, or a message that kills its consumer would do so forever.
-            handler: async () => {
-              throw new BusError(ErrorCodes.HANDLER_FAILED, `delivered ${delivery.attempt} times without being acknowledged (its consumers crashed or stalled)`);
-            },
-          }
-        : this.policy;
-      const outcome = await deliverWithRetry(delivery, policy);
+      // A message delivered more than maxAttempts times goes straight to the DLQ (deliverWithRetry).
+      const outcome = await deliverWithRetry(delivery, this.policy);
       if (outcome === 'aborted') state.inflight.delete(id);
       else this.ack(state, id);
     } catch (err) {
