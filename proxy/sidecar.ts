@@ -111,28 +111,24 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     // Flow modes come from the flip log (src/flips): follow it from whenever the bus is reachable.
     let follower: FlipFollower | undefined;
     let followerReady: Promise<void> | undefined;
-    busLink.onConnected = (bus) => {
-      follower = createFlipFollower({ bus, flows, logger });
-      followerReady = follower.start().catch(() => undefined);
-    };
     cleanup.unshift(async () => follower?.close());
-    // Data plane: this replica's reply channel (bus mode) and the callee side (`deliver:`), on the same bus.
+    // This replica's reply channel (bus mode), the callee side (`deliver:`) and, with `shadow.inProcess`
+    // (by default on the embedded bus, where one machine runs everything; elsewhere `cutover shadow` scales
+    // it apart), the shadow side: all on the same bus, each started again after a failed start (say a slow
+    // group join) rather than left off until the process restarts.
     const replies = new ReplyChannel(config.agent, config.replies.instance ?? newInstanceId(), logger.child({ component: 'replies' }));
-    // Started again after a failed start (say a slow group join), so that a replica does not stay without
-    // replies (its canary/bus flows answering 503 or their fallback) until it restarts.
     let replyRunner: Restarting<Startable> | undefined;
     let deliver: Restarting<DeliverRuntime> | undefined;
     let shadowSide: Restarting<ShadowRuntime> | undefined;
-    const followerHook = busLink.onConnected;
     busLink.onConnected = (bus) => {
-      followerHook?.(bus);
+      follower = createFlipFollower({ bus, flows, logger });
+      followerReady = follower.start().catch(() => undefined);
       if (config.flows.length > 0) {
         replyRunner = new Restarting('reply channel (bus-mode calls get 503 or their fallback until it consumes)', () => ({ start: () => replies.start(bus), close: () => replies.close() }), logger);
         void replyRunner.start();
       }
-      if (config.deliver) {
-        const deliverConfig = config.deliver;
-        // Same for the callee side: a deliver consumer that could not join its group is started again.
+      const deliverConfig = config.deliver;
+      if (deliverConfig) {
         deliver = new Restarting(
           'deliver consumers',
           () =>
@@ -149,13 +145,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
         );
         void deliver.start();
       }
-    };
-    // The shadow side (delivery consumers + comparator) in this process: `shadow.inProcess`, by default
-    // on the embedded bus, where one machine runs everything. Elsewhere `cutover shadow` scales it apart.
-    if (shadowInProcess(config)) {
-      const previous = busLink.onConnected;
-      busLink.onConnected = (bus) => {
-        previous?.(bus);
+      if (shadowInProcess(config)) {
         shadowSide = new Restarting(
           'in-process shadow side',
           () =>
@@ -172,8 +162,8 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
           logger,
         );
         void shadowSide.start();
-      };
-    }
+      }
+    };
     cleanup.unshift(async () => {
       await replyRunner?.close();
       await replies.close();
