@@ -113,7 +113,7 @@ async function runKafkaFloor(brokers: string, suffix: string, linger: number): P
   const { Kafka, logLevel, Partitioners } = await import('kafkajs');
   const { buildCallMessage, buildObservationMessage } = await import('../proxy/call-event.js');
   const { encodeMessages } = await import('../src/bus/kafka/codec.js');
-  const { publisherSchema } = await import('../proxy/options.js');
+  const { publisherSchema } = await import('../src/config/sidecar.js');
   const kafka = new Kafka({ clientId: 'bench-floor', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
   const callTopic = `commands.agent.inventory.floor-${suffix}`;
   const obsTopic = `cutover.observations.floor-${suffix}`;
@@ -309,7 +309,7 @@ async function main(): Promise<void> {
   const agent = await spawnChild(['agent']);
   // The sidecar's publisher.linger (its default unless BENCH_LINGER says otherwise), for the floor row too.
   const { parseDuration } = await import('../src/duration.js');
-  const { publisherSchema } = await import('../proxy/options.js');
+  const { publisherSchema } = await import('../src/config/sidecar.js');
   const lingerMs = (process.env.BENCH_LINGER ? parseDuration(process.env.BENCH_LINGER) : undefined) ?? publisherSchema.parse({}).linger;
   const rows: Row[] = [];
 

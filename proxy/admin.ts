@@ -4,7 +4,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Registry } from 'prom-client';
 import type { BusHealth } from '../src/bus/types.js';
 import { ErrorCodes, isCutoverError } from '../src/errors.js';
-import type { AdminControl } from '../src/flips/admin.js';
+import type { AdminControl } from './admin-control.js';
 import type { Logger } from '../src/logger.js';
 import type { FlowTable } from './flow-table.js';
 import type { Publisher } from './publisher.js';

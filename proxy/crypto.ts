@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { ConfigError, CutoverError, ErrorCodes } from '../src/errors.js';
-import type { EncryptionConfig } from './options.js';
+import type { EncryptionConfig } from '../src/config/sidecar.js';
 
 /** An encrypted field as it appears in a published body. */
 export interface EncryptedValue {

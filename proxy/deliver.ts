@@ -5,7 +5,7 @@ import type { FlowConfig } from '../src/flows/schema.js';
 import type { Logger } from '../src/logger.js';
 import { createDedupeStore, type DedupeStore } from '../src/sdk/dedupe/index.js';
 import { DEFAULT_REPLY_HEADERS, DeliveryConsumers, type ShadowDeliveryConsumer } from '../shadow/delivery.js';
-import type { DeliverConfig } from './options.js';
+import type { DeliverConfig } from '../src/config/sidecar.js';
 
 /** Consumer group of a flow's `deliver:` consumers (all replicas of the callee share it). */
 export function deliverGroup(flow: string): string {

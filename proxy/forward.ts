@@ -18,7 +18,7 @@ import { BodyCapture, decodeContent, encodeBody, type EncodedBody } from './capt
 import type { FieldCipher } from './crypto.js';
 import type { FlowEntry, FlowTable } from './flow-table.js';
 import { UNMATCHED, type SidecarMetrics, type SkipReason } from './metrics.js';
-import type { CaptureConfig, RedactConfig, RouteConfig } from './options.js';
+import type { CaptureConfig, RedactConfig, RouteConfig } from '../src/config/sidecar.js';
 import type { Publisher } from './publisher.js';
 import { BusPath, type BusModeKind } from './bus-mode.js';
 import { shouldSampleNoise, toNoiseObservation } from '../shadow/noise.js';

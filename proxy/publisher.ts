@@ -1,7 +1,7 @@
 import type { Bus, BusMessage } from '../src/bus/types.js';
 import { BusError, describeError, ErrorCodes, isCutoverError } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
-import type { PublisherConfig } from './options.js';
+import type { PublisherConfig } from '../src/config/sidecar.js';
 import type { Spool, SpoolRecord } from './spool.js';
 
 /** What the publisher reports; the sidecar wires these to Prometheus. All optional. */

@@ -1,7 +1,7 @@
 /** Readiness reports: aggregation, statistics, verdicts and renderers (issue 5). */
 export * from './types.js';
 export { wilson, samplesNeeded, Z95, type Interval } from './stats.js';
-export { READINESS_DEFAULTS, readinessSchema, flowReadinessSchema, resolveCriteria, type ReadinessConfig, type ReadinessInput, type FlowReadinessConfig } from './options.js';
+export { READINESS_DEFAULTS, readinessSchema, flowReadinessSchema, resolveCriteria, type ReadinessConfig, type ReadinessInput, type FlowReadinessConfig } from '../src/config/readiness.js';
 export { decideVerdict, worstVerdict } from './verdict.js';
 export { buildCurl, shellQuote, type CurlResult } from './curl.js';
 export { buildReport, parityRecordsFromBus, adminReport, reportFlowsFromConfig, type BuildReportOptions, type ReportFlow, type AdminReport } from './report.js';
@@ -9,4 +9,3 @@ export { renderText, type TextOptions } from './render-text.js';
 export { renderJson } from './render-json.js';
 export { renderMarkdown } from './render-md.js';
 export { renderHtml } from './render-html.js';
-export { reportCommand, loadReportConfig, sidecarBaseUrl, ReportExitCode, REPORT_FORMATS, REPORT_USAGE, type ReportDeps, type ReportIo, type ReportConfig, type ReportFormat } from './cli.js';

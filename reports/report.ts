@@ -3,7 +3,7 @@ import type { FlowConfig } from '../src/flows/schema.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
 import { DEFAULT_LIMITS, FlowAggregate, INVALID, recordTime, type AggregateLimits, type FlowInfo } from './aggregate.js';
-import { READINESS_DEFAULTS, resolveCriteria, type FlowReadinessConfig, type ReadinessConfig } from './options.js';
+import { READINESS_DEFAULTS, resolveCriteria, type FlowReadinessConfig, type ReadinessConfig } from '../src/config/readiness.js';
 import { renderHtml } from './render-html.js';
 import { renderJson } from './render-json.js';
 import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type FlowReport, type InputStats, type Report, type VerdictStatus } from './types.js';
@@ -127,20 +127,15 @@ export async function* parityRecordsFromBus(bus: Bus): AsyncGenerator<ParityReco
 }
 
 /**
- * The report's view of configured flows: name, current mode (from `modeOf`; the config's `mode` until
- * flips exist), method, topic and `readiness:` overrides (from the flow itself once the config schema
- * carries the key, or from `overrides` as loaded by loadReportConfig). Shared by the CLI and the admin API.
+ * The report's view of configured flows: name, current mode (from `modes`, as read from the flip log;
+ * the config's `mode` for a flow never flipped), method, topic and `readiness:` overrides. Shared by the
+ * CLI and the admin API.
  */
-export async function reportFlowsFromConfig(
+export function reportFlowsFromConfig(
   flows: ReadonlyArray<FlowConfig & { readiness?: FlowReadinessConfig }>,
-  modeOf: (flow: FlowConfig) => string | Promise<string> = (flow) => flow.mode,
-  overrides: ReadonlyMap<string, FlowReadinessConfig> = new Map(),
-): Promise<ReportFlow[]> {
-  const out: ReportFlow[] = [];
-  for (const flow of flows) {
-    out.push({ name: flow.name, mode: await modeOf(flow), method: flow.match.method, topic: flow.topic, readiness: flow.readiness ?? overrides.get(flow.name) });
-  }
-  return out;
+  modes: ReadonlyMap<string, string> = new Map(),
+): ReportFlow[] {
+  return flows.map((flow) => ({ name: flow.name, mode: modes.get(flow.name) ?? flow.mode, method: flow.match.method, topic: flow.topic, readiness: flow.readiness }));
 }
 
 /** What the admin API serves: `GET /report` (JSON) and `GET /report.html`. */

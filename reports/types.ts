@@ -9,25 +9,10 @@ export const REPORT_SCHEMA_VERSION = '1.0.0';
 /** `$id` of docs/report-schema.json, echoed in every report as `schema`. */
 export const REPORT_SCHEMA_ID = 'urn:cutover:report-schema:1';
 
-export const VERDICTS = ['READY', 'NOT_READY', 'INSUFFICIENT_DATA'] as const;
-export type VerdictStatus = (typeof VERDICTS)[number];
-
-/** The names a criterion has in the `readiness:` config; reasons use the same names. */
-export const CRITERIA = ['minSamples', 'minParityLowerBound', 'maxMissingRate', 'maxDlqRate', 'maxBusErrorRate', 'maxBusP99Ms'] as const;
-export type CriterionName = (typeof CRITERIA)[number];
-
-/** Thresholds in force for one flow after the flow's `readiness:` overrides were applied to the defaults. */
-export interface Criteria {
-  minSamples: number;
-  minParityLowerBound: number;
-  maxMissingRate: number;
-  maxDlqRate: number;
-  maxBusErrorRate: number;
-  /** `null` when not gated. */
-  maxBusP99Ms: number | null;
-  /** Advice only: p95 event size above which the report advises slimming events. */
-  largeEventBytes: number;
-}
+export { VERDICTS, CRITERIA, type VerdictStatus, type CriterionName } from '../src/parity/types.js';
+export type { Criteria } from '../src/config/readiness.js';
+import type { Criteria } from '../src/config/readiness.js';
+import type { VerdictStatus, CriterionName } from '../src/parity/types.js';
 
 /**
  * A criterion the flow does not meet. `fail`: the data shows the flow misses the threshold.

@@ -8,7 +8,7 @@ import { silentLogger, type Logger } from '../src/logger.js';
 import type { DedupeStore } from '../src/sdk/dedupe/types.js';
 import { serializeEvent } from '../src/events/cloudevent.js';
 import { buildBusReply, callSampleOf, type BusReplyData } from './observations.js';
-import type { FlowShadowOptions } from './options.js';
+import type { FlowShadowOptions } from '../src/config/shadow.js';
 import { rebuildRequest, sendReplay, type ReplayResponse } from './replay.js';
 
 /** Response headers a reply keeps by default: the sidecar's default allow-list for direct observations. */

@@ -1,6 +1,6 @@
 import type { FieldDiff } from '../src/parity/types.js';
 import { bodyBytes, type EncodedBody } from './body.js';
-import { flowCompareSchema, type FlowCompareInput, type FlowCompareOptions } from './options.js';
+import { flowCompareSchema, type FlowCompareInput, type FlowCompareOptions } from '../src/config/shadow.js';
 import { formatPointer, parsePointer, RuleTrie } from './pointer.js';
 
 /**

@@ -2,7 +2,7 @@ import type { FieldDiff, ParityOutcome, ParityRecord } from '../src/parity/types
 import { compileRules, diffResults, type CompiledRules } from './diff.js';
 import { NoiseBaseline } from './noise.js';
 import type { Observation } from './observations.js';
-import type { FlowCompareInput, FlowNoiseOptions } from './options.js';
+import type { FlowCompareInput, FlowNoiseOptions } from '../src/config/shadow.js';
 
 /**
  * The comparator's core, free of I/O and of the wall clock (every call passes `now`): pairs direct and bus

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../src/logger.js';
 import { createDedupeStore, type DedupeStore } from '../src/sdk/dedupe/index.js';
 import { Comparator } from './comparator.js';
 import { DeliveryConsumers, type ShadowDeliveryConsumer } from './delivery.js';
-import type { FlowCompareOptions, FlowNoiseOptions, FlowShadowOptions, ShadowConfig } from './options.js';
+import type { FlowCompareOptions, FlowNoiseOptions, FlowShadowOptions, ShadowConfig } from '../src/config/shadow.js';
 import type { FlowRules } from './pairing.js';
 
 /** The parts of a flow the shadow side reads (a validated flow from the config has them all). */

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
-import { readinessSchema, type ReadinessConfig } from '../../reports/options.js';
+import { readinessSchema, type ReadinessConfig } from '../../src/config/readiness.js';
 import type { BusConfigInput } from '../../src/bus/options.js';
 import { configFlowSchema, cutoverConfigSchema } from '../../src/config/schema.js';
 import type { CalleeAgent } from '../shop/index.js';

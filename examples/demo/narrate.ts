@@ -1,5 +1,5 @@
 import type { SidecarHandle } from '../../proxy/sidecar.js';
-import { READINESS_DEFAULTS } from '../../reports/options.js';
+import { READINESS_DEFAULTS } from '../../src/config/readiness.js';
 import { samplesNeeded } from '../../reports/stats.js';
 import type { Report } from '../../reports/types.js';
 import type { AgentHandle } from '../shop/http.js';

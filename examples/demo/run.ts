@@ -8,7 +8,7 @@ import { renderHtml } from '../../reports/render-html.js';
 import { renderJson } from '../../reports/render-json.js';
 import { renderMarkdown } from '../../reports/render-md.js';
 import { renderText } from '../../reports/render-text.js';
-import { shadowConfigSchema } from '../../shadow/options.js';
+import { shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
 import { createBus } from '../../src/bus/index.js';
 import type { Bus } from '../../src/bus/types.js';
@@ -218,7 +218,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
     out('');
 
     // The report, from the parity records on the bus, as `cutover report` builds it.
-    const reportFlows = await reportFlowsFromConfig(flows.map((f) => f.flow));
+    const reportFlows = reportFlowsFromConfig(flows.map((f) => f.flow));
     const report = retarget(
       await buildReport(parityRecordsFromBus(bus), { flows: reportFlows, readiness: DEMO_READINESS, since: runStart, baseUrl: PLACEHOLDER_BASE, logger }),
       new Map([...sidecarOf].map(([flow, s]) => [flow, s.data.url])),

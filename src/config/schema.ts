@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { busConfigSchema } from '../bus/options.js';
 import { flowObjectSchema, refineFlow } from '../flows/schema.js';
-import { flowReadinessSchema, readinessSchema } from '../../reports/options.js';
-import { flowShadowKeys, shadowConfigSchema } from '../../shadow/options.js';
-import { sidecarConfigShape } from '../../proxy/options.js';
+import { flowReadinessSchema, readinessSchema } from './readiness.js';
+import { flowShadowKeys, shadowConfigSchema } from './shadow.js';
+import { sidecarConfigShape } from './sidecar.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, like 127.0.0.1:15000');
 const httpUrl = z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL');
@@ -73,3 +73,25 @@ export const cutoverConfigSchema = z
 
 export type CutoverConfig = z.infer<typeof cutoverConfigSchema>;
 export type CutoverConfigInput = z.input<typeof cutoverConfigSchema>;
+
+/**
+ * The config file as the sidecar needs it: the shared schema plus the sidecar's own rule that requests
+ * must have somewhere to go (`upstream`, `routes`, or both).
+ */
+export const sidecarConfigSchema = cutoverConfigSchema.superRefine((config, ctx) => {
+  if (!config.upstream && config.routes.length === 0) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['upstream'], message: 'required: set upstream (in front of one agent) or routes (beside a caller)' });
+  }
+  if (config.deliver) {
+    const names = new Set(config.flows.map((f) => f.name));
+    config.deliver.flows.forEach((name, i) => {
+      if (!names.has(name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['deliver', 'flows', i], message: `no flow named ${JSON.stringify(name)} under flows:` });
+    });
+    if (!config.deliver.target && !config.upstream) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['deliver', 'target'], message: 'required when the sidecar has no upstream (where should commands go?)' });
+    }
+  }
+});
+
+export type SidecarConfig = z.infer<typeof sidecarConfigSchema>;
+export type SidecarConfigInput = z.input<typeof sidecarConfigSchema>;

@@ -110,3 +110,8 @@ export function canarySince(flips: readonly FlipEntry[], flow: string): string |
   }
   return since;
 }
+
+/** Current modes of the configured flows: the config's `mode`, overridden by the flip log. */
+export async function modesFromLog(bus: Bus, flows: ReadonlyArray<{ name: string; mode: FlowMode }>): Promise<Map<string, FlowMode>> {
+  return currentModes(await readFlips(bus), new Map(flows.map((f) => [f.name, f.mode])));
+}

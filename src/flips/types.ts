@@ -1,4 +1,4 @@
-import type { CriterionName, VerdictStatus } from '../../reports/types.js';
+import type { CriterionName, VerdictStatus } from '../parity/types.js';
 import type { FlowMode } from './mode.js';
 
 /** The flip log: one CloudEvent per flip, read in full by every sidecar (no consumer group). */

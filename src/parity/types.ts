@@ -63,3 +63,11 @@ export interface ParityRecord {
   /** Size in bytes of the serialized CloudEvent the sidecar published for this call (reports advise slimming large events). */
   eventBytes?: number;
 }
+
+/** A flow's readiness verdict; reports produce it, flips record it. */
+export const VERDICTS = ['READY', 'NOT_READY', 'INSUFFICIENT_DATA'] as const;
+export type VerdictStatus = (typeof VERDICTS)[number];
+
+/** The names a criterion has in the `readiness:` config; reasons use the same names. */
+export const CRITERIA = ['minSamples', 'minParityLowerBound', 'maxMissingRate', 'maxDlqRate', 'maxBusErrorRate', 'maxBusP99Ms'] as const;
+export type CriterionName = (typeof CRITERIA)[number];

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
+import { runCli } from '../../bin/main.js';
 
 /**
  * Every `cutover …` command line in README.md and docs/*.md names a real command, and every --flag it uses is

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { sidecarConfigSchema } from '../../proxy/config.js';
+import { sidecarConfigSchema } from '../../src/config/schema.js';
 import { busConfigSchema } from '../../src/bus/options.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { cutoverConfigSchema } from '../../src/config/schema.js';

@@ -7,12 +7,11 @@ import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start as startInventory, type InventoryAgent } from '../../examples/agents/inventory.js';
-import { parseByteSize } from '../../proxy/options.js';
-import { parseListen, sidecarConfigSchema, type SidecarConfig } from '../../proxy/config.js';
+import { parseByteSize } from '../../src/config/sidecar.js';
+import { cutoverConfigSchema, sidecarConfigSchema, type SidecarConfig } from '../../src/config/schema.js';
+import { parseListen } from '../../src/net.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
-import { shadowCliConfigSchema } from '../../shadow/cli.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { cutoverConfigSchema } from '../../src/config/schema.js';
 import { DOCS, readDoc, stubEnv } from './markdown.js';
 
 /**
@@ -102,7 +101,7 @@ describe('docs/kubernetes', () => {
   it("the ConfigMap's cutover config validates for the sidecar, for cutover validate and for cutover shadow", () => {
     expect(config.agent).toBe('inventory');
     expect(() => parseConfigText(configText, cutoverConfigSchema, { env: stubEnv() })).not.toThrow();
-    expect(() => parseConfigText(configText, shadowCliConfigSchema, { env: stubEnv() })).not.toThrow();
+    expect(() => parseConfigText(configText, cutoverConfigSchema, { env: stubEnv() })).not.toThrow();
   });
 
   it('every ${VAR} of the config is set in the containers that read it, from the Secret', () => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
+import { runCli } from '../../bin/main.js';
 import { createBus } from '../../src/bus/index.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
 import { PARITY_EVENT_TYPE, PARITY_TOPIC } from '../../src/parity/types.js';

@@ -3,8 +3,8 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBus } from '../../src/bus/index.js';
-import { flipFlow } from '../../src/flips/control.js';
-import { loadReportConfig } from '../../reports/cli.js';
+import { flipFlow } from '../../proxy/flip-control.js';
+import { loadConfig } from '../../bin/io.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { busTargets, writeConfig } from './fixtures.js';
 
@@ -18,7 +18,7 @@ afterEach(async () => {
 async function spawnSidecar(file: string): Promise<{ admin: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--input-type=module', '-e', "const m = await import('./src/cli/main.ts'); process.exitCode = await m.runCli(process.argv.slice(1));", 'sidecar', '--config', file],
+    ['--import', 'tsx', '--input-type=module', '-e', "const m = await import('./bin/main.ts'); process.exitCode = await m.runCli(process.argv.slice(1));", 'sidecar', '--config', file],
     { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -71,7 +71,8 @@ for (const target of busTargets) {
         await writeConfig(dir, 'b.json', { bus, flows, dataDir: path.join(dir, 'b') }),
       ];
 
-      const { config, readiness } = loadReportConfig(files[0]!);
+      const config = loadConfig(files[0]!);
+      const readiness = config.readiness;
       const control = await createBus(config.bus);
       await control.start();
       cleanups.push(() => control.close());

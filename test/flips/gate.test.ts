@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
-import { decideFlip, isGated } from '../../src/flips/gate.js';
+import { decideFlip, isGated } from '../../reports/gate.js';
 import { buildReport } from '../../reports/report.js';
 import type { FlowReport } from '../../reports/types.js';
 import { records, TEST_READINESS } from './fixtures.js';

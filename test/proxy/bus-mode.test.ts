@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start as startInventory, type InventoryAgent } from '../../examples/agents/inventory.js';
 import { canaryBucket, replyToResponse, takesBusPath } from '../../proxy/bus-mode.js';
 import { OBSERVATIONS_TOPIC } from '../../proxy/call-event.js';
-import type { SidecarConfigInput } from '../../proxy/config.js';
+import type { SidecarConfigInput } from '../../src/config/schema.js';
 import { parseSidecarConfig, startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import type { BusMessage, Delivery, SubscribeOptions, Subscription } from '../../src/bus/types.js';
 import { ErrorCodes } from '../../src/errors.js';

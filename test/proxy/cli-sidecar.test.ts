@@ -65,7 +65,7 @@ describe('cutover sidecar (process)', () => {
     );
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', "const m = await import('./src/cli/main.ts'); process.exitCode = await m.runCli(process.argv.slice(1));", 'sidecar', '--config', file],
+      ['--import', 'tsx', '--input-type=module', '-e', "const m = await import('./bin/main.ts'); process.exitCode = await m.runCli(process.argv.slice(1));", 'sidecar', '--config', file],
       { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     cleanups.push(async () => child.exitCode === null && child.kill('SIGKILL'));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSidecarConfig } from '../../proxy/sidecar.js';
-import { runCli } from '../../src/cli/main.js';
+import { runCli } from '../../bin/main.js';
 import { ConfigError, ErrorCodes } from '../../src/errors.js';
 
 let dir: string;

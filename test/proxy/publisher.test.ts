@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { z } from 'zod';
-import { publisherSchema } from '../../proxy/options.js';
+import { publisherSchema } from '../../src/config/sidecar.js';
 import { Publisher, type PublisherHooks } from '../../proxy/publisher.js';
 import { Spool } from '../../proxy/spool.js';
 import type { BusMessage } from '../../src/bus/types.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_REDACTED_HEADERS } from '../../proxy/options.js';
+import { DEFAULT_REDACTED_HEADERS } from '../../src/config/sidecar.js';
 import { headerPolicy, pickHeaders, redactQuery, redactSearch, REDACTED } from '../../proxy/redact.js';
 
 describe('pickHeaders', () => {

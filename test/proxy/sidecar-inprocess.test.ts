@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
-import type { SidecarConfigInput } from '../../proxy/config.js';
+import type { SidecarConfigInput } from '../../src/config/schema.js';
 import { startSidecar } from '../../proxy/sidecar.js';
 import { createBus } from '../../src/bus/index.js';
 import { createRegistry } from '../../src/metrics.js';

@@ -8,7 +8,7 @@ import { CloudEvent } from 'cloudevents';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start as startInventory, type InventoryAgent } from '../../examples/agents/inventory.js';
 import { CallHeaders, DIRECT_OBSERVATION_TYPE, OBSERVATIONS_TOPIC } from '../../proxy/call-event.js';
-import type { SidecarConfigInput } from '../../proxy/config.js';
+import type { SidecarConfigInput } from '../../src/config/schema.js';
 import { FieldCipher } from '../../proxy/crypto.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { ErrorCodes } from '../../src/errors.js';

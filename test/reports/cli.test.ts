@@ -7,7 +7,9 @@ import type { Bus } from '../../src/bus/types.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
 import { silentLogger } from '../../src/logger.js';
 import { PARITY_EVENT_TYPE, PARITY_TOPIC, type ParityRecord } from '../../src/parity/types.js';
-import { reportCommand, type ReportDeps } from '../../reports/cli.js';
+import { reportCommand } from '../../bin/commands/report.js';
+import type { CommandDeps } from '../../bin/io.js';
+import { appendFlip } from '../../src/flips/log.js';
 import type { Report } from '../../reports/types.js';
 import { interleave, syntheticRecords } from './synthetic.js';
 
@@ -16,7 +18,7 @@ const busPath = path.join(dir, 'bus.db');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const NOW = new Date('2025-03-01T12:00:00Z');
-const deps: ReportDeps = { logger: silentLogger(), now: () => NOW, env: {} };
+const deps: CommandDeps = { logger: silentLogger(), now: () => NOW, env: {} };
 
 function capture(isTTY = false) {
   const out: string[] = [];
@@ -123,10 +125,17 @@ describe('cutover report (reportCommand) over the embedded bus', () => {
     expect(report.flows[0]!.verdict.advice.map((a) => a.code)).toContain('keep-on-rest');
   });
 
-  it('takes the current mode from the modeOf hook', async () => {
+  it('takes the current mode from the flip log', async () => {
+    const bus = await createBus({ kind: 'embedded', path: busPath }, { logger: silentLogger() });
+    await bus.start();
+    try {
+      await appendFlip(bus, { flow: 'catalog.lookup', from: 'direct', to: 'canary:10', at: NOW.toISOString(), who: 'test', reason: null, forced: false, report: null });
+    } finally {
+      await bus.close();
+    }
     const c = capture();
-    await reportCommand(['--config', configFile('all.yaml'), '--flow', 'catalog.lookup', '--format', 'json'], c.io, { ...deps, modeOf: async (f) => `canary:10(${f.name})` });
-    expect((JSON.parse(c.out.join('\n')) as Report).flows[0]!.mode).toBe('canary:10(catalog.lookup)');
+    await reportCommand(['--config', configFile('all.yaml'), '--flow', 'catalog.lookup', '--format', 'json'], c.io, deps);
+    expect((JSON.parse(c.out.join('\n')) as Report).flows[0]!.mode).toBe('canary:10');
   });
 
   it('writes md and html to --out and says where', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatIssues } from '../../src/config/load.js';
-import { flowReadinessSchema, READINESS_DEFAULTS, readinessSchema, resolveCriteria } from '../../reports/options.js';
+import { flowReadinessSchema, READINESS_DEFAULTS, readinessSchema, resolveCriteria } from '../../src/config/readiness.js';
 
 describe('readiness options', () => {
   it('defaults to the documented criteria', () => {

@@ -5,7 +5,7 @@ import { startSdkInventory } from '../../examples/agents/sdk-inventory.js';
 import { createBus, DlqHeaders, type Bus, type BusMessage, type Delivery } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/bus/options.js';
 import type { ParityRecord } from '../../src/parity/types.js';
-import { flowCompareSchema, shadowConfigSchema } from '../../shadow/options.js';
+import { flowCompareSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { simulateCall } from '../shadow/fixtures/sidecar-sim.js';

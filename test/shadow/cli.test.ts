@@ -5,7 +5,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBus } from '../../src/bus/index.js';
 import { silentLogger } from '../../src/logger.js';
-import { shadowCommand } from '../../shadow/cli.js';
+import { shadowCommand } from '../../bin/commands/shadow.js';
+import { runCli } from '../../bin/main.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startTestAgent } from './fixtures/agent.js';
 import { simulateCall } from './fixtures/sidecar-sim.js';
@@ -49,7 +50,7 @@ flows:
     const out: string[] = [];
     const err: string[] = [];
     const stop = new AbortController();
-    const exit = shadowCommand(['--config', file], { out: (l) => out.push(l), err: (l) => err.push(l), signal: stop.signal, logger: silentLogger() });
+    const exit = shadowCommand(['--config', file], { out: (l) => out.push(l), err: (l) => err.push(l), signal: stop.signal }, { logger: silentLogger() });
     await waitFor(() => out.some((l) => l.startsWith('shadow:')) || err.length > 0, { what: 'the start line' });
     expect(err).toEqual([]);
     expect(out[0]).toBe('shadow: bus embedded; delivery cutover.shadow.inventory.reserve; comparator on');
@@ -82,7 +83,7 @@ flows:
     noise: { sample: 2 }
 `);
     const err: string[] = [];
-    expect(await shadowCommand(['--config', file], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
+    expect(await runCli(['shadow', '--config', file], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
     const text = err.join('\n');
     expect(text).toMatch(/CUTOVER_CONFIG_INVALID/);
     for (const p of ['shadow.window', 'flows[0].shadow.target', 'flows[0].shadow.retries: unknown key', 'flows[0].compare.ignore[0]', 'flows[0].compare.tolerance./body/price', 'flows[0].noise.sample']) {
@@ -92,8 +93,8 @@ flows:
 
   it('exits 2 on usage errors', async () => {
     const err: string[] = [];
-    expect(await shadowCommand([], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
-    expect(await shadowCommand(['--config', 'x.yaml', '--only', 'both'], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
+    expect(await runCli(['shadow'], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
+    expect(await runCli(['shadow', '--config', 'x.yaml', '--only', 'both'], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
     expect(err.join('\n')).toMatch(/CUTOVER_USAGE/);
   });
 });
@@ -124,7 +125,7 @@ flows:
     const out: string[] = [];
     const err: string[] = [];
     const stop = new AbortController();
-    const exit = shadowCommand(['--config', file, '--metrics', `127.0.0.1:${port}`], { out: (l) => out.push(l), err: (l) => err.push(l), signal: stop.signal, logger: silentLogger() });
+    const exit = shadowCommand(['--config', file, '--metrics', `127.0.0.1:${port}`], { out: (l) => out.push(l), err: (l) => err.push(l), signal: stop.signal }, { logger: silentLogger() });
     try {
       await waitFor(() => out.length > 0 || err.length > 0, { what: 'the start line' });
       expect(err).toEqual([]);
@@ -147,7 +148,7 @@ flows:
     const file = path.join(dir, 'cutover.yaml');
     await writeFile(file, `agent: inventory\nupstream: http://127.0.0.1:9\nadmin: { auth: false }\nbus: { kind: embedded, path: ${dir}/bus.db }\ndataDir: ${dir}\n`);
     const err: string[] = [];
-    expect(await shadowCommand(['--config', file, '--metrics', '0.0.0.0:9464'], { out: () => undefined, err: (l) => err.push(l), logger: silentLogger() })).toBe(2);
+    expect(await runCli(['shadow', '--config', file, '--metrics', '0.0.0.0:9464'], { out: () => undefined, err: (l) => err.push(l) }, { logger: silentLogger() })).toBe(2);
     expect(err.join('\n')).toContain('needs admin.token');
     await rm(dir, { recursive: true, force: true });
   });

@@ -7,7 +7,7 @@ import { DlqHeaders } from '../../src/bus/types.js';
 import { MemoryDedupeStore } from '../../src/sdk/dedupe/memory.js';
 import { ShadowDeliveryConsumer, shadowGroup } from '../../shadow/delivery.js';
 import { CallHeaders, ObservationTypes, type BusReplyData } from '../../shadow/observations.js';
-import { flowShadowSchema } from '../../shadow/options.js';
+import { flowShadowSchema } from '../../src/config/shadow.js';
 import { rebuildRequest } from '../../shadow/replay.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { MemoryBus } from './memory-bus.js';

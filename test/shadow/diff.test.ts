@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeBody } from '../../shadow/body.js';
 import { canonical, compileRules, diffResults, type ComparableResult } from '../../shadow/diff.js';
-import type { FlowCompareInput } from '../../shadow/options.js';
+import type { FlowCompareInput } from '../../src/config/shadow.js';
 
 const json = (body: unknown, status = 200, headers: Record<string, string> = {}): ComparableResult => ({ status, headers, body });
 const diff = (a: ComparableResult, b: ComparableResult, rules: FlowCompareInput = {}) => diffResults(a, b, compileRules(rules));

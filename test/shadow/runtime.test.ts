@@ -7,7 +7,7 @@ import { busConfigSchema } from '../../src/bus/options.js';
 import { OBSERVATIONS_TOPIC } from '../../src/parity/types.js';
 import { comparatorGroupOf } from '../../shadow/comparator.js';
 import { ObservationTypes, type BusReplyData } from '../../shadow/observations.js';
-import { flowCompareSchema, shadowConfigSchema } from '../../shadow/options.js';
+import { flowCompareSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime, type ShadowFlowConfig } from '../../shadow/runtime.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { collectParity } from '../helpers/parity.js';

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createBus, type Bus } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/bus/options.js';
 import type { ParityRecord } from '../../src/parity/types.js';
-import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../shadow/options.js';
+import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime, type ShadowFlowConfig } from '../../shadow/runtime.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startTestAgent, type TestAgent } from './fixtures/agent.js';

@@ -13,7 +13,7 @@ import { createRegistry } from '../../src/metrics.js';
 import { buildReport } from '../../reports/report.js';
 import { renderMarkdown } from '../../reports/render-md.js';
 import { renderText } from '../../reports/render-text.js';
-import { flowCompareSchema, shadowConfigSchema } from '../../shadow/options.js';
+import { flowCompareSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { collectParity } from '../helpers/parity.js';

@@ -9,7 +9,7 @@ import { startSidecar } from '../../proxy/sidecar.js';
 import { createBus, type BusConfigInput } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/bus/options.js';
 import { createRegistry } from '../../src/metrics.js';
-import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../shadow/options.js';
+import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
 import { redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';

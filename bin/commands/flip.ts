@@ -1,26 +1,8 @@
-import { parseArgs } from 'node:util';
-import { openBus } from '../bus/index.js';
-import type { BusConfig } from '../bus/options.js';
-import type { Bus } from '../bus/types.js';
-import { CutoverError, ErrorCodes } from '../errors.js';
-import { createLogger, type Logger } from '../logger.js';
-import { loadReportConfig, sidecarBaseUrl, type ReportConfig } from '../../reports/cli.js';
 import { int, ms, pct, textTable } from '../../reports/format.js';
-import { flipFlow, flowHistory, flowStatus, type ControlContext } from './control.js';
-import type { FlipEntry } from './types.js';
-
-export interface FlipIo {
-  out: (s: string) => void;
-  err: (s: string) => void;
-}
-
-export interface FlipCliDeps {
-  loadConfig?: (file: string) => ReportConfig;
-  openBus?: (config: BusConfig, logger: Logger) => Promise<Bus>;
-  now?: () => Date;
-  logger?: Logger;
-  env?: NodeJS.ProcessEnv;
-}
+import { flipFlow, flowHistory, flowStatus, type ControlContext } from '../../proxy/flip-control.js';
+import type { FlipEntry } from '../../src/flips/types.js';
+import { sidecarBaseUrl } from '../../src/net.js';
+import { loadConfig, parseCommandArgs, usageError, withBus, type CliIo, type CommandDeps } from '../io.js';
 
 export const FLIP_USAGE = `usage: cutover flip FLOW --to MODE --config FILE [--reason TEXT] [--force] [--who NAME]
 
@@ -39,56 +21,36 @@ export const HISTORY_USAGE = `usage: cutover history FLOW --config FILE [--json]
 
   the flow's flips, oldest first: when, from -> to, who, reason, forced`;
 
-function usage(message: string, text: string): CutoverError {
-  return new CutoverError(ErrorCodes.USAGE, `${message}\n${text}`);
-}
-
-function defaultOpenBus(config: BusConfig, logger: Logger): Promise<Bus> {
-  return openBus(config, { logger });
-}
-
 /** Loads the config, opens its bus, runs `fn` with a control context, closes the bus. */
-async function withControl<T>(file: string, deps: FlipCliDeps, fn: (ctx: ControlContext) => Promise<T>): Promise<T> {
-  const env = deps.env ?? process.env;
-  const { config, readiness, flowReadiness } = (deps.loadConfig ?? ((f) => loadReportConfig(f, env)))(file);
-  const logger = deps.logger ?? createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level });
-  const bus = await (deps.openBus ?? defaultOpenBus)(config.bus, logger);
-  try {
-    return await fn({ bus, flows: config.flows, readiness, flowReadiness, baseUrl: sidecarBaseUrl(config.listen), now: deps.now, logger });
-  } finally {
-    await bus.close();
-    if (!deps.logger) await new Promise<void>((resolve) => logger.flush(() => resolve()));
-  }
+async function withControl<T>(file: string, deps: CommandDeps, fn: (ctx: ControlContext) => Promise<T>): Promise<T> {
+  const config = loadConfig(file, deps);
+  // These commands print their own results: the logger speaks only of trouble unless asked for more.
+  const level = config.log.level === 'info' ? 'warn' : config.log.level;
+  return withBus(config, deps, (bus, logger) => fn({ bus, flows: config.flows, readiness: config.readiness, baseUrl: sidecarBaseUrl(config.listen), now: deps.now, logger }), level);
 }
 
 /** `cutover flip`: 0 flipped or no-op; throws CUTOVER_FLIP_REFUSED (exit 1), CUTOVER_USAGE / config / unknown flow (exit 2). */
-export async function flipCommand(argv: string[], io: FlipIo, deps: FlipCliDeps = {}): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        to: { type: 'string' },
-        reason: { type: 'string' },
-        force: { type: 'boolean' },
-        who: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (err) {
-    throw usage((err as Error).message, FLIP_USAGE);
-  }
-  const { values, positionals } = parsed;
+export async function flipCommand(argv: string[], io: CliIo, deps: CommandDeps = {}): Promise<number> {
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      config: { type: 'string', short: 'c' },
+      to: { type: 'string' },
+      reason: { type: 'string' },
+      force: { type: 'boolean' },
+      who: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    FLIP_USAGE,
+    true,
+  );
   if (values.help) {
     io.out(FLIP_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw usage('flip needs exactly one FLOW', FLIP_USAGE);
-  if (!values.to) throw usage('flip needs --to MODE', FLIP_USAGE);
-  if (!values.config) throw usage('flip needs --config FILE', FLIP_USAGE);
+  if (positionals.length !== 1) throw usageError('flip needs exactly one FLOW', FLIP_USAGE);
+  if (!values.to) throw usageError('flip needs --to MODE', FLIP_USAGE);
+  if (!values.config) throw usageError('flip needs --config FILE', FLIP_USAGE);
   const flow = positionals[0]!;
   const result = await withControl(values.config, deps, (ctx) => flipFlow(ctx, { flow, to: values.to!, reason: values.reason, force: values.force, who: values.who }));
   if (result.action === 'noop') {
@@ -107,18 +69,13 @@ export async function flipCommand(argv: string[], io: FlipIo, deps: FlipCliDeps 
 }
 
 /** `cutover status`: a table of every flow. Exit 0 (it reports; it does not gate). */
-export async function statusCommand(argv: string[], io: FlipIo, deps: FlipCliDeps = {}): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
-  } catch (err) {
-    throw usage((err as Error).message, STATUS_USAGE);
-  }
+export async function statusCommand(argv: string[], io: CliIo, deps: CommandDeps = {}): Promise<number> {
+  const { values } = parseCommandArgs(argv, { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, STATUS_USAGE);
   if (values.help) {
     io.out(STATUS_USAGE);
     return 0;
   }
-  if (!values.config) throw usage('status needs --config FILE', STATUS_USAGE);
+  if (!values.config) throw usageError('status needs --config FILE', STATUS_USAGE);
   const status = await withControl(values.config, deps, (ctx) => flowStatus(ctx));
   if (values.json) {
     io.out(
@@ -172,20 +129,14 @@ export function historyLine(f: FlipEntry): string {
 }
 
 /** `cutover history FLOW`: the flow's flips, oldest first. Exit 0. */
-export async function historyCommand(argv: string[], io: FlipIo, deps: FlipCliDeps = {}): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
-  } catch (err) {
-    throw usage((err as Error).message, HISTORY_USAGE);
-  }
-  const { values, positionals } = parsed;
+export async function historyCommand(argv: string[], io: CliIo, deps: CommandDeps = {}): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, HISTORY_USAGE, true);
   if (values.help) {
     io.out(HISTORY_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw usage('history needs exactly one FLOW', HISTORY_USAGE);
-  if (!values.config) throw usage('history needs --config FILE', HISTORY_USAGE);
+  if (positionals.length !== 1) throw usageError('history needs exactly one FLOW', HISTORY_USAGE);
+  if (!values.config) throw usageError('history needs --config FILE', HISTORY_USAGE);
   const flow = positionals[0]!;
   const flips = await withControl(values.config, deps, (ctx) => flowHistory(ctx, flow));
   if (values.json) {

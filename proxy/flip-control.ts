@@ -1,15 +1,15 @@
-import type { Bus } from '../bus/types.js';
-import { ControlError, ErrorCodes } from '../errors.js';
-import type { FlowConfig } from '../flows/schema.js';
-import { silentLogger, type Logger } from '../logger.js';
-import type { ParityRecord } from '../parity/types.js';
-import type { FlowReadinessConfig, ReadinessConfig } from '../../reports/options.js';
-import { buildReport, parityRecordsFromBus, reportFlowsFromConfig } from '../../reports/report.js';
-import type { FlowReport, Report } from '../../reports/types.js';
-import { decideFlip, isGated, parseTargetMode, usesCanaryEvidence, type FlipDecision } from './gate.js';
-import { appendFlip, canarySince, currentModes, defaultWho, readFlips } from './log.js';
-import type { FlowMode } from './mode.js';
-import type { FlipEntry, FlipRecord } from './types.js';
+import type { Bus } from '../src/bus/types.js';
+import { ControlError, ErrorCodes } from '../src/errors.js';
+import type { FlowConfig } from '../src/flows/schema.js';
+import { silentLogger, type Logger } from '../src/logger.js';
+import type { ParityRecord } from '../src/parity/types.js';
+import type { FlowReadinessConfig, ReadinessConfig } from '../src/config/readiness.js';
+import { buildReport, parityRecordsFromBus, reportFlowsFromConfig } from '../reports/report.js';
+import type { FlowReport, Report } from '../reports/types.js';
+import { decideFlip, isGated, parseTargetMode, usesCanaryEvidence, type FlipDecision } from '../reports/gate.js';
+import { appendFlip, canarySince, currentModes, defaultWho, readFlips } from '../src/flips/log.js';
+import type { FlowMode } from '../src/flips/mode.js';
+import type { FlipEntry, FlipRecord } from '../src/flips/types.js';
 
 /** A configured flow with its optional `readiness:` overrides. */
 export type ControlFlow = FlowConfig & { readiness?: FlowReadinessConfig };
@@ -19,8 +19,6 @@ export interface ControlContext {
   bus: Bus;
   flows: readonly ControlFlow[];
   readiness: ReadinessConfig;
-  /** `readiness:` overrides loaded apart from the flow objects (reports/cli loadReportConfig). */
-  flowReadiness?: ReadonlyMap<string, FlowReadinessConfig>;
   /** Sidecar URL for curls in reports. */
   baseUrl?: string;
   now?: () => Date;
@@ -68,7 +66,7 @@ export async function gateReport(ctx: ControlContext, flow: ControlFlow, from: F
   const now = (ctx.now ?? (() => new Date()))();
   const canary = usesCanaryEvidence(from, to);
   const since = canary ? canarySince(flips, flow.name) : null;
-  const [reportFlow] = await reportFlowsFromConfig([flow], () => from, ctx.flowReadiness);
+  const [reportFlow] = reportFlowsFromConfig([flow], new Map([[flow.name, from]]));
   const records = parityRecordsFromBus(ctx.bus);
   const report = await buildReport(canary ? canaryRecords(records, flow.name) : records, {
     flows: [reportFlow!],
@@ -128,7 +126,7 @@ export interface FlowStatus {
 export async function flowStatus(ctx: ControlContext): Promise<{ report: Report; flows: FlowStatus[] }> {
   const flips = await readFlips(ctx.bus);
   const modes = currentModes(flips, configModes(ctx));
-  const reportFlows = await reportFlowsFromConfig(ctx.flows, (f) => modes.get(f.name) ?? f.mode, ctx.flowReadiness);
+  const reportFlows = reportFlowsFromConfig(ctx.flows, modes);
   const report = await buildReport(parityRecordsFromBus(ctx.bus), { flows: reportFlows, readiness: ctx.readiness, now: (ctx.now ?? (() => new Date()))(), baseUrl: ctx.baseUrl, logger: ctx.logger });
   const flows = report.flows.map((r) => ({
     flow: r.flow,
@@ -137,9 +135,4 @@ export async function flowStatus(ctx: ControlContext): Promise<{ report: Report;
     lastFlip: flips.filter((f) => f.flow === r.flow).at(-1) ?? null,
   }));
   return { report, flows };
-}
-
-/** Current modes of the configured flows from the log (for `cutover report`'s modeOf). */
-export async function modesFromLog(bus: Bus, flows: readonly FlowConfig[]): Promise<Map<string, FlowMode>> {
-  return currentModes(await readFlips(bus), new Map(flows.map((f) => [f.name, f.mode])));
 }

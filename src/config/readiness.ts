@@ -1,7 +1,19 @@
 import { z } from 'zod';
-import type { Criteria } from './types.js';
 
-/** Defaults of the readiness criteria (issue 5). */
+/** Thresholds in force for one flow after the flow's `readiness:` overrides were applied to the defaults. */
+export interface Criteria {
+  minSamples: number;
+  minParityLowerBound: number;
+  maxMissingRate: number;
+  maxDlqRate: number;
+  maxBusErrorRate: number;
+  /** `null` when not gated. */
+  maxBusP99Ms: number | null;
+  /** Advice only: p95 event size above which the report advises slimming events. */
+  largeEventBytes: number;
+}
+
+/** Defaults of the readiness criteria. */
 export const READINESS_DEFAULTS: Criteria = {
   minSamples: 1000,
   minParityLowerBound: 0.999,

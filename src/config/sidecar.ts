@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { conventionProblem } from '../src/bus/topics.js';
-import { durationSchema } from '../src/duration.js';
+import { conventionProblem } from '../bus/topics.js';
+import { durationSchema } from '../duration.js';
 
 const UNITS: Record<string, number> = { b: 1, kb: 1_000, kib: 1_024, mb: 1_000_000, mib: 1_048_576, gb: 1_000_000_000, gib: 1_073_741_824 };
 

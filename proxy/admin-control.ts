@@ -1,13 +1,13 @@
-import type { Bus } from '../bus/types.js';
-import { BusError, ErrorCodes } from '../errors.js';
-import { silentLogger, type Logger } from '../logger.js';
-import type { ReadinessConfig } from '../../reports/options.js';
-import { renderHtml, type HtmlFlip } from '../../reports/render-html.js';
-import { renderJson } from '../../reports/render-json.js';
-import { flipFlow, flowHistory, flowStatus, type ControlFlow, type FlipInput, type FlipResult } from './control.js';
-import type { FlowModeTarget } from './follower.js';
-import { readFlips } from './log.js';
-import type { FlipEntry } from './types.js';
+import type { Bus } from '../src/bus/types.js';
+import { BusError, ErrorCodes } from '../src/errors.js';
+import { silentLogger, type Logger } from '../src/logger.js';
+import type { ReadinessConfig } from '../src/config/readiness.js';
+import { renderHtml, type HtmlFlip } from '../reports/render-html.js';
+import { renderJson } from '../reports/render-json.js';
+import { flipFlow, flowHistory, flowStatus, type ControlFlow, type FlipInput, type FlipResult } from './flip-control.js';
+import type { FlowModeTarget } from '../src/flips/follower.js';
+import { readFlips } from '../src/flips/log.js';
+import type { FlipEntry } from '../src/flips/types.js';
 
 /** What the admin API calls for flips, history and the report. */
 export interface AdminControl {

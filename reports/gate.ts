@@ -1,7 +1,7 @@
-import { ControlError, ErrorCodes } from '../errors.js';
-import type { FlowReport } from '../../reports/types.js';
-import { FLOW_MODE_HELP, isTowardsBus, parseMode, type FlowMode } from './mode.js';
-import type { FlipReportSummary } from './types.js';
+import { ControlError, ErrorCodes } from '../src/errors.js';
+import type { FlowReport } from './types.js';
+import { FLOW_MODE_HELP, isTowardsBus, parseMode, type FlowMode } from '../src/flips/mode.js';
+import type { FlipReportSummary } from '../src/flips/types.js';
 
 export interface FlipRequest {
   flow: string;

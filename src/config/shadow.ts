@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationSchema } from '../src/duration.js';
+import { durationSchema } from '../duration.js';
 
 /**
  * Config of the shadow side, validated once at boot. The lead wires these into src/config/schema.ts:
