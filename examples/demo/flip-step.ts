@@ -3,15 +3,14 @@ import type { FlowReport, Report } from '../../reports/types.js';
 import type { Bus } from '../../src/bus/types.js';
 import { CutoverError, describeError, ErrorCodes } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
+import { decideFlip } from '../../reports/gate.js';
+import { appendFlip, currentModes, readFlips } from '../../src/flips/log.js';
+import type { FlipEntry, FlipRecord } from '../../src/flips/types.js';
+import type { FlowMode } from '../../src/flips/mode.js';
 
 /**
  * The demo's flip step: move a READY flow to the bus, and show the readiness gate refusing a NOT_READY
- * one. It runs on the flips engine (issue 6, `src/flips/index.ts`) when the build has one, and otherwise
- * says what it would do, from the same report the gate reads.
- *
- * Wiring: {@link engineFromModule} knows two shapes of the engine's exports: the gate and the log
- * (`decideFlip` + `appendFlip`, what src/flips is growing) or one `flip()` doing both. When the engine
- * ends up with another API, adapt that function; nothing else in the demo needs to change.
+ * one, with the gate `cutover flip` uses, judging the report the demo just printed.
  */
 
 export interface FlipStepContext {
@@ -28,8 +27,8 @@ export interface FlipStepContext {
   who: string;
   /** READY flows to prefer for the flip, best first (default: the first READY flow of the report). */
   prefer?: readonly string[];
-  /** Loads the flips engine; default {@link loadFlips}. Tests inject one. */
-  load?: () => Promise<FlipsEngine | undefined>;
+  /** The gate and the flip log; default {@link logEngine}. Tests inject one. */
+  engine?: FlipsEngine;
   /** How long to wait for the flow's sidecar to apply a flip. Default 2 s (the design promises 1 s). */
   applyTimeoutMs?: number;
   /** Sends some traffic through the flipped flow once its sidecar applied the flip; returns one line to print. */
@@ -37,8 +36,6 @@ export interface FlipStepContext {
 }
 
 export interface FlipStepResult {
-  /** Whether a flips engine ran the step (false: it was described only). */
-  engine: boolean;
   /** The READY flow moved to the bus (or that would be); null when no flow was READY. */
   flipped: string | null;
   /** Whether the flow's sidecar reported the new mode. */
@@ -70,60 +67,24 @@ export interface FlipsEngine {
   modes?(bus: Bus, configured: ReadonlyMap<string, string>): Promise<Map<string, string>>;
 }
 
-/** Where the flips engine lives (issue 6). */
-export const FLIPS_MODULE = new URL('../../src/flips/index.js', import.meta.url).href;
-
-type Fn = (...args: never[]) => unknown;
-const isFn = (v: unknown): v is Fn => typeof v === 'function';
-
-/**
- * The engine from the exports of src/flips. Supports `decideFlip(request)` (throws CUTOVER_FLIP_REFUSED, or
- * returns `{ action, to, forced, summary }`) with `appendFlip(bus, record)`, or a single `flip(request)`.
- */
-export function engineFromModule(mod: Record<string, unknown>): FlipsEngine {
-  const { decideFlip, appendFlip, flip, readFlips, currentModes } = mod;
-  const modes =
-    isFn(readFlips) && isFn(currentModes)
-      ? async (bus: Bus, configured: ReadonlyMap<string, string>) => {
-          const flips = await (readFlips as unknown as (bus: Bus) => Promise<unknown[]>)(bus);
-          return (currentModes as unknown as (flips: unknown[], modes: ReadonlyMap<string, string>) => Map<string, string>)(flips, configured);
-        }
-      : undefined;
-  if (isFn(decideFlip) && isFn(appendFlip)) {
-    return {
-      ...(modes ? { modes } : {}),
-      async flip(r) {
-        const decide = decideFlip as unknown as (request: { flow: string; from: string; to: string; report: FlowReport | undefined; force: boolean; reason: string }) => {
-          action: 'flip' | 'noop';
-          to: string;
-          forced: boolean;
-          summary: unknown;
-        };
-        const append = appendFlip as unknown as (bus: Bus, record: Record<string, unknown>) => Promise<unknown>;
-        const decision = decide({ flow: r.flow, from: r.from, to: r.to, report: r.report, force: r.force, reason: r.reason });
-        if (decision.action !== 'flip') return;
-        await append(r.bus, { flow: r.flow, from: r.from, to: decision.to, reason: r.reason, who: r.who, at: new Date().toISOString(), forced: decision.forced, report: decision.summary });
-      },
-    };
-  }
-  if (isFn(flip)) return { ...(modes ? { modes } : {}), flip: async (r) => void (await (flip as unknown as (request: FlipRequest) => Promise<unknown>)(r)) };
-  throw new CutoverError(ErrorCodes.INTERNAL, `${FLIPS_MODULE} exports neither decideFlip + appendFlip nor flip(): adapt engineFromModule() in examples/demo/flip-step.ts`);
+/** Where the demo's flips are read and written: the flip log on the bus. */
+export interface FlipLog {
+  append(bus: Bus, record: FlipRecord): Promise<unknown>;
+  read(bus: Bus): Promise<FlipEntry[]>;
 }
 
-/**
- * The flips engine when this build has one, else undefined. Only "the module is not there" counts as
- * absent; a module that fails to load is an error.
- */
-export async function loadFlips(): Promise<FlipsEngine | undefined> {
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(FLIPS_MODULE)) as Record<string, unknown>;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((err as Error).message).includes('flips')) return undefined;
-    throw err;
-  }
-  return engineFromModule(mod);
+/** Flips judged by the readiness gate and recorded on `cutover.control`, where the sidecars follow them. */
+export function logEngine(log: FlipLog = { append: appendFlip, read: readFlips }): FlipsEngine {
+  return {
+    async modes(bus, configured) {
+      return currentModes(await log.read(bus), configured as ReadonlyMap<string, FlowMode>);
+    },
+    async flip(r) {
+      const decision = decideFlip({ flow: r.flow, from: r.from as FlowMode, to: r.to, report: r.report, force: r.force, reason: r.reason });
+      if (decision.action !== 'flip') return;
+      await log.append(r.bus, { flow: r.flow, from: r.from as FlowMode, to: decision.to, reason: r.reason, who: r.who, at: new Date().toISOString(), forced: decision.forced, report: decision.summary });
+    },
+  };
 }
 
 function pct(value: number | null): string {
@@ -150,37 +111,10 @@ export async function runFlipStep(ctx: FlipStepContext): Promise<FlipStepResult>
   const preferred = (ctx.prefer ?? []).map((name) => ready.find((f) => f.flow === name)).find((f) => f !== undefined);
   const toFlip = preferred ?? ready[0];
   const toRefuse = report.flows.find((f) => f.verdict.status === 'NOT_READY');
-  const result: FlipStepResult = { engine: false, flipped: toFlip?.flow ?? null, applied: false, refused: toRefuse?.flow ?? null, problems: [] };
+  const result: FlipStepResult = { flipped: toFlip?.flow ?? null, applied: false, refused: toRefuse?.flow ?? null, problems: [] };
 
   out('Flip step: move a READY flow to the bus; the gate refuses a NOT_READY one');
-  let engine: FlipsEngine | undefined;
-  try {
-    engine = await (ctx.load ?? loadFlips)();
-  } catch (err) {
-    result.problems.push(describeError(err).message);
-    out(`  the flips engine failed to load: ${describeError(err).message}`);
-  }
-
-  if (!engine) {
-    out('  flips are not available in this build yet (issue 6: src/flips); this is what the step will do:');
-    if (toFlip) {
-      const sidecar = ctx.sidecars.get(toFlip.flow);
-      out(`  $ cutover flip ${toFlip.flow} --to bus --reason "readiness report READY"`);
-      out(`    allowed: ${toFlip.flow} is READY (${evidence(toFlip)})`);
-      out(`    then the ${sidecar?.config.agent ?? 'flow\u2019s'} sidecar serves it over the bus: the call goes out on ${sidecar?.config.flows.find((f) => f.name === toFlip.flow)?.topic ?? 'its topic'} and the bus-driven agent\u2019s reply answers the caller`);
-    } else {
-      out('  no flow is READY, so nothing would move to the bus');
-    }
-    if (toRefuse) {
-      out(`  $ cutover flip ${toRefuse.flow} --to bus`);
-      out(`    refused (${ErrorCodes.FLIP_REFUSED}): ${toRefuse.flow} is NOT_READY`);
-      for (const r of toRefuse.verdict.reasons) out(`      ${r.criterion}: ${r.message}`);
-      out('    (--force --reason TEXT would override the gate, and the flip log would record it)');
-    }
-    return result;
-  }
-
-  result.engine = true;
+  const engine = ctx.engine ?? logEngine();
   const request = (f: FlowReport, reason: string): FlipRequest => ({ flow: f.flow, from: f.mode, to: 'bus', reason, who: ctx.who, force: false, report: f, bus: ctx.bus });
   if (toFlip) {
     out(`  $ cutover flip ${toFlip.flow} --to bus --reason "readiness report READY"`);
@@ -194,7 +128,7 @@ export async function runFlipStep(ctx: FlipStepContext): Promise<FlipStepResult>
         if (ctx.afterFlip) out(`    ${await ctx.afterFlip(toFlip.flow)}`);
       } else {
         const who = sidecar ? `the ${sidecar.config.agent} sidecar` : 'no sidecar of this flow';
-        out(`    ${who} did not report mode bus within ${((ctx.applyTimeoutMs ?? 2_000) / 1000).toFixed(1)} s (does this build's sidecar follow the flip log yet?)`);
+        out(`    ${who} did not report mode bus within ${((ctx.applyTimeoutMs ?? 2_000) / 1000).toFixed(1)} s (is it following the flip log on this bus?)`);
       }
     } catch (err) {
       const { code, message } = describeError(err);
@@ -226,17 +160,17 @@ export async function runFlipStep(ctx: FlipStepContext): Promise<FlipStepResult>
 /**
  * Puts `flows` back in their configured mode in the flip log, with flips back towards direct (never gated).
  * For buses whose `cutover.control` outlives a run (Kafka): a flip an earlier run made would otherwise be
- * applied by this run's sidecars at boot. Returns the flows it reset; without a flips engine, none.
+ * applied by this run's sidecars at boot. Returns the flows it reset.
  */
 export async function resetFlowModes(options: {
   bus: Bus;
   flows: ReadonlyArray<{ name: string; mode: string }>;
   who: string;
   reason: string;
-  load?: () => Promise<FlipsEngine | undefined>;
+  engine?: FlipsEngine;
 }): Promise<string[]> {
-  const engine = await (options.load ?? loadFlips)();
-  if (!engine?.modes) return [];
+  const engine = options.engine ?? logEngine();
+  if (!engine.modes) return [];
   const configured = new Map(options.flows.map((f) => [f.name, f.mode]));
   const current = await engine.modes(options.bus, configured);
   const reset: string[] = [];

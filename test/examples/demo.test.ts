@@ -75,18 +75,14 @@ async function expectDesignedRun(run: Run, out: string): Promise<Report> {
     expect(f.outcomes.match).toBe(f.samples);
     expect(f.verdict.reasons).toEqual([]);
   }
-  // The flip step moves the READY flow and the gate refuses the NOT_READY one; with a flips engine in the
-  // build for real (the sidecar applies the flip and serves more orders over the bus), else described.
+  // The flip step moves the READY flow (the sidecar applies the flip and serves more orders over the bus)
+  // and the gate refuses the NOT_READY one.
   expect(run.stdout).toMatch(/Flip step/);
   expect(run.stdout).toMatch(/cutover flip logistics\.ship --to bus/);
-  if (existsSync(path.join(root, 'src/flips/index.ts'))) {
-    expect(run.stdout).toMatch(/flipped logistics\.ship shadow -> bus, recorded on cutover\.control/);
-    expect(run.stdout).toMatch(/the logistics sidecar now serves logistics\.ship over the bus/);
-    expect(run.stdout).toMatch(/\d+ more orders after the flip, logistics\.ship over the bus: \d+× 201(, \d+× 409)?\n/);
-    expect(run.stdout).toMatch(/refused \(CUTOVER_FLIP_REFUSED\): flip pricing\.quote shadow -> bus refused: verdict NOT_READY/);
-  } else {
-    expect(run.stdout).toMatch(/refused \(CUTOVER_FLIP_REFUSED\): pricing\.quote is NOT_READY/);
-  }
+  expect(run.stdout).toMatch(/flipped logistics\.ship shadow -> bus, recorded on cutover\.control/);
+  expect(run.stdout).toMatch(/the logistics sidecar now serves logistics\.ship over the bus/);
+  expect(run.stdout).toMatch(/\d+ more orders after the flip, logistics\.ship over the bus: \d+× 201(, \d+× 409)?\n/);
+  expect(run.stdout).toMatch(/refused \(CUTOVER_FLIP_REFUSED\): flip pricing\.quote shadow -> bus refused: verdict NOT_READY/);
   expect(run.stdout).toMatch(/Scripted part done in \d+\.\d s\./);
   return report;
 }

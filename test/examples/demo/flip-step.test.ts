@@ -1,14 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { engineFromModule, runFlipStep, type FlipRequest } from '../../../examples/demo/flip-step.js';
+import { logEngine, runFlipStep, type FlipRequest } from '../../../examples/demo/flip-step.js';
 import type { SidecarHandle } from '../../../proxy/sidecar.js';
 import { buildReport } from '../../../reports/report.js';
 import type { Report } from '../../../reports/types.js';
 import type { Bus } from '../../../src/bus/types.js';
-import { ControlError, ErrorCodes } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/logger.js';
 import { interleave, syntheticRecords } from '../../reports/synthetic.js';
 
-/** The flip step against a known report: one READY flow, one NOT_READY, with and without a flips engine. */
+/** The flip step against a known report: one READY flow, one NOT_READY. */
 
 async function report(): Promise<Report> {
   return buildReport(interleave(syntheticRecords({ flow: 'logistics.ship', samples: 400 }), syntheticRecords({ flow: 'pricing.quote', samples: 400, mismatchRate: 0.05 })), {
@@ -33,38 +32,16 @@ function fakeSidecar(agent: string, flow: string): SidecarHandle & { modes: Map<
 const bus = {} as Bus;
 
 describe('demo flip step', () => {
-  it('without a flips engine, says what it would do: the READY flow flipped, the NOT_READY one refused with its reasons', async () => {
-    const lines: string[] = [];
-    const result = await runFlipStep({
-      report: await report(),
-      sidecars: new Map([['logistics.ship', fakeSidecar('logistics', 'logistics.ship')]]),
-      bus,
-      out: (l) => lines.push(l),
-      logger: silentLogger(),
-      who: 'test',
-      load: async () => undefined,
-    });
-    expect(result).toEqual({ engine: false, flipped: 'logistics.ship', applied: false, refused: 'pricing.quote', problems: [] });
-    const text = lines.join('\n');
-    expect(text).toMatch(/flips are not available in this build yet/);
-    expect(text).toMatch(/cutover flip logistics\.ship --to bus/);
-    expect(text).toMatch(/allowed: logistics\.ship is READY/);
-    expect(text).toMatch(/refused \(CUTOVER_FLIP_REFUSED\): pricing\.quote is NOT_READY\n\s+minParityLowerBound: parity 95%/);
-  });
-
-  it('with an engine made of a gate and a log, records the READY flip, waits for the sidecar, and shows the refusal', async () => {
+  it('through the gate and the log, records the READY flip, waits for the sidecar, and shows the refusal', async () => {
     const appended: Array<Record<string, unknown>> = [];
     const sidecar = fakeSidecar('logistics', 'logistics.ship');
-    const engine = engineFromModule({
-      decideFlip: (r: { flow: string; report: { verdict: { status: string } }; to: string }) => {
-        if (r.report.verdict.status !== 'READY') throw new ControlError(ErrorCodes.FLIP_REFUSED, `flip ${r.flow} shadow -> bus refused: verdict NOT_READY\n  - minParityLowerBound (fail): ...`);
-        return { action: 'flip', to: r.to, forced: false, summary: { verdict: 'READY' } };
-      },
-      appendFlip: async (_bus: Bus, record: Record<string, unknown>) => {
-        appended.push(record);
+    const engine = logEngine({
+      append: async (_bus, record) => {
+        appended.push({ ...record });
         // The sidecar follows the log and applies the flip.
-        sidecar.modes.set(record.flow as string, record.to as string);
+        sidecar.modes.set(record.flow, record.to);
       },
+      read: async () => [],
     });
     const lines: string[] = [];
     const after: string[] = [];
@@ -75,14 +52,14 @@ describe('demo flip step', () => {
       out: (l) => lines.push(l),
       logger: silentLogger(),
       who: 'test',
-      load: async () => engine,
+      engine,
       afterFlip: async (flow) => {
         after.push(flow);
         return `traffic over the bus for ${flow}`;
       },
     });
-    expect(result).toEqual({ engine: true, flipped: 'logistics.ship', applied: true, refused: 'pricing.quote', problems: [] });
-    expect(appended).toEqual([expect.objectContaining({ flow: 'logistics.ship', from: 'shadow', to: 'bus', who: 'test', forced: false, report: { verdict: 'READY' } })]);
+    expect(result).toEqual({ flipped: 'logistics.ship', applied: true, refused: 'pricing.quote', problems: [] });
+    expect(appended).toEqual([expect.objectContaining({ flow: 'logistics.ship', from: 'shadow', to: 'bus', who: 'test', forced: false, report: expect.objectContaining({ verdict: 'READY' }) })]);
     expect(after).toEqual(['logistics.ship']);
     const text = lines.join('\n');
     expect(text).toMatch(/the logistics sidecar now serves logistics\.ship over the bus/);
@@ -99,14 +76,10 @@ describe('demo flip step', () => {
       logger: silentLogger(),
       who: 'test',
       applyTimeoutMs: 100,
-      load: async () => ({ flip: async (r) => void flips.push(r) }),
+      engine: { flip: async (r) => void flips.push(r) },
     });
     expect(flips.map((f) => f.flow)).toEqual(['logistics.ship', 'pricing.quote']);
     expect(result.applied).toBe(false);
     expect(result.problems).toEqual(['the gate let NOT_READY pricing.quote through']);
-  });
-
-  it('refuses to guess an engine API it does not know', () => {
-    expect(() => engineFromModule({ somethingElse: () => undefined })).toThrow(/adapt engineFromModule/);
   });
 });
