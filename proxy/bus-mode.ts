@@ -120,6 +120,7 @@ export interface BusPathHost {
   skip(ex: Exchange, reason: SkipReason): void;
 }
 
+/** The bus path's collaborators and limits. */
 export interface BusPathOptions {
   plane: BusPathHost;
   outbox: Outbox;

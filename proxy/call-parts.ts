@@ -20,6 +20,7 @@ export interface CallParts {
   build(id: string, mode: FlowMode, replyTo: string | null): BusMessage;
 }
 
+/** What {@link CallEvents} needs: the source agent, what to capture and redact, and the field cipher. */
 export interface CallEventsOptions {
   /** The CloudEvent source agent. */
   agent: string;

@@ -22,6 +22,7 @@ export function sendError(ex: Exchange, res: ServerResponse, status: number, cod
   sendJson(res, status, ex.failure.body);
 }
 
+/** What {@link UpstreamErrors} needs to answer, count and log upstream failures. */
 export interface UpstreamErrorsOptions {
   /** How long the upstream may take to send its response headers. */
   upstreamTimeout: number;

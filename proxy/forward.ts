@@ -20,6 +20,7 @@ import type { Outbox } from './outbox.js';
 import type { ReplyChannel } from './reply.js';
 import { Upstreams, type Upstream } from './upstreams.js';
 
+/** The data plane's config and collaborators, made by the sidecar at start. */
 export interface DataPlaneOptions {
   agent: string;
   observationsTopic: string;

@@ -14,6 +14,7 @@ export interface NoiseRequest {
   upstream?: Upstream;
 }
 
+/** Limits and header policy of the noise call, fixed at start. */
 export interface NoiseCallOptions {
   /** How long the second call may take, as for the first. */
   timeout: number;

@@ -13,6 +13,7 @@ import type { CaptureConfig, RedactConfig } from './options.js';
 import type { Outbox } from './outbox.js';
 import { headerPolicy, headerValue, pickHeaders, type HeaderPolicy } from './redact.js';
 
+/** What {@link DirectObserver} needs to build, encrypt and publish observations. */
 export interface DirectObserverOptions {
   /** The CloudEvent source agent. */
   agent: string;

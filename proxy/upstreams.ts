@@ -11,6 +11,7 @@ export interface Upstream {
   agent: http.Agent;
 }
 
+/** What {@link Upstreams} is made from: the `upstream` and `routes` config, and the data plane's proxy events. */
 export interface UpstreamsOptions {
   /** The default upstream, for requests no route takes. */
   upstream: string | undefined;
