@@ -7,7 +7,7 @@ import { ErrorCodes, isCutoverError } from '../src/errors.js';
 import type { AdminControl } from './admin-control.js';
 import type { Logger } from '../src/logger.js';
 import type { FlowTable } from './flow-table.js';
-import type { Publisher } from './publisher.js';
+import type { Outbox } from './outbox.js';
 
 export interface AdminOptions {
   /** Bearer token; undefined only when auth is disabled (allowed on loopback listeners only). */
@@ -15,7 +15,7 @@ export interface AdminOptions {
   auth: boolean;
   agent: string;
   flows: FlowTable;
-  publisher: Publisher;
+  publisher: Outbox;
   registry: Registry;
   /** Health of the bus, or undefined while it is not started. */
   busHealth: () => Promise<BusHealth | undefined>;

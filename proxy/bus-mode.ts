@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Delivery } from '../src/bus/types.js';
 import { describeError, ErrorCodes, isCutoverError } from '../src/errors.js';
 import type { ParsedMode } from '../src/flips/mode.js';
@@ -8,10 +8,12 @@ import type { Logger } from '../src/logger.js';
 import { sendReplay } from '../shadow/replay.js';
 import { DEFAULT_REPLY_HEADERS } from '../shadow/delivery.js';
 import { buildObservationMessage } from './call-event.js';
-import type { CallParts, DataPlane, Exchange, SidecarRequest, Upstream } from './forward.js';
-import type { SidecarMetrics } from './metrics.js';
-import type { Publisher } from './publisher.js';
+import type { CallParts } from './call-parts.js';
+import type { Exchange, SidecarRequest } from './exchange.js';
+import type { SidecarMetrics, SkipReason } from './metrics.js';
+import type { Outbox } from './outbox.js';
 import type { ReplyChannel, ReplyData } from './reply.js';
+import type { Upstream } from './upstreams.js';
 
 /** The modes whose calls may take the bus path. */
 export type BusModeKind = Extract<ParsedMode, { kind: 'canary' } | { kind: 'bus' }>;
@@ -100,9 +102,28 @@ function send(res: ServerResponse, r: ReplyResponse): void {
 /** Request headers never repeated on a verification call: hop-by-hop or recomputed. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'te', 'trailer', 'upgrade', 'proxy-connection', 'host']);
 
+/**
+ * What the bus path needs from the data plane it serves: the call event of a request, the direct path to
+ * fall back on, typed error answers and skip accounting.
+ */
+export interface BusPathHost {
+  /** The parts of `req`'s call event (body `raw` read already); sets `ex.sample`. */
+  callParts(req: IncomingMessage, ex: Exchange, raw: Buffer): CallParts;
+  /**
+   * Forwards `req` directly with its body `chunks` read already (and the rest still on `req` when `rest`);
+   * with `capture` the call is dual-written as in shadow mode.
+   */
+  forwardBuffered(ex: Exchange, req: SidecarRequest, res: ServerResponse, upstream: Upstream | undefined, chunks: Buffer[], rest: boolean, capture: boolean): void;
+  /** Answers the caller with a typed JSON error, recorded on `ex`. */
+  answer(ex: Exchange, res: ServerResponse, status: number, code: string, message: string): void;
+  /** Counts a flow call that was not (fully) dual-written. */
+  skip(ex: Exchange, reason: SkipReason): void;
+}
+
+/** The bus path's collaborators and limits. */
 export interface BusPathOptions {
-  plane: DataPlane;
-  publisher: Publisher;
+  plane: BusPathHost;
+  outbox: Outbox;
   replies: ReplyChannel;
   metrics: SidecarMetrics;
   observationsTopic: string;
@@ -194,7 +215,7 @@ export class BusPath {
   private async request(req: SidecarRequest, res: ServerResponse, ex: Exchange, call: CallParts, raw: Buffer, upstream: Upstream | undefined): Promise<void> {
     const entry = ex.entry!;
     const cfg = entry.config;
-    const { plane, replies, publisher } = this.o;
+    const { plane, replies, outbox } = this.o;
     const timeout = cfg.timeout ?? DEFAULT_REPLY_TIMEOUT;
     const id = randomUUID();
     ex.id = id;
@@ -206,7 +227,7 @@ export class BusPath {
     const waiting = replies.expect(id, timeout);
     waiting.catch(() => undefined);
     try {
-      await publisher.publishDurable(cfg.topic, call.build(id, ex.mode, replies.topic), { spool: false, timeout });
+      await outbox.publishDurable(cfg.topic, call.build(id, ex.mode, replies.topic), { spool: false, timeout });
     } catch (err) {
       replies.cancel(id, err);
       return this.unavailable(req, res, ex, raw, upstream, err);
@@ -234,7 +255,7 @@ export class BusPath {
     send(res, replyToResponse(reply.event.data as ReplyData | undefined));
     if (verify) {
       // The bus result, for the comparator: the reply itself went to this replica's channel only.
-      publisher.enqueue(this.o.observationsTopic, { key: id, event: reply.event });
+      outbox.enqueue(this.o.observationsTopic, { key: id, event: reply.event });
       entry.counters.observations++;
     }
   }
@@ -246,7 +267,7 @@ export class BusPath {
     let held: 'bus' | 'spool';
     try {
       // Fire-and-forget: nobody waits for a reply, so the spool is as good as the bus.
-      held = await this.o.publisher.publishDurable(entry.config.topic, call.build(id, ex.mode, null), { spool: true });
+      held = await this.o.outbox.publishDurable(entry.config.topic, call.build(id, ex.mode, null), { spool: true });
     } catch (err) {
       return this.unavailable(req, res, ex, raw, upstream, err);
     }
@@ -290,7 +311,7 @@ export class BusPath {
         keepHeaders: new Set(DEFAULT_REPLY_HEADERS),
         agent: upstream.agent,
       });
-      this.o.publisher.enqueue(
+      this.o.outbox.enqueue(
         this.o.observationsTopic,
         buildObservationMessage({
           agent: this.o.agent,

@@ -7,9 +7,9 @@ import type { SkipReason } from './metrics.js';
 /** Counters per flow, served by the admin API's `/flows`. */
 export interface FlowCounters {
   requests: number;
-  /** Call events handed to the publisher. */
+  /** Call events handed to the outbox. */
   events: number;
-  /** Direct observations handed to the publisher. */
+  /** Direct observations handed to the outbox. */
   observations: number;
   upstreamErrors: number;
   keyMissing: number;

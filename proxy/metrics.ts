@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { PublisherHooks } from './publisher.js';
+import type { OutboxHooks } from './outbox.js';
 
 /** Label value for requests that matched no flow. */
 export const UNMATCHED = '_unmatched';
@@ -102,8 +102,8 @@ export class SidecarMetrics {
     return m;
   }
 
-  /** Hooks for the publisher. */
-  publisherHooks(): PublisherHooks {
+  /** Hooks for the outbox. */
+  outboxHooks(): OutboxHooks {
     return {
       published: (topic, count) => this.events.inc({ agent: this.agent, topic }, count),
       publishLatency: (seconds, ok) => this.publishDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),

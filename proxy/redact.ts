@@ -31,6 +31,12 @@ export function pickHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders, 
   return out;
 }
 
+/** The first value of a header as a string (repeated headers: the first one), or undefined. */
+export function headerValue(value: string | string[] | number | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value[0] : String(value);
+}
+
 /** Masks the values of `names` in a query string (without `?`); returns the input when nothing matches. */
 export function redactSearch(search: string, names: ReadonlySet<string>): string {
   if (!search || names.size === 0) return search;

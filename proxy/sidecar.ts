@@ -21,7 +21,7 @@ import { FlowTable } from './flow-table.js';
 import { newInstanceId, ReplyChannel } from './reply.js';
 import { DataPlane } from './forward.js';
 import { SidecarMetrics } from './metrics.js';
-import { Publisher } from './publisher.js';
+import { Outbox } from './outbox.js';
 import { Spool } from './spool.js';
 
 export interface SidecarOptions {
@@ -51,7 +51,8 @@ export interface SidecarHandle {
   readonly data: Address;
   readonly admin: Address;
   readonly flows: FlowTable;
-  readonly publisher: Publisher;
+  /** The outbox in front of the bus (configured by the `publisher` section). */
+  readonly publisher: Outbox;
   readonly registry: Registry;
   /** This replica's reply channel for bus-mode calls. */
   readonly replies: ReplyChannel;
@@ -184,16 +185,16 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     // A Kafka group join takes seconds: wait for the reply channel only when a flow starts on the bus path.
     if (flows.entries.some((e) => e.mode === 'bus' || e.mode.startsWith('canary:'))) await replyRunner?.ready;
 
-    let publisher: Publisher | undefined;
+    let outbox: Outbox | undefined;
     const metrics = new SidecarMetrics(registry, config.agent, {
-      queueDepth: () => publisher?.queueDepth ?? 0,
+      queueDepth: () => outbox?.queueDepth ?? 0,
       spoolDepth: () => spool.depth,
       spoolBytes: () => spool.sizeOnDisk,
     });
-    publisher = new Publisher({ config: config.publisher, bus: () => busLink.current, spool, logger: logger.child({ component: 'publisher' }), hooks: metrics.publisherHooks() });
-    publisher.start();
-    const pub = publisher;
-    cleanup.unshift(() => pub.close());
+    outbox = new Outbox({ config: config.publisher, bus: () => busLink.current, spool, logger: logger.child({ component: 'publisher' }), hooks: metrics.outboxHooks() });
+    outbox.start();
+    const out = outbox;
+    cleanup.unshift(() => out.close());
 
     const plane = new DataPlane({
       agent: config.agent,
@@ -205,7 +206,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       capture: config.capture,
       redact: config.redact,
       flows,
-      publisher,
+      outbox,
       metrics,
       cipher,
       replies,
@@ -216,7 +217,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       auth: config.admin.auth,
       agent: config.agent,
       flows,
-      publisher,
+      publisher: outbox,
       registry,
       busHealth: () => busLink.health(),
       listening: () => plane.server.listening,
@@ -248,10 +249,10 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       await replyRunner?.close();
       await replies.close();
       await deliver?.close();
-      await pub.close();
-      // After the publisher: the last direct observations still reach the in-process comparator's topic.
+      await out.close();
+      // After the outbox: the last direct observations still reach the in-process comparator's topic.
       await shadowSide?.close();
-      logger.info({ ...pub.stats, leftInSpool: spool.depth }, 'publisher drained');
+      logger.info({ ...out.stats, leftInSpool: spool.depth }, 'publisher drained');
       await closeServer(admin);
       await follower?.close();
       await busLink.close();
@@ -263,7 +264,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       data: dataAddress,
       admin: adminAddress,
       flows,
-      publisher,
+      publisher: outbox,
       registry,
       replies,
       deliver: () => deliver?.current,

@@ -4,8 +4,8 @@ import type { Logger } from '../src/logger.js';
 import type { PublisherConfig } from '../src/config/sidecar.js';
 import type { Spool, SpoolRecord } from './spool.js';
 
-/** What the publisher reports; the sidecar wires these to Prometheus. All optional. */
-export interface PublisherHooks {
+/** What the outbox reports; the sidecar wires these to Prometheus. All optional. */
+export interface OutboxHooks {
   published?(topic: string, count: number): void;
   /** Seconds one bus.publish call took, and whether it succeeded. */
   publishLatency?(seconds: number, ok: boolean): void;
@@ -14,16 +14,16 @@ export interface PublisherHooks {
   dropped?(reason: 'spool_full' | 'spool_error' | 'rejected', count: number): void;
 }
 
-export interface PublisherOptions {
+export interface OutboxOptions {
   config: PublisherConfig;
   /** The bus to publish to, or undefined while it is not started yet (events then go to the spool). */
   bus: () => Bus | undefined;
   spool: Spool;
   logger: Logger;
-  hooks?: PublisherHooks;
+  hooks?: OutboxHooks;
 }
 
-export interface PublisherStats {
+export interface OutboxStats {
   enqueued: number;
   published: number;
   spooled: number;
@@ -35,15 +35,16 @@ export interface PublisherStats {
 const POISON = new Set<string>([ErrorCodes.MESSAGE_TOO_LARGE, ErrorCodes.EVENT_INVALID, ErrorCodes.TOPIC_INVALID]);
 
 /**
- * Publishes events to the bus off the request path. `enqueue` never blocks and never throws: events go
- * into a bounded in-memory queue that one loop sends in micro-batches (one bus.publish per topic per
- * round). When the bus fails, is slower than `publishTimeout`, or the queue is full, events go to the
- * local spool, and while the spool holds anything every newer event goes behind it; the loop sends the
- * spool in order once the bus answers again. Delivery is at-least-once: a publish that timed out here
- * may still land, and its events are then sent twice.
+ * The sidecar's outbox (configured by the `publisher` section): publishes events to the bus off the
+ * request path. `enqueue` never blocks and never throws: events go into a bounded in-memory queue that
+ * one loop sends in micro-batches (one bus.publish per topic per round). When the bus fails, is slower
+ * than `publishTimeout`, or the queue is full, events go to the local spool, and while the spool holds
+ * anything every newer event goes behind it; the loop sends the spool in order once the bus answers
+ * again. Delivery is at-least-once: a publish that timed out here may still land, and its events are
+ * then sent twice.
  */
-export class Publisher {
-  private readonly opts: PublisherOptions;
+export class Outbox {
+  private readonly opts: OutboxOptions;
   private readonly cfg: PublisherConfig;
   private queue: SpoolRecord[] = [];
   private seq = 0;
@@ -55,10 +56,10 @@ export class Publisher {
   private loopDone: Promise<void> | undefined;
   private stopping = false;
   private stopDeadline = Infinity;
-  private readonly counts: PublisherStats = { enqueued: 0, published: 0, spooled: 0, dropped: 0, failures: 0 };
+  private readonly counts: OutboxStats = { enqueued: 0, published: 0, spooled: 0, dropped: 0, failures: 0 };
   private lastError: { code: string; message: string; at: string } | undefined;
 
-  constructor(options: PublisherOptions) {
+  constructor(options: OutboxOptions) {
     this.opts = options;
     this.cfg = options.config;
     this.backoffMs = this.cfg.backoff;
@@ -70,7 +71,7 @@ export class Publisher {
     this.seq = this.opts.spool.lastSeq + 1;
     this.loopDone = this.loop().catch((err) => {
       // The loop catches per round; reaching here is a bug, and events would silently stop flowing.
-      this.opts.logger.fatal({ err }, 'publisher loop crashed');
+      this.opts.logger.fatal({ err }, 'outbox loop crashed');
     });
   }
 
@@ -83,7 +84,7 @@ export class Publisher {
     return this.opts.spool.depth;
   }
 
-  get stats(): Readonly<PublisherStats> {
+  get stats(): Readonly<OutboxStats> {
     return this.counts;
   }
 
@@ -118,7 +119,7 @@ export class Publisher {
   async publishDurable(topic: string, message: BusMessage, options: { spool: boolean; timeout?: number }): Promise<'bus' | 'spool'> {
     const record: SpoolRecord = { seq: this.seq++, topic, message };
     this.counts.enqueued++;
-    if (this.stopping) throw new BusError(ErrorCodes.BUS_CLOSED, 'the publisher is closing');
+    if (this.stopping) throw new BusError(ErrorCodes.BUS_CLOSED, 'the outbox is closing');
     const bus = this.opts.bus();
     let cause: unknown;
     if (bus && !(options.spool && this.spoolBusy())) {

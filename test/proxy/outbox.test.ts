@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { publisherSchema } from '../../src/config/sidecar.js';
-import { Publisher, type PublisherHooks } from '../../proxy/publisher.js';
+import { Outbox, type OutboxHooks } from '../../proxy/outbox.js';
 import { Spool } from '../../proxy/spool.js';
 import type { BusMessage } from '../../src/bus/types.js';
 import { silentLogger } from '../../src/logger.js';
@@ -19,27 +19,27 @@ afterEach(async () => {
 interface Setup {
   bus: MemoryBus;
   spool: Spool;
-  publisher: Publisher;
+  outbox: Outbox;
   dir: string;
   dropped: Record<string, number>;
 }
 
 async function setup(config: z.input<typeof publisherSchema> = {}, spoolOpts: { maxBytes?: number; dir?: string } = {}, bus = new MemoryBus()): Promise<Setup> {
-  const dir = spoolOpts.dir ?? (await mkdtemp(path.join(tmpdir(), 'cutover-pub-')));
+  const dir = spoolOpts.dir ?? (await mkdtemp(path.join(tmpdir(), 'cutover-outbox-')));
   if (!spoolOpts.dir) cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const spool = new Spool({ dir, maxBytes: spoolOpts.maxBytes ?? 50_000_000, segmentBytes: 1_000_000, logger: silentLogger() });
   await spool.open();
   const dropped: Record<string, number> = {};
-  const hooks: PublisherHooks = { dropped: (reason, n) => void (dropped[reason] = (dropped[reason] ?? 0) + n) };
-  const publisher = new Publisher({ config: publisherSchema.parse({ backoff: '20ms', maxBackoff: '100ms', publishTimeout: '200ms', drainTimeout: '2s', ...config }), bus: () => bus, spool, logger: silentLogger(), hooks });
-  publisher.start();
+  const hooks: OutboxHooks = { dropped: (reason, n) => void (dropped[reason] = (dropped[reason] ?? 0) + n) };
+  const outbox = new Outbox({ config: publisherSchema.parse({ backoff: '20ms', maxBackoff: '100ms', publishTimeout: '200ms', drainTimeout: '2s', ...config }), bus: () => bus, spool, logger: silentLogger(), hooks });
+  outbox.start();
   let closed = false;
   cleanups.push(async () => {
-    if (!closed) await publisher.close();
+    if (!closed) await outbox.close();
     closed = true;
     await spool.close();
   });
-  return { bus, spool, publisher, dir, dropped };
+  return { bus, spool, outbox, dir, dropped };
 }
 
 function message(i: number, key = `k${i % 4}`): BusMessage {
@@ -49,84 +49,84 @@ function message(i: number, key = `k${i % 4}`): BusMessage {
 const ids = (bus: MemoryBus, topic: string): string[] => bus.messages(topic).map((d) => d.event.id);
 const range = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `e${from + i}`);
 
-describe('Publisher', () => {
+describe('Outbox', () => {
   it('publishes in micro-batches, in order per topic', async () => {
-    const { bus, publisher } = await setup();
+    const { bus, outbox } = await setup();
     bus.slow(5);
-    for (let i = 0; i < 200; i++) publisher.enqueue(i % 2 ? 'topic.b' : 'topic.a', message(i));
+    for (let i = 0; i < 200; i++) outbox.enqueue(i % 2 ? 'topic.b' : 'topic.a', message(i));
     await waitFor(() => bus.all().length === 200);
     expect(ids(bus, 'topic.a')).toEqual(range(0, 200).filter((_, i) => i % 2 === 0));
     expect(ids(bus, 'topic.b')).toEqual(range(0, 200).filter((_, i) => i % 2 === 1));
     expect(bus.calls.length).toBeLessThan(100);
-    expect(publisher.stats).toMatchObject({ enqueued: 200, published: 200, spooled: 0, dropped: 0 });
+    expect(outbox.stats).toMatchObject({ enqueued: 200, published: 200, spooled: 0, dropped: 0 });
   });
 
   it('spools while the bus is down and sends everything, in order, once it is back', async () => {
-    const { bus, publisher, spool } = await setup();
-    for (let i = 0; i < 50; i++) publisher.enqueue('topic.a', message(i));
+    const { bus, outbox, spool } = await setup();
+    for (let i = 0; i < 50; i++) outbox.enqueue('topic.a', message(i));
     await waitFor(() => bus.all().length === 50);
     bus.down();
-    for (let i = 50; i < 150; i++) publisher.enqueue('topic.a', message(i));
+    for (let i = 50; i < 150; i++) outbox.enqueue('topic.a', message(i));
     await waitFor(() => spool.depth === 100);
     bus.up();
     // Newer events while the spool drains go behind it.
-    for (let i = 150; i < 200; i++) publisher.enqueue('topic.a', message(i));
+    for (let i = 150; i < 200; i++) outbox.enqueue('topic.a', message(i));
     await waitFor(() => bus.all().length === 200 && spool.depth === 0);
     expect(ids(bus, 'topic.a')).toEqual(range(0, 200));
   });
 
   it('moves a full queue to the spool without reordering', async () => {
-    const { bus, publisher } = await setup({ queueSize: 10 });
+    const { bus, outbox } = await setup({ queueSize: 10 });
     bus.slow(30);
-    for (let i = 0; i < 300; i++) publisher.enqueue('topic.a', message(i));
-    await waitFor(() => bus.all().length >= 300 && publisher.spoolDepth === 0, { timeoutMs: 20_000 });
-    expect(publisher.stats.spooled).toBeGreaterThan(0);
+    for (let i = 0; i < 300; i++) outbox.enqueue('topic.a', message(i));
+    await waitFor(() => bus.all().length >= 300 && outbox.spoolDepth === 0, { timeoutMs: 20_000 });
+    expect(outbox.stats.spooled).toBeGreaterThan(0);
     // A publish that straddled the overflow may land before older spooled events only if it failed; here
     // none failed, so the order is exact.
     expect(ids(bus, 'topic.a')).toEqual(range(0, 300));
   });
 
   it('treats a publish slower than publishTimeout as failed and spools it (duplicates allowed, none lost)', async () => {
-    const { bus, publisher } = await setup({ publishTimeout: 50 });
+    const { bus, outbox } = await setup({ publishTimeout: 50 });
     bus.hangs(true);
-    for (let i = 0; i < 20; i++) publisher.enqueue('topic.a', message(i));
-    await waitFor(() => publisher.spoolDepth === 20);
+    for (let i = 0; i < 20; i++) outbox.enqueue('topic.a', message(i));
+    await waitFor(() => outbox.spoolDepth === 20);
     bus.hangs(false);
-    await waitFor(() => new Set(ids(bus, 'topic.a')).size === 20 && publisher.spoolDepth === 0);
+    await waitFor(() => new Set(ids(bus, 'topic.a')).size === 20 && outbox.spoolDepth === 0);
     expect(ids(bus, 'topic.a')).toEqual(range(0, 20));
   });
 
   it('drops only the message the bus refuses for good, and counts it', async () => {
-    const { bus, publisher, dropped } = await setup();
+    const { bus, outbox, dropped } = await setup();
     bus.refuseWhen((m) => m.event.id === 'e3');
-    for (let i = 0; i < 6; i++) publisher.enqueue('topic.a', message(i));
+    for (let i = 0; i < 6; i++) outbox.enqueue('topic.a', message(i));
     await waitFor(() => bus.all().length === 5);
     expect(ids(bus, 'topic.a')).toEqual(['e0', 'e1', 'e2', 'e4', 'e5']);
     expect(dropped).toEqual({ rejected: 1 });
   });
 
   it('counts drops when the spool is full', async () => {
-    const { bus, publisher, dropped } = await setup({ drainTimeout: '100ms' }, { maxBytes: 2_000 });
+    const { bus, outbox, dropped } = await setup({ drainTimeout: '100ms' }, { maxBytes: 2_000 });
     bus.down();
-    for (let i = 0; i < 100; i++) publisher.enqueue('topic.a', message(i));
-    await waitFor(() => (dropped.spool_full ?? 0) > 0 && publisher.queueDepth === 0);
-    expect(publisher.stats.spooled + publisher.stats.dropped).toBe(100);
+    for (let i = 0; i < 100; i++) outbox.enqueue('topic.a', message(i));
+    await waitFor(() => (dropped.spool_full ?? 0) > 0 && outbox.queueDepth === 0);
+    expect(outbox.stats.spooled + outbox.stats.dropped).toBe(100);
   });
 
   it('on close sends the queue and spool; what the bus cannot take stays spooled for the next start', async () => {
     const first = await setup({ drainTimeout: '300ms' });
     first.bus.down();
-    for (let i = 0; i < 30; i++) first.publisher.enqueue('topic.a', message(i));
-    await first.publisher.close();
+    for (let i = 0; i < 30; i++) first.outbox.enqueue('topic.a', message(i));
+    await first.outbox.close();
     expect(first.spool.depth).toBe(30);
     await first.spool.close();
 
     const bus = new MemoryBus();
     const second = await setup({}, { dir: first.dir }, bus);
-    second.publisher.enqueue('topic.a', message(30));
+    second.outbox.enqueue('topic.a', message(30));
     await waitFor(() => bus.all().length === 31);
     expect(ids(bus, 'topic.a')).toEqual(range(0, 31));
-    await second.publisher.close();
+    await second.outbox.close();
     expect(second.spool.depth).toBe(0);
   });
 });

@@ -1,0 +1,91 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { ErrorCodes } from '../src/errors.js';
+import type { Logger } from '../src/logger.js';
+import type { Exchange } from './exchange.js';
+import type { SidecarMetrics } from './metrics.js';
+import type { RedactConfig } from '../src/config/sidecar.js';
+import { redactSearch } from './redact.js';
+
+function errorBody(code: string, message: string): Buffer {
+  return Buffer.from(JSON.stringify({ error: { code, message } }));
+}
+
+function sendJson(res: ServerResponse, status: number, body: Buffer): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length });
+  res.end(body);
+}
+
+/** Answers the caller with a typed JSON error, recorded on `ex` for the direct observation. */
+export function sendError(ex: Exchange, res: ServerResponse, status: number, code: string, message: string): void {
+  ex.failure = { code, message, body: errorBody(code, message) };
+  sendJson(res, status, ex.failure.body);
+}
+
+/** What {@link UpstreamErrors} needs to answer, count and log upstream failures. */
+export interface UpstreamErrorsOptions {
+  /** How long the upstream may take to send its response headers. */
+  upstreamTimeout: number;
+  /** `redact.query`: these query values are masked in logs too. */
+  redact: RedactConfig;
+  metrics: SidecarMetrics;
+  logger: Logger;
+}
+
+/**
+ * The answers the sidecar gives in the upstream's stead when it fails: 502 when it cannot be reached,
+ * 504 when it sends no response in time. Each is counted, and recorded on the exchange so the direct
+ * observation says what the caller got.
+ */
+export class UpstreamErrors {
+  private readonly opts: UpstreamErrorsOptions;
+  private readonly redactedQuery: ReadonlySet<string>;
+
+  constructor(options: UpstreamErrorsOptions) {
+    this.opts = options;
+    this.redactedQuery = new Set(options.redact.query);
+  }
+
+  /** The upstream could not be reached or dropped the connection: 502, unless the caller was answered already. */
+  failed(ex: Exchange | undefined, req: IncomingMessage, res: ServerResponse | Socket, err: Error): void {
+    if (ex?.timer) {
+      clearTimeout(ex.timer);
+      ex.timer = undefined;
+    }
+    if (ex?.failure) return; // already answered (timeout)
+    const code = ErrorCodes.UPSTREAM_UNREACHABLE;
+    const errno = (err as NodeJS.ErrnoException).code;
+    const message = `upstream unreachable: ${errno ?? err.message}`;
+    if (ex) {
+      ex.failure = { code, message, body: errorBody(code, message) };
+      if (ex.entry) ex.entry.counters.upstreamErrors++;
+    }
+    this.opts.metrics.upstreamErrors.inc({ code });
+    this.opts.logger.warn({ err: errno ?? err.message, method: req.method, url: this.loggableUrl(req.url), eventId: ex?.id }, 'upstream failed; answered 502');
+    if ('writeHead' in res) {
+      if (!res.headersSent) sendJson(res, 502, ex?.failure?.body ?? errorBody(code, message));
+      else res.destroy();
+    } else {
+      res.destroy();
+    }
+  }
+
+  /** No response headers within `upstreamTimeout`: 504, and the upstream request is abandoned. */
+  timedOut(ex: Exchange): void {
+    ex.timer = undefined;
+    const res = ex.res;
+    const message = `upstream sent no response within ${this.opts.upstreamTimeout} ms`;
+    ex.failure = { code: ErrorCodes.UPSTREAM_TIMEOUT, message, body: errorBody(ErrorCodes.UPSTREAM_TIMEOUT, message) };
+    this.opts.metrics.upstreamErrors.inc({ code: ErrorCodes.UPSTREAM_TIMEOUT });
+    if (ex.entry) ex.entry.counters.upstreamErrors++;
+    if (res && !res.headersSent) sendJson(res, 504, ex.failure.body);
+    ex.proxyReq?.destroy();
+  }
+
+  /** The request URL for logs, with the query values named in `redact.query` masked. */
+  private loggableUrl(url: string | undefined): string {
+    const u = url ?? '/';
+    const q = u.indexOf('?');
+    return q === -1 ? u : `${u.slice(0, q)}?${redactSearch(u.slice(q + 1), this.redactedQuery)}`;
+  }
+}

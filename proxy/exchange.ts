@@ -1,0 +1,52 @@
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { FlowMode } from '../src/flows/schema.js';
+import type { CallSample } from '../src/parity/types.js';
+import type { BodyCapture } from './capture.js';
+import type { FlowEntry } from './flow-table.js';
+import type { NoiseRequest } from './noise-call.js';
+
+/** Where a request carries its {@link Exchange}, so that http-proxy's events find it. */
+export const EXCHANGE = Symbol('cutover.exchange');
+/** A request as the data plane handles it: an IncomingMessage (or a replay of one) with its exchange. */
+export type SidecarRequest = IncomingMessage & { [EXCHANGE]?: Exchange };
+
+/** Why the sidecar answered for the upstream, kept for the direct observation. */
+export interface Failure {
+  code: string;
+  message: string;
+  /** The JSON error body the caller got. */
+  body: Buffer;
+}
+
+/**
+ * Per-request state. Only flows in shadow mode capture anything; every other request carries just its
+ * start time and flow label for metrics.
+ */
+export class Exchange {
+  readonly started = performance.now();
+  entry: FlowEntry | undefined;
+  params: Record<string, string> = {};
+  /** Mode at arrival: a flip while the request runs does not change what this request does. */
+  mode: FlowMode = 'direct';
+  id: string | undefined;
+  traceparent: string | undefined;
+  /** The call as published (redacted, body truncated), for the direct observation. Set by callParts. */
+  sample: CallSample | undefined;
+  reqCapture: BodyCapture | undefined;
+  resCapture: BodyCapture | undefined;
+  /** The call event went to the outbox: an observation must follow. */
+  published = false;
+  /** The response finished (the upstream may answer before reading the whole request body). */
+  responded = false;
+  observed = false;
+  /** Milliseconds from arrival to the end of the response. */
+  elapsed = 0;
+  res: ServerResponse | undefined;
+  proxyReq: ClientRequest | undefined;
+  upstreamStarted = 0;
+  timer: NodeJS.Timeout | undefined;
+  /** Set when the sidecar answered for the upstream (502/504). */
+  failure: Failure | undefined;
+  /** Set when this request is sampled for the noise baseline: the agent is called a second time. */
+  noise: NoiseRequest | undefined;
+}
