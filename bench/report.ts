@@ -9,7 +9,7 @@
  *             to JSON and HTML
  * and prints wall and CPU time, records/s, the ratio report/baseline, live memory after a forced GC at each
  * quarter of the stream (flat = bounded memory; run with --expose-gc, as the npm script does) and peak RSS.
- * The goal (issue 5) is 1,000,000 records in at most 10 s.
+ * The goal is 1,000,000 records in at most 10 s.
  */
 import os from 'node:os';
 import { buildReport } from '../reports/report.js';

@@ -28,7 +28,7 @@ export interface FlowCounters {
 export interface FlowEntry {
   readonly config: FlowConfig;
   readonly key: KeyExtractor | undefined;
-  /** Current mode; flips (a later issue) change it while running. */
+  /** Current mode; flips change it while running. */
   mode: FlowMode;
   readonly counters: FlowCounters;
 }

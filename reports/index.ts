@@ -1,4 +1,4 @@
-/** Readiness reports: aggregation, statistics, verdicts and renderers (issue 5). */
+/** Readiness reports: aggregation, statistics, verdicts, the flip gate and renderers. */
 export * from './types.js';
 export { wilson, samplesNeeded, Z95, type Interval } from './stats.js';
 export { READINESS_DEFAULTS, readinessSchema, flowReadinessSchema, resolveCriteria, type ReadinessConfig, type ReadinessInput, type FlowReadinessConfig } from '../src/config/readiness.js';

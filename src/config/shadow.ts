@@ -76,7 +76,7 @@ export const flowNoiseSchema = z
   })
   .strict();
 
-/** Keys the shadow issue adds to a flow: `flowObjectSchema.extend(flowShadowKeys)`. */
+/** The shadow side's keys of a flow (`shadow`, `compare`, `noise`): `flowObjectSchema.extend(flowShadowKeys)`. */
 export const flowShadowKeys = {
   shadow: flowShadowSchema.optional(),
   compare: flowCompareSchema.default({}),

@@ -31,7 +31,7 @@ function issuesOf(text: string, env: NodeJS.ProcessEnv = {}): string[] {
 }
 
 describe('config', () => {
-  it('accepts the issue contract example with defaults filled in', () => {
+  it('accepts the README example with defaults filled in', () => {
     const config = parseConfigText(valid, cutoverConfigSchema, { env: { CUTOVER_ADMIN_TOKEN: 'a-long-enough-token' } });
     expect(config.flows[0]!.schemaVersion).toBe('1');
     expect(config.bus).toMatchObject({ kind: 'kafka', brokers: ['127.0.0.1:9092'], partitions: 6, publishTimeout: 10_000 });

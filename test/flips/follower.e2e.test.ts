@@ -100,7 +100,7 @@ for (const target of busTargets) {
         measured[to] = await convergence(admins, flow, to, t0);
       }
       process.stderr.write(`flip convergence on ${target.kind} (ms after ack, per sidecar): ${JSON.stringify(measured)}\n`);
-      // The issue's requirement: every replica applies a flip within one second.
+      // The promise: every replica applies a flip within one second.
       for (const times of Object.values(measured)) for (const ms of times) expect(ms).toBeLessThan(1_000);
       // The other flow never moved.
       for (const admin of admins) expect(await modeOf(admin, other)).toBe('shadow');
