@@ -1,3 +1,4 @@
+import { Notifier } from '../src/async.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -52,7 +53,7 @@ export class DataPlane implements BusPathHost {
   private readonly upstreamErrors: UpstreamErrors;
   private readonly observer: DirectObserver;
   private inFlight = 0;
-  private idleWaiters: Array<() => void> = [];
+  private readonly idle = new Notifier();
   private readonly log: Logger;
   private readonly busPath: BusPath;
 
@@ -88,13 +89,7 @@ export class DataPlane implements BusPathHost {
   /** Resolves once no request is in flight, or after `timeoutMs`. Returns whether it drained. */
   async drained(timeoutMs: number): Promise<boolean> {
     if (this.inFlight === 0) return true;
-    return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs);
-      this.idleWaiters.push(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
+    return this.idle.wait(timeoutMs);
   }
 
   /** Closes the upstream keep-alive sockets. */
@@ -135,11 +130,7 @@ export class DataPlane implements BusPathHost {
       if (finished) return;
       finished = true;
       this.observer.complete(ex, res);
-      if (--this.inFlight === 0 && this.idleWaiters.length > 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
+      if (--this.inFlight === 0) this.idle.notify();
     };
     // 'close' follows 'finish' on every response, and comes alone when the caller went away.
     res.once('close', done);

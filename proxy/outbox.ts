@@ -1,3 +1,4 @@
+import { sleep, withTimeout } from '../src/async.js';
 import type { Bus, BusMessage } from '../src/bus/types.js';
 import { BusError, describeError, ErrorCodes, isCutoverError } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
@@ -125,7 +126,8 @@ export class Outbox {
     if (bus && !(options.spool && this.spoolBusy())) {
       const started = performance.now();
       try {
-        await withTimeout(bus.publish(topic, [message]), Math.min(options.timeout ?? Infinity, this.cfg.publishTimeout));
+        const ms = Math.min(options.timeout ?? Infinity, this.cfg.publishTimeout);
+        await withTimeout(bus.publish(topic, [message]), ms, () => publishTimedOut(ms));
         this.opts.hooks?.publishLatency?.((performance.now() - started) / 1000, true);
         this.counts.published++;
         this.opts.hooks?.published?.(topic, 1);
@@ -304,6 +306,7 @@ export class Outbox {
           list.map((r) => r.message),
         ),
         this.cfg.publishTimeout,
+        () => publishTimedOut(this.cfg.publishTimeout),
       );
       this.opts.hooks?.publishLatency?.((performance.now() - started) / 1000, true);
       this.counts.published += list.length;
@@ -360,23 +363,6 @@ export class Outbox {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Rejects with CUTOVER_BUS_TIMEOUT after `ms`; the original promise's outcome is then ignored. */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new BusError(ErrorCodes.BUS_TIMEOUT, `publish took longer than ${ms} ms`, { retriable: true })), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(isCutoverError(err) || err instanceof Error ? err : new BusError(ErrorCodes.BUS_UNAVAILABLE, String(err)));
-      },
-    );
-  });
+function publishTimedOut(ms: number): BusError {
+  return new BusError(ErrorCodes.BUS_TIMEOUT, `publish took longer than ${ms} ms`, { retriable: true });
 }

@@ -1,12 +1,11 @@
 import { z } from 'zod';
+import { hostPort, httpUrl } from './fields.js';
 import { busConfigSchema } from '../bus/options.js';
 import { flowObjectSchema, refineFlow } from '../flows/schema.js';
 import { flowReadinessSchema, readinessSchema } from './readiness.js';
 import { flowShadowKeys, shadowConfigSchema } from './shadow.js';
 import { sidecarConfigShape } from './sidecar.js';
 
-const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, like 127.0.0.1:15000');
-const httpUrl = z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL');
 
 export const adminSchema = z
   .object({

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { httpUrl } from './fields.js';
 import { durationSchema } from '../duration.js';
 
 /**
@@ -7,7 +8,6 @@ import { durationSchema } from '../duration.js';
  * - top level: `shadow:` ({@link shadowConfigSchema}).
  */
 
-const httpUrl = z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL');
 
 /** A JSON pointer into the compared document (`/status`, `/headers/<name>`, `/body/...`); `*` matches one level. */
 export const pointerPatternSchema = z

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { httpUrl } from './fields.js';
 import { conventionProblem } from '../bus/topics.js';
 import { durationSchema } from '../duration.js';
 
@@ -23,7 +24,6 @@ export const byteSizeSchema = z.union([z.string(), z.number()]).transform((v, ct
   return bytes;
 });
 
-const httpUrl = z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL');
 const headerName = z
   .string()
   .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected an HTTP header name')
