@@ -281,16 +281,16 @@ export class BusPath {
   /** Neither the bus (nor, for events, the spool) took the call: fall back, or 503. */
   private unavailable(req: SidecarRequest, res: ServerResponse, ex: Exchange, raw: Buffer, upstream: Upstream | undefined, err: unknown): void {
     const entry = ex.entry!;
-    const { code, message } = describeError(err);
+    const { code } = describeError(err);
     entry.counters.busUnavailable++;
     if (entry.config.fallback === 'direct' && upstream) {
       entry.counters.fallbacks++;
       this.outcome(ex, 'fallback_unavailable');
-      this.o.logger.warn({ flow: entry.config.name, code, err: message }, 'the bus cannot take the call; served directly (fallback)');
+      this.o.logger.warn({ flow: entry.config.name, err }, 'the bus cannot take the call; served directly (fallback)');
       return this.o.plane.forwardBuffered(ex, req, res, upstream, [raw], false, false);
     }
     this.outcome(ex, 'bus_unavailable');
-    this.o.logger.warn({ flow: entry.config.name, code, err: message }, 'the bus cannot take the call; answered 503');
+    this.o.logger.warn({ flow: entry.config.name, err }, 'the bus cannot take the call; answered 503');
     this.o.plane.answer(ex, res, 503, ErrorCodes.BUS_UNAVAILABLE, `the bus cannot take the call right now (${code}); nothing was accepted, retry later`);
   }
 
@@ -323,7 +323,7 @@ export class BusPath {
       );
       entry.counters.observations++;
     } catch (err) {
-      this.o.logger.warn({ err: describeError(err), flow: entry.config.name, eventId: ex.id }, 'verification call to the direct path failed');
+      this.o.logger.warn({ err, flow: entry.config.name, eventId: ex.id }, 'verification call to the direct path failed');
     }
   }
 

@@ -334,7 +334,7 @@ export class Outbox {
     this.counts.failures++;
     this.lastError = { code, message, at: new Date().toISOString() };
     this.opts.hooks?.failed?.(code);
-    this.opts.logger.warn({ code, err: message }, 'publish failed; events go to the spool');
+    this.opts.logger.warn({ err }, 'publish failed; events go to the spool');
     return code;
   }
 

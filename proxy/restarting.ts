@@ -1,4 +1,4 @@
-import { describeError } from '../src/errors.js';
+
 import type { Logger } from '../src/logger.js';
 
 /** Something that starts and closes once: a deliver runtime, an in-process shadow side. */
@@ -37,7 +37,7 @@ export class Restarting<T extends Startable> {
     const instance = this.make();
     this.instance = instance;
     return (this.ready = instance.start().catch((err: unknown) => {
-      this.logger.error({ err: describeError(err), retryInMs: this.retryMs }, `${this.what} could not start; retrying`);
+      this.logger.error({ err, retryInMs: this.retryMs }, `${this.what} could not start; retrying`);
       if (!this.stopped && this.instance === instance) this.timer = setTimeout(() => void this.start(), this.retryMs).unref();
     }));
   }

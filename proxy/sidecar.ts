@@ -308,9 +308,9 @@ class BusLink {
     try {
       await this.tryStart();
     } catch (err) {
-      const { code, message } = describeError(err);
+      const { code } = describeError(err);
       if (code === ErrorCodes.BUS_MISCONFIGURED || code === ErrorCodes.CONFIG_INVALID || this.config.publisher.requireBus) throw err;
-      this.logger.warn({ code, err: message }, 'bus unreachable at start; forwarding anyway, spooling events and retrying');
+      this.logger.warn({ err }, 'bus unreachable at start; forwarding anyway, spooling events and retrying');
       this.schedule(this.config.publisher.backoff);
     }
   }
@@ -342,7 +342,7 @@ class BusLink {
       this.attempt = this.tryStart().then(
         () => this.logger.info('bus reachable; sending spooled events'),
         (err: unknown) => {
-          this.logger.debug({ err: describeError(err) }, 'bus still unreachable');
+          this.logger.debug({ err }, 'bus still unreachable');
           this.schedule(Math.min(this.config.publisher.maxBackoff, delay * 2));
         },
       );

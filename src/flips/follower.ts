@@ -1,5 +1,5 @@
 import type { Bus, ReadStream } from '../bus/types.js';
-import { ControlError, describeError, ErrorCodes } from '../errors.js';
+import { ControlError, ErrorCodes } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { flipFromDelivery } from './log.js';
 import type { FlowMode } from './mode.js';
@@ -95,7 +95,7 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
         logger.warn('flip log reader ended; reading again');
       } catch (err) {
         if (closed) return;
-        logger.warn({ err: describeError(err) }, 'reading the flip log failed; retrying');
+        logger.warn({ err }, 'reading the flip log failed; retrying');
       } finally {
         await stream?.close().catch(() => undefined);
         stream = undefined;
@@ -117,7 +117,7 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
         return positions;
       } catch (err) {
         if (closed) return positions;
-        logger.warn({ err: describeError(err) }, 'reading the flip log snapshot failed; retrying');
+        logger.warn({ err }, 'reading the flip log snapshot failed; retrying');
       } finally {
         await s.close().catch(() => undefined);
       }
