@@ -220,7 +220,7 @@ class ReplayMetrics {
   private constructor(registry: Registry) {
     this.lag = new Histogram({
       name: 'cutover_shadow_bus_lag_seconds',
-      help: 'Time from publish to consumption of call events by the shadow delivery consumer',
+      help: 'Time from publish to consumption of call events by the shadow replay consumer',
       labelNames: ['flow'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers: [registry],
