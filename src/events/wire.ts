@@ -43,10 +43,10 @@ export const CallHeaders = {
 } as const;
 
 /**
- * Request headers a replayed or repeated call never forwards: hop-by-hop headers (RFC 9110 §7.6.1), and
- * those the HTTP client recomputes for the new connection (`host`, `content-length`).
+ * Request headers a replayed or repeated call never forwards: the hop-by-hop headers (RFC 9110 §7.6.1)
+ * belong to the caller's connection, and `content-length` is recomputed for the body actually sent.
  */
-export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'te', 'trailer', 'upgrade', 'proxy-connection']);
+export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
 
 /** `data` of a call event: the business payload. */
 export interface CallData extends EncodedBody {

@@ -31,13 +31,16 @@ export interface ReplayResponse {
 }
 
 /**
- * The headers of an incoming request as a replay sends them again: hop-by-hop and recomputed ones
- * dropped ({@link HOP_BY_HOP_HEADERS}), repeated values joined with `, `.
+ * The headers of a request as a replay sends them again: hop-by-hop and recomputed ones dropped
+ * ({@link HOP_BY_HOP_HEADERS}), repeated values joined with `, `. `host` is dropped too, so the target
+ * sees its own name, unless `keepHost` (a call repeated exactly as the sidecar forwarded it, which keeps
+ * the caller's `host`).
  */
-export function replayHeaders(headers: http.IncomingHttpHeaders | Record<string, string>): Record<string, string> {
+export function replayHeaders(headers: http.IncomingHttpHeaders | Record<string, string>, options: { keepHost?: boolean } = {}): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !HOP_BY_HOP_HEADERS.has(name)) out[name] = Array.isArray(value) ? value.join(', ') : value;
+    if (value === undefined || HOP_BY_HOP_HEADERS.has(name) || (name === 'host' && !options.keepHost)) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   return out;
 }
