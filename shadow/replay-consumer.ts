@@ -174,27 +174,19 @@ export class ReplayConsumer {
   }
 
   private count(outcome: HandlingOutcome): void {
-    const flow = this.opts.flow.name;
-    switch (outcome) {
-      case 'handled':
-        this.counters.delivered += 1;
-        this.metrics?.deliveries.inc({ flow, outcome: 'delivered' });
-        return;
-      case 'duplicate':
-        this.counters.duplicates += 1;
-        this.metrics?.deliveries.inc({ flow, outcome: 'duplicate' });
-        return;
-      case 'retry':
-        this.counters.retried += 1;
-        this.metrics?.deliveries.inc({ flow, outcome: 'retry' });
-        return;
-      case 'dead-letter':
-        this.counters.deadLettered += 1;
-        this.metrics?.deliveries.inc({ flow, outcome: 'dlq' });
-        return;
-    }
+    const { stat, label } = OUTCOME_COUNTERS[outcome];
+    this.counters[stat] += 1;
+    this.metrics?.deliveries.inc({ flow: this.opts.flow.name, outcome: label });
   }
 }
+
+/** Where each outcome is counted: the stats field and the `outcome` label of cutover_shadow_deliveries_total. */
+const OUTCOME_COUNTERS: Record<HandlingOutcome, { stat: Exclude<keyof ReplayStats, 'skipped'>; label: string }> = {
+  handled: { stat: 'delivered', label: 'delivered' },
+  duplicate: { stat: 'duplicates', label: 'duplicate' },
+  retry: { stat: 'retried', label: 'retry' },
+  'dead-letter': { stat: 'deadLettered', label: 'dlq' },
+};
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;

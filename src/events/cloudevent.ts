@@ -38,21 +38,12 @@ function nameIssues(value: unknown): string[] {
     .map((name) => `${name}: attribute names must be 1-20 lowercase letters or digits`);
 }
 
-export interface NewEvent<T> {
+/** What {@link buildEvent} takes: the source and type, and any optional attribute or cutover extension. */
+export interface NewEvent<T> extends Partial<Pick<CloudEvent<T>, 'data' | 'datacontenttype' | 'id' | 'subject' | (typeof EXTENSIONS)[number]>> {
   source: string;
   type: string;
-  data?: T;
-  datacontenttype?: string;
-  id?: string;
+  /** Default now. */
   time?: Date | string;
-  subject?: string;
-  schemaversion?: string;
-  correlationid?: string;
-  replyto?: string;
-  partitionkey?: string;
-  traceparent?: string;
-  cutoverflow?: string;
-  cutovermode?: string;
 }
 
 /** Builds a CloudEvent with a fresh id and the current time; omits attributes left undefined. */
