@@ -1,4 +1,4 @@
-// The body codec of events, shared with the shadow side.
+// The data plane imports the event body codec from here beside BodyCapture.
 export { decodeContent, encodeBody, type EncodedBody } from '../src/events/body.js';
 
 /**

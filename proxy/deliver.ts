@@ -3,8 +3,9 @@ import type { Bus } from '../src/bus/types.js';
 import type { CloudEvent } from '../src/events/types.js';
 import type { FlowConfig } from '../src/flows/schema.js';
 import type { Logger } from '../src/logger.js';
-import { createDedupeStore, type DedupeStore } from '../src/sdk/dedupe/index.js';
-import { DEFAULT_REPLY_HEADERS, DeliveryConsumers, type ShadowDeliveryConsumer } from '../shadow/delivery.js';
+import { createDedupeStore, type DedupeStore } from '../src/handling/dedupe/index.js';
+import { DEFAULT_REPLY_HEADERS } from '../src/http/replay.js';
+import { ReplayConsumers, type ReplayConsumer } from '../shadow/replay-consumer.js';
 import type { DeliverConfig } from '../src/config/sidecar.js';
 
 /** Consumer group of a flow's `deliver:` consumers (all replicas of the callee share it). */
@@ -35,25 +36,25 @@ export interface DeliverOptions {
 }
 
 /**
- * The callee side of bus mode: one delivery consumer per flow named in `deliver.flows` (reusing the shadow
- * side's ShadowDeliveryConsumer: rebuild the HTTP call from the command, send it to the local agent, reply
+ * The callee side of bus mode: one replay consumer per flow named in `deliver.flows` (the shadow side's
+ * ReplayConsumer: rebuild the HTTP call from the command, send it to the local agent, reply
  * to the command's `replyto` with status, headers and body). Each command id is executed once per group
  * (dedupe store), so a redelivery after a rebalance does not call the agent again.
  */
 export class DeliverRuntime {
-  private readonly group: DeliveryConsumers;
+  private readonly group: ReplayConsumers;
   private consuming = false;
   private closed = false;
 
   constructor(private readonly opts: DeliverOptions) {
-    this.group = new DeliveryConsumers({
+    this.group = new ReplayConsumers({
       ...(opts.dedupe ? { dedupe: opts.dedupe } : {}),
       openDedupe: () => createDedupeStore(opts.busConfig, { dataDir: opts.dataDir }),
       logger: opts.logger,
     });
   }
 
-  get consumers(): readonly ShadowDeliveryConsumer[] {
+  get consumers(): readonly ReplayConsumer[] {
     return this.group.consumers;
   }
 

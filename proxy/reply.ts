@@ -3,21 +3,8 @@ import type { Bus, Delivery, Subscription } from '../src/bus/types.js';
 import { BusError, ErrorCodes, ProxyError } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
 
-/** CloudEvent type of a bus reply: the shape shadow/observations.ts and the SDK publish. */
-export const BUS_REPLY_TYPE = 'cutover.observation.bus';
-
-/** The parts of a bus reply's `data` the sidecar answers the caller with. */
-export interface ReplyData {
-  status?: number;
-  headers?: Record<string, string>;
-  body?: unknown;
-  bodyEncoding?: 'utf8' | 'base64';
-  contentType?: string;
-  contentEncoding?: string;
-  bodySkipped?: string;
-  error?: { code: string; message?: string };
-  dlq?: boolean;
-}
+// A bus reply's data is the wire format's; bus mode reads it under this name.
+export type { BusReplyData as ReplyData } from '../src/events/wire.js';
 
 /** The reply topic of one sidecar replica. */
 export function replyTopic(agent: string, instance: string): string {

@@ -1,5 +1,5 @@
 import type { FieldDiff } from '../src/parity/types.js';
-import { bodyBytes, type EncodedBody } from './body.js';
+import { bodyBytes, type EncodedBody } from '../src/events/body.js';
 import { flowCompareSchema, type FlowCompareInput, type FlowCompareOptions } from '../src/config/shadow.js';
 import { formatPointer, parsePointer, RuleTrie } from './pointer.js';
 

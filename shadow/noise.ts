@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { BusMessage } from '../src/bus/types.js';
 import type { FieldDiff } from '../src/parity/types.js';
 import { diffResults, type CompiledRules, type ComparableResult } from './diff.js';
-import { ObservationTypes } from './observations.js';
+import { ObservationTypes } from '../src/events/wire.js';
 import { generalizePointer, parsePointer, RuleTrie } from './pointer.js';
 
 /**

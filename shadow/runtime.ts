@@ -2,9 +2,9 @@ import type { Registry } from 'prom-client';
 import type { BusConfig } from '../src/bus/options.js';
 import type { Bus } from '../src/bus/types.js';
 import { silentLogger, type Logger } from '../src/logger.js';
-import { createDedupeStore, type DedupeStore } from '../src/sdk/dedupe/index.js';
+import { createDedupeStore, type DedupeStore } from '../src/handling/dedupe/index.js';
 import { Comparator } from './comparator.js';
-import { DeliveryConsumers, type ShadowDeliveryConsumer } from './delivery.js';
+import { ReplayConsumers, type ReplayConsumer } from './replay-consumer.js';
 import type { FlowCompareOptions, FlowNoiseOptions, FlowShadowOptions, ShadowConfig } from '../src/config/shadow.js';
 import type { FlowRules } from './pairing.js';
 
@@ -27,7 +27,7 @@ export interface ShadowRuntimeOptions {
   dataDir?: string;
   logger?: Logger;
   registry?: Registry;
-  /** Run delivery consumers for flows with a `shadow.target`. Default true. */
+  /** Run replay consumers for flows with a `shadow.target`. Default true. */
   delivery?: boolean;
   /** Run the comparator. Default `shadow.comparator`. */
   comparator?: boolean;
@@ -57,19 +57,19 @@ export function flowRulesOf(flows: readonly ShadowFlowConfig[]): Record<string, 
 }
 
 /**
- * Delivery consumers (one per flow with a shadow target) and the comparator, started and stopped
+ * Replay consumers (one per flow with a shadow target) and the comparator, started and stopped
  * together: what `cutover shadow` runs, and what the sidecar runs in-process with `shadow.inProcess`.
  */
 export class ShadowRuntime {
   comparator: Comparator | undefined;
-  private readonly delivery: DeliveryConsumers;
+  private readonly replay: ReplayConsumers;
   private readonly log: Logger;
   private started = false;
   private closed = false;
 
   constructor(private readonly options: ShadowRuntimeOptions) {
     this.log = (options.logger ?? silentLogger()).child({ component: 'shadow' });
-    this.delivery = new DeliveryConsumers({
+    this.replay = new ReplayConsumers({
       ...(options.dedupe ? { dedupe: options.dedupe } : {}),
       openDedupe: () =>
         createDedupeStore(options.busConfig, {
@@ -80,9 +80,9 @@ export class ShadowRuntime {
     });
   }
 
-  /** One delivery consumer per flow with a shadow target, once started. */
-  get consumers(): readonly ShadowDeliveryConsumer[] {
-    return this.delivery.consumers;
+  /** One replay consumer per flow with a shadow target, once started. */
+  get consumers(): readonly ReplayConsumer[] {
+    return this.replay.consumers;
   }
 
   async start(): Promise<void> {
@@ -92,7 +92,7 @@ export class ShadowRuntime {
     try {
       const targets = options.delivery === false ? [] : options.flows.filter((f) => f.shadow?.target);
       if (targets.length > 0) {
-        await this.delivery.start(
+        await this.replay.start(
           targets.map((f) => ({
             bus: options.bus,
             flow: { name: f.name, topic: f.topic, match: f.match, shadow: { ...f.shadow!, target: f.shadow!.target! }, compareHeaders: f.compare?.headers ?? [] },
@@ -102,7 +102,7 @@ export class ShadowRuntime {
             ...(options.registry ? { registry: options.registry } : {}),
           })),
         );
-        this.log.info({ flows: targets.map((f) => f.name), dedupe: this.delivery.store?.kind }, 'shadow delivery started');
+        this.log.info({ flows: targets.map((f) => f.name), dedupe: this.replay.store?.kind }, 'shadow delivery started');
       }
       if (options.comparator ?? options.shadow.comparator) {
         this.comparator = new Comparator({
@@ -126,11 +126,11 @@ export class ShadowRuntime {
     }
   }
 
-  /** Stops the delivery consumers and the dedupe store it opened, then the comparator (publishing what it decided). */
+  /** Stops the replay consumers and the dedupe store it opened, then the comparator (publishing what it decided). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.delivery.close();
+    await this.replay.close();
     await this.comparator?.close().catch((err) => this.log.warn({ err }, 'closing the comparator failed'));
   }
 }

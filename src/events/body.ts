@@ -43,9 +43,27 @@ export function encodeBody(raw: Buffer, contentType: string | undefined): Encode
       }
     }
   }
-  const typed = ct === '' ? {} : { contentType: ct };
-  if (!BINARY_TYPE.test(ct) && isUtf8(raw)) return { body: raw.toString('utf8'), bodyEncoding: 'utf8', ...typed };
-  return { body: raw.toString('base64'), bodyEncoding: 'base64', ...typed };
+  if (!BINARY_TYPE.test(ct) && isUtf8(raw)) return { body: raw.toString('utf8'), bodyEncoding: 'utf8', ...(ct === '' ? {} : { contentType: ct }) };
+  return base64Body(raw, contentType);
+}
+
+/** Bytes as they travel when they cannot travel as JSON or text: base64, with their content type when known. */
+export function base64Body(raw: Buffer, contentType: string | undefined): EncodedBody {
+  return { body: raw.toString('base64'), bodyEncoding: 'base64', ...(contentType ? { contentType } : {}) };
+}
+
+/** An encoded response body, with the `contentEncoding` it still has when it could not be decoded. */
+export type EncodedContent = EncodedBody & { contentEncoding?: string };
+
+/**
+ * Encodes a response body as received (possibly compressed): {@link encodeBody} of the decoded bytes, or,
+ * when the content-encoding is unknown or the bytes do not decode within `limit`, the raw bytes in base64
+ * with `contentEncoding` so that a reader can still undo it.
+ */
+export function encodeContent(raw: Buffer, contentType: string | undefined, contentEncoding: string | undefined, limit: number): EncodedContent {
+  const decoded = decodeContent(raw, contentEncoding, limit);
+  if (decoded) return encodeBody(decoded, contentType);
+  return { ...base64Body(raw, contentType), ...(contentEncoding ? { contentEncoding } : {}) };
 }
 
 /** The bytes an encoded body stands for (JSON re-serialized compactly). */
@@ -53,8 +71,15 @@ export function bodyBytes(encoded: EncodedBody): Buffer {
   const { body, bodyEncoding } = encoded;
   if (body === undefined) return Buffer.alloc(0);
   if (bodyEncoding === 'base64') return Buffer.from(String(body), 'base64');
-  if (bodyEncoding === 'utf8' || bodyEncoding === 'text') return Buffer.from(String(body), 'utf8');
-  return Buffer.from(JSON.stringify(body), 'utf8');
+  return Buffer.from(bodyText(encoded) ?? '', 'utf8');
+}
+
+/** The text an encoded body stands for (JSON re-serialized compactly); undefined when absent or base64 bytes. */
+export function bodyText(encoded: EncodedBody): string | undefined {
+  const { body, bodyEncoding } = encoded;
+  if (body === undefined || bodyEncoding === 'base64') return undefined;
+  if (bodyEncoding === 'utf8' || bodyEncoding === 'text') return String(body);
+  return JSON.stringify(body);
 }
 
 /** Undoes a response's content-encoding; undefined when unknown or undecodable (the raw bytes are kept). */

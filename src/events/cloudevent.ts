@@ -2,9 +2,7 @@ import { randomFillSync, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCodes, ValidationError } from '../errors.js';
 import type { CloudEvent } from './types.js';
-
-/** Extension attributes cutover defines (CloudEvents names: lowercase letters and digits only). */
-export const EXTENSIONS = ['schemaversion', 'correlationid', 'replyto', 'partitionkey', 'traceparent', 'cutoverflow', 'cutovermode'] as const;
+import { EXTENSIONS } from './wire.js';
 
 const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -40,21 +38,12 @@ function nameIssues(value: unknown): string[] {
     .map((name) => `${name}: attribute names must be 1-20 lowercase letters or digits`);
 }
 
-export interface NewEvent<T> {
+/** What {@link buildEvent} takes: the source and type, and any optional attribute or cutover extension. */
+export interface NewEvent<T> extends Partial<Pick<CloudEvent<T>, 'data' | 'datacontenttype' | 'id' | 'subject' | (typeof EXTENSIONS)[number]>> {
   source: string;
   type: string;
-  data?: T;
-  datacontenttype?: string;
-  id?: string;
+  /** Default now. */
   time?: Date | string;
-  subject?: string;
-  schemaversion?: string;
-  correlationid?: string;
-  replyto?: string;
-  partitionkey?: string;
-  traceparent?: string;
-  cutoverflow?: string;
-  cutovermode?: string;
 }
 
 /** Builds a CloudEvent with a fresh id and the current time; omits attributes left undefined. */
@@ -67,8 +56,7 @@ export function buildEvent<T>(input: NewEvent<T>): CloudEvent<T> {
     time: input.time instanceof Date ? input.time.toISOString() : (input.time ?? new Date().toISOString()),
     datacontenttype: input.datacontenttype ?? 'application/json',
   };
-  const optional = ['subject', 'schemaversion', 'correlationid', 'replyto', 'partitionkey', 'traceparent', 'cutoverflow', 'cutovermode'] as const;
-  for (const name of optional) {
+  for (const name of ['subject', ...EXTENSIONS] as const) {
     const value = input[name];
     if (value !== undefined) event[name] = value;
   }

@@ -4,7 +4,6 @@
  * Versioned: readers check `v` and skip records from a newer major with a counted warning.
  */
 export const PARITY_TOPIC = 'cutover.parity';
-export const OBSERVATIONS_TOPIC = 'cutover.observations';
 export const PARITY_EVENT_TYPE = 'cutover.parity.v1';
 
 export const PARITY_OUTCOMES = ['match', 'mismatch', 'missing_bus', 'missing_direct', 'error_bus', 'error_direct'] as const;

@@ -1,18 +1,24 @@
 import { randomUUID } from 'node:crypto';
-import { nonRetriable, sleep } from '../bus/delivery.js';
+import { nonRetriable } from '../bus/delivery.js';
 import { createBus, type CreateBusOptions } from '../bus/index.js';
 import type { BusConfig, BusConfigInput } from '../bus/options.js';
 import { busConfigSchema } from '../bus/options.js';
 import { assertTopicName, assertTopicPattern } from '../bus/topics.js';
 import type { BackoffOptions, Bus, Delivery, Subscription } from '../bus/types.js';
-import { newTraceparent, schemaMajor, serializeEvent } from '../events/cloudevent.js';
+import { base64Body } from '../events/body.js';
+import { newTraceparent, schemaMajor } from '../events/cloudevent.js';
 import type { CloudEvent } from '../events/types.js';
+import { ObservationTypes } from '../events/wire.js';
 import { CutoverError, ErrorCodes, ValidationError, describeError, isCutoverError } from '../errors.js';
+import { AtLeastOnce, publishBusReply, type ReplyContext } from '../handling/at-least-once.js';
+import { createDedupeStore, MemoryDedupeStore, type DedupeChoice, type DedupeStore } from '../handling/dedupe/index.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { createDedupeStore, MemoryDedupeStore, type DedupeChoice, type DedupeStore } from './dedupe/index.js';
 
 /** CloudEvent type of a reply (what the comparator pairs with the direct observation). */
-export const REPLY_EVENT_TYPE = 'cutover.observation.bus';
+export const REPLY_EVENT_TYPE = ObservationTypes.bus;
+
+/** How long an event is claimed while its handler runs (and how long another consumer's claim is waited out). */
+const HANDLER_LEASE_MS = 60_000;
 
 export interface AgentBusOptions {
   bus: Bus;
@@ -122,9 +128,7 @@ export class AgentBus {
   private ownsBus = false;
   private readonly now: () => number;
   private readonly subscriptions: Subscription[] = [];
-  private readonly abort = new AbortController();
-  /** Replies whose publish failed: the retry publishes them without running the handler again. */
-  private readonly unpublished = new Map<string, PendingReply>();
+  private readonly runners: Array<AtLeastOnce<PendingReply>> = [];
   private started = false;
   private closed = false;
 
@@ -206,6 +210,15 @@ export class AgentBus {
     const group = options.group ?? `agent.${this.agent}`;
     const maxAttempts = options.maxAttempts ?? 5;
     const majors = new Set(options.schemaMajors ?? this.options.schemaMajors ?? [1]);
+    const runner = new AtLeastOnce<PendingReply>({
+      dedupe: this.dedupe,
+      scope: group,
+      leaseMs: HANDLER_LEASE_MS,
+      ...(this.options.dedupeTtl !== undefined ? { ttlMs: this.options.dedupeTtl } : {}),
+      logger: this.log.child({ group }),
+      now: this.now,
+    });
+    this.runners.push(runner);
     const sub = await this.bus.subscribe({
       group,
       topics,
@@ -213,7 +226,7 @@ export class AgentBus {
       maxAttempts,
       ...(options.backoff ? { backoff: options.backoff } : {}),
       ...(options.from ? { from: options.from } : {}),
-      handler: (d) => this.handle(d, handler as AgentHandler, { group, maxAttempts, majors }),
+      handler: (d) => this.handle(d, handler as AgentHandler, { runner, maxAttempts, majors }),
     });
     this.subscriptions.push(sub);
     return sub;
@@ -223,16 +236,16 @@ export class AgentBus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.abort.abort();
+    for (const runner of this.runners) runner.close();
     await Promise.all(this.subscriptions.map((s) => s.close()));
     if (this.ownsDedupe) await this.dedupe.close();
     if (this.ownsBus) await this.bus.close();
   }
 
-  private async handle(d: Delivery, handler: AgentHandler, sub: { group: string; maxAttempts: number; majors: ReadonlySet<number> }): Promise<void> {
+  private async handle(d: Delivery, handler: AgentHandler, sub: { runner: AtLeastOnce<PendingReply>; maxAttempts: number; majors: ReadonlySet<number> }): Promise<void> {
     const event = d.event;
     const log = this.log.child({ eventId: event.id, topic: d.topic, attempt: d.attempt });
-    const consumedAt = this.now();
+    const reply: ReplyContext = { bus: this.bus, source: `/agents/${this.agent}`, consumedAt: this.now(), now: this.now };
     const major = schemaMajor(event.schemaversion);
     if (major !== undefined && !sub.majors.has(major)) {
       const err = new ValidationError(
@@ -241,132 +254,61 @@ export class AgentBus {
         { details: { schemaversion: event.schemaversion, accepted: [...sub.majors] } },
       );
       log.warn({ code: err.code }, 'unsupported schema version; moving the event to the DLQ');
-      await this.sendError(d, consumedAt, err);
+      await this.sendError(d, reply, err);
       throw nonRetriable(err);
     }
 
-    const claim = await this.claim(sub.group, event.id);
-    if (claim === 'done') {
-      log.debug('already handled; skipping the redelivery');
-      return;
-    }
-
-    let pending = this.unpublished.get(event.id);
-    if (!pending) {
-      let replied: PendingReply | undefined;
-      const ctx: HandlerContext = {
-        event,
-        data: event.data,
-        topic: d.topic,
-        key: d.key,
-        attempt: d.attempt,
-        shadow: event.cutovermode === 'shadow',
-        logger: log,
-        reply: (data, options = {}) => {
-          if (replied) throw new CutoverError(ErrorCodes.INTERNAL, `event ${event.id}: reply() called twice`);
-          replied = { data, options };
-        },
-        publish: (topic, data, options = {}) =>
-          this.publish(topic, data, {
-            ...(event.traceparent ? { traceparent: event.traceparent } : {}),
-            correlationId: event.correlationid ?? event.id,
-            ...options,
-          }),
-      };
-      const started = performance.now();
-      try {
+    await sub.runner.handle(d, {
+      maxAttempts: sub.maxAttempts,
+      run: async () => {
+        let replied: PendingReply | undefined;
+        const ctx: HandlerContext = {
+          event,
+          data: event.data,
+          topic: d.topic,
+          key: d.key,
+          attempt: d.attempt,
+          shadow: event.cutovermode === 'shadow',
+          logger: log,
+          reply: (data, options = {}) => {
+            if (replied) throw new CutoverError(ErrorCodes.INTERNAL, `event ${event.id}: reply() called twice`);
+            replied = { data, options };
+          },
+          publish: (topic, data, options = {}) =>
+            this.publish(topic, data, {
+              ...(event.traceparent ? { traceparent: event.traceparent } : {}),
+              correlationId: event.correlationid ?? event.id,
+              ...options,
+            }),
+        };
+        const started = performance.now();
         await handler(ctx);
-      } catch (err) {
-        await this.dedupe.release(sub.group, event.id).catch((e) => log.warn({ err: e }, 'could not release the dedupe lease'));
-        if (d.attempt >= sub.maxAttempts) {
-          log.warn({ err }, 'handler failed on its last attempt; the event goes to the DLQ');
-          await this.sendError(d, consumedAt, err);
-        } else {
-          log.debug({ err }, 'handler failed; the bus retries it');
-        }
-        throw err;
-      }
-      if (replied) pending = { ...replied, latencyMs: Math.round((performance.now() - started) * 100) / 100 };
-    }
-    if (pending) {
-      try {
-        await this.sendReply(d, consumedAt, pending);
-      } catch (err) {
-        this.remember(event.id, pending);
-        await this.dedupe.release(sub.group, event.id).catch(() => undefined);
-        throw err;
-      }
-      this.unpublished.delete(event.id);
-    }
-    await this.dedupe.complete(sub.group, event.id, this.options.dedupeTtl ?? 86_400_000).catch((err) => log.warn({ err }, 'could not mark the event handled'));
-  }
-
-  private async claim(group: string, id: string): Promise<'acquired' | 'done'> {
-    const lease = 60_000;
-    const deadline = this.now() + lease;
-    for (;;) {
-      const result = await this.dedupe.claim(group, id, lease);
-      if (result !== 'busy') return result;
-      if (this.now() > deadline || !(await sleep(200, this.abort.signal))) {
-        throw new CutoverError(ErrorCodes.HANDLER_FAILED, `event ${id} is being handled by another consumer`, { retriable: true });
-      }
-    }
-  }
-
-  private async sendReply(d: Delivery, consumedAt: number, reply: PendingReply): Promise<void> {
-    const { data, options } = reply;
-    const body = Buffer.isBuffer(data)
-      ? { body: data.toString('base64'), bodyEncoding: 'base64' as const, ...(options.contentType ? { contentType: options.contentType } : {}) }
-      : data === undefined
-        ? {}
-        : { body: data };
-    await this.publishReply(d, consumedAt, {
-      status: options.status ?? 200,
-      headers: options.headers ?? {},
-      ...body,
-      ...(reply.latencyMs !== undefined ? { latencyMs: reply.latencyMs } : {}),
+        return replied ? { ...replied, latencyMs: Math.round((performance.now() - started) * 100) / 100 } : undefined;
+      },
+      reply: (pending) => this.sendReply(d, reply, pending),
+      replyError: (err) => this.sendError(d, reply, err),
     });
   }
 
-  private async sendError(d: Delivery, consumedAt: number, err: unknown): Promise<void> {
+  private async sendReply(d: Delivery, reply: ReplyContext, pending: PendingReply): Promise<void> {
+    const { data, options } = pending;
+    const body = Buffer.isBuffer(data) ? base64Body(data, options.contentType) : data === undefined ? {} : { body: data };
+    await publishBusReply(d, reply, {
+      status: options.status ?? 200,
+      headers: options.headers ?? {},
+      ...body,
+      ...(pending.latencyMs !== undefined ? { latencyMs: pending.latencyMs } : {}),
+    });
+  }
+
+  private async sendError(d: Delivery, reply: ReplyContext, err: unknown): Promise<void> {
     const { code, message } = describeError(err);
     try {
-      await this.publishReply(d, consumedAt, { error: { code, message: message.slice(0, 500) }, dlq: true });
+      await publishBusReply(d, reply, { error: { code, message: message.slice(0, 500) }, dlq: true });
     } catch (e) {
       // The DLQ still records the failure; the missing reply shows up as missing_bus.
       this.log.warn({ err: e, eventId: d.event.id }, 'could not publish the error reply');
     }
-  }
-
-  private async publishReply(d: Delivery, consumedAt: number, data: Record<string, unknown>): Promise<void> {
-    const event = d.event;
-    if (!event.replyto) return;
-    const correlationId = event.correlationid ?? event.id;
-    const repliedAt = this.now();
-    const reply: CloudEvent = {
-      specversion: '1.0',
-      id: randomUUID(),
-      source: `/agents/${this.agent}`,
-      type: REPLY_EVENT_TYPE,
-      time: new Date(repliedAt).toISOString(),
-      datacontenttype: 'application/json',
-      correlationid: correlationId,
-      partitionkey: correlationId,
-      cutoverflow: event.cutoverflow ?? event.type,
-      data: { ...data, eventPublishedAt: d.publishedAt, consumedAt, repliedAt, attempt: d.attempt, eventBytes: Buffer.byteLength(serializeEvent(event)) },
-    };
-    if (event.schemaversion !== undefined) reply.schemaversion = event.schemaversion;
-    if (event.traceparent !== undefined) reply.traceparent = event.traceparent;
-    if (event.cutovermode !== undefined) reply.cutovermode = event.cutovermode;
-    await this.bus.publish(event.replyto, [{ key: correlationId, event: reply }]);
-  }
-
-  private remember(id: string, reply: PendingReply): void {
-    if (this.unpublished.size >= 1_000) {
-      const oldest = this.unpublished.keys().next();
-      if (!oldest.done) this.unpublished.delete(oldest.value);
-    }
-    this.unpublished.set(id, reply);
   }
 }
 

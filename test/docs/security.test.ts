@@ -5,7 +5,7 @@ import { FieldCipher } from '../../proxy/crypto.js';
 import { DEFAULT_REDACTED_HEADERS, DEFAULT_REDACTED_QUERY, DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS } from '../../src/config/sidecar.js';
 import { createBus } from '../../src/bus/index.js';
 import { silentLogger } from '../../src/logger.js';
-import { RedisDedupeStore } from '../../src/sdk/dedupe/index.js';
+import { RedisDedupeStore } from '../../src/handling/dedupe/index.js';
 import { redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { codeBlocks, prose } from './markdown.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
-import { CallHeaders } from '../../proxy/call-event.js';
+import { CallHeaders } from '../../src/events/wire.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { createBus, type Bus, type BusConfigInput, type CreateBusOptions, type Delivery } from '../../src/bus/index.js';
 import { ErrorCodes } from '../../src/errors.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
-import { OBSERVATIONS_TOPIC } from '../../proxy/call-event.js';
+import { OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
 import { createBus, type Delivery } from '../../src/bus/index.js';
 import { tcpReachable } from '../../src/net.js';
 import { request } from '../helpers/http.js';

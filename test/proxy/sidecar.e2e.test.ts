@@ -7,7 +7,7 @@ import { CloudEvent } from 'cloudevents';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
-import { CallHeaders, OBSERVATIONS_TOPIC } from '../../proxy/call-event.js';
+import { CallHeaders, OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { createBus, type Bus, type BusConfigInput, type CreateBusOptions, type Delivery } from '../../src/bus/index.js';
 import { createRegistry } from '../../src/metrics.js';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { CloudEvent } from 'cloudevents';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start as startInventory, type InventoryAgent } from '../../examples/agents/inventory.js';
-import { CallHeaders, DIRECT_OBSERVATION_TYPE, OBSERVATIONS_TOPIC } from '../../proxy/call-event.js';
+import { CallHeaders, OBSERVATIONS_TOPIC, ObservationTypes } from '../../src/events/wire.js';
 import type { SidecarConfigInput } from '../../src/config/schema.js';
 import { FieldCipher } from '../../proxy/crypto.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
@@ -101,7 +101,7 @@ describe('sidecar (in process, memory bus)', () => {
     expect(JSON.parse(call.headers[CallHeaders.headers]!)).toMatchObject({ 'content-type': 'application/json', 'idempotency-key': req.headers['idempotency-key'] });
 
     expect(obs.key).toBe(call.event.id);
-    expect(obs.event).toMatchObject({ type: DIRECT_OBSERVATION_TYPE, correlationid: call.event.id, cutoverflow: 'inventory.reserve', traceparent: call.event.traceparent });
+    expect(obs.event).toMatchObject({ type: ObservationTypes.direct, correlationid: call.event.id, cutoverflow: 'inventory.reserve', traceparent: call.event.traceparent });
     expect(obs.event.data).toMatchObject({ status: 201, headers: { 'content-type': 'application/json; charset=utf-8', location: expect.stringMatching(/^\/reservations\/res_/) }, body: JSON.parse(direct.body.toString()) });
     expect((obs.event.data as { latencyMs: number }).latencyMs).toBeGreaterThan(0);
 

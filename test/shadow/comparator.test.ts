@@ -4,7 +4,7 @@ import type { BusMessage } from '../../src/bus/types.js';
 import { BusError, ErrorCodes } from '../../src/errors.js';
 import { PARITY_EVENT_TYPE, type ParityRecord } from '../../src/parity/types.js';
 import { Comparator } from '../../shadow/comparator.js';
-import { ObservationTypes, type BusReplyData } from '../../shadow/observations.js';
+import { ObservationTypes, type BusReplyData } from '../../src/events/wire.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { MemoryBus } from './memory-bus.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeBody } from '../../shadow/body.js';
+import { encodeBody } from '../../src/events/body.js';
 import { canonical, compileRules, diffResults, type ComparableResult } from '../../shadow/diff.js';
 import type { FlowCompareInput } from '../../src/config/shadow.js';
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { buildObservationMessage } from '../../proxy/call-event.js';
 import { encodeBody as sidecarEncodeBody } from '../../proxy/capture.js';
-import { encodeBody } from '../../shadow/body.js';
+import { encodeBody } from '../../src/events/body.js';
 import { shouldSampleNoise, toNoiseObservation } from '../../shadow/noise.js';
-import { ObservationTypes } from '../../shadow/observations.js';
+import { ObservationTypes } from '../../src/events/wire.js';
 
 describe('noise sampling (for the sidecar)', () => {
   it('samples only safe methods, at the configured share', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { BusReplyData, Observation } from '../../shadow/observations.js';
+import type { BusReplyData } from '../../src/events/wire.js';
+import type { Observation } from '../../shadow/observations.js';
 import { PairingEngine, type PairingOptions } from '../../shadow/pairing.js';
 
 function obs(side: Observation['side'], id: string, data: BusReplyData, extra: Partial<Observation> = {}): Observation {

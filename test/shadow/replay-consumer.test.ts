@@ -4,11 +4,11 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BusMessage, Delivery } from '../../src/bus/types.js';
 import { DlqHeaders } from '../../src/bus/types.js';
-import { MemoryDedupeStore } from '../../src/sdk/dedupe/memory.js';
-import { ShadowDeliveryConsumer, shadowGroup } from '../../shadow/delivery.js';
-import { CallHeaders, ObservationTypes, type BusReplyData } from '../../shadow/observations.js';
+import { MemoryDedupeStore } from '../../src/handling/dedupe/memory.js';
+import { ReplayConsumer, shadowGroup } from '../../shadow/replay-consumer.js';
+import { CallHeaders, ObservationTypes, type BusReplyData } from '../../src/events/wire.js';
 import { flowShadowSchema } from '../../src/config/shadow.js';
-import { rebuildRequest } from '../../shadow/replay.js';
+import { rebuildRequest } from '../../src/http/replay.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { MemoryBus } from './memory-bus.js';
 
@@ -91,7 +91,7 @@ describe('rebuildRequest', () => {
   });
 });
 
-describe('ShadowDeliveryConsumer (memory bus, real HTTP target)', () => {
+describe('ReplayConsumer (memory bus, real HTTP target)', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
   afterEach(async () => {
     while (cleanups.length) await cleanups.pop()!();
@@ -102,7 +102,7 @@ describe('ShadowDeliveryConsumer (memory bus, real HTTP target)', () => {
     cleanups.push(t.close);
     const bus = new MemoryBus();
     const dedupe = new MemoryDedupeStore();
-    const consumer = new ShadowDeliveryConsumer({
+    const consumer = new ReplayConsumer({
       bus,
       dedupe,
       flow: { ...FLOW, shadow: { ...flowShadowSchema.parse({ target: t.url, backoff: { initialMs: 5, maxMs: 10 }, ...shadow }), target: (shadow.target as string) ?? t.url } },

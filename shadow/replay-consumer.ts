@@ -1,20 +1,17 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { nonRetriable, sleep } from '../src/bus/delivery.js';
 import type { Bus, Delivery, Subscription } from '../src/bus/types.js';
+import type { BusReplyResult } from '../src/events/reply.js';
 import { CutoverError, ErrorCodes, describeError, isCutoverError } from '../src/errors.js';
+import { AtLeastOnce, publishBusReply, type HandlingOutcome } from '../src/handling/at-least-once.js';
+import type { DedupeStore } from '../src/handling/dedupe/types.js';
+import { DEFAULT_REPLY_HEADERS, rebuildRequest, sendReplay, type ReplayResponse } from '../src/http/replay.js';
 import { silentLogger, type Logger } from '../src/logger.js';
-import type { DedupeStore } from '../src/sdk/dedupe/types.js';
-import { serializeEvent } from '../src/events/cloudevent.js';
-import { buildBusReply, callSampleOf, type BusReplyData } from './observations.js';
+import { callSampleOf } from './observations.js';
 import type { FlowShadowOptions } from '../src/config/shadow.js';
-import { rebuildRequest, sendReplay, type ReplayResponse } from './replay.js';
 
-/** Response headers a reply keeps by default: the sidecar's default allow-list for direct observations. */
-export const DEFAULT_REPLY_HEADERS = ['content-type', 'location', 'etag', 'retry-after'];
-
-/** The consumer group of a flow's delivery consumers. */
+/** The consumer group of a flow's replay consumers. */
 export function shadowGroup(flow: string): string {
   return `cutover.shadow.${flow}`;
 }
@@ -28,7 +25,7 @@ export interface ShadowFlow {
   compareHeaders?: readonly string[];
 }
 
-export interface DeliveryConsumerOptions {
+export interface ReplayConsumerOptions {
   bus: Bus;
   flow: ShadowFlow;
   dedupe: DedupeStore;
@@ -49,7 +46,7 @@ export interface DeliveryConsumerOptions {
   replySource?: string;
 }
 
-export interface DeliveryStats {
+export interface ReplayStats {
   delivered: number;
   /** Redeliveries of an event already handled: not sent again. */
   duplicates: number;
@@ -60,32 +57,31 @@ export interface DeliveryStats {
 }
 
 /**
- * Delivery, the no-agent-change way to get a bus-driven result: consumes the flow's topic in consumer group
- * `cutover.shadow.<flow>`, rebuilds each call's HTTP request, sends it to `shadow.target`, and publishes the
- * response as the reply on the event's `replyto` (key = correlation id).
+ * The HTTP replay consumer, the no-agent-change way to get a bus-driven result: consumes the flow's topic
+ * in consumer group `cutover.shadow.<flow>`, rebuilds each call's HTTP request, sends it to
+ * `shadow.target`, and publishes the response as the reply on the event's `replyto` (key = correlation id).
  *
  * Connection errors, timeouts and 5xx answers are retried with backoff (the bus's retry policy); after
  * `maxAttempts` an error reply (`dlq: true`) is published, so the comparator records error_bus instead of
  * waiting for a window, and the event goes to `<topic>.dlq`. An event id handled once is never sent to the
- * target again (dedupe store); a reply that failed to publish is retried from memory, not by resending.
+ * target again, and a reply that failed to publish is retried from memory, not by resending
+ * ({@link AtLeastOnce}).
  */
-export class ShadowDeliveryConsumer {
+export class ReplayConsumer {
   readonly group: string;
-  private readonly opts: DeliveryConsumerOptions;
+  private readonly opts: ReplayConsumerOptions;
   private readonly log: Logger;
   private readonly base: URL;
   private readonly agent: http.Agent;
   private readonly keepHeaders: ReadonlySet<string>;
   private readonly now: () => number;
   private subscription: Subscription | undefined;
-  private readonly abort = new AbortController();
-  /** Responses whose reply publish failed: the retry publishes them without hitting the target again. */
-  private readonly unpublished = new Map<string, ReplayResponse>();
-  private readonly counters: DeliveryStats = { delivered: 0, duplicates: 0, retried: 0, deadLettered: 0, skipped: 0 };
-  private readonly metrics: DeliveryMetrics | undefined;
+  private readonly handling: AtLeastOnce<ReplayResponse>;
+  private readonly counters: ReplayStats = { delivered: 0, duplicates: 0, retried: 0, deadLettered: 0, skipped: 0 };
+  private readonly metrics: ReplayMetrics | undefined;
   private closed = false;
 
-  constructor(options: DeliveryConsumerOptions) {
+  constructor(options: ReplayConsumerOptions) {
     this.opts = options;
     this.group = options.group ?? shadowGroup(options.flow.name);
     this.log = (options.logger ?? silentLogger()).child({ component: 'shadow-delivery', flow: options.flow.name });
@@ -94,7 +90,16 @@ export class ShadowDeliveryConsumer {
     this.agent = this.base.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: concurrency }) : new http.Agent({ keepAlive: true, maxSockets: concurrency });
     this.keepHeaders = new Set([...DEFAULT_REPLY_HEADERS, ...(options.flow.compareHeaders ?? [])].map((h) => h.toLowerCase()));
     this.now = options.now ?? Date.now;
-    this.metrics = options.registry ? DeliveryMetrics.of(options.registry) : undefined;
+    this.metrics = options.registry ? ReplayMetrics.of(options.registry) : undefined;
+    this.handling = new AtLeastOnce({
+      dedupe: options.dedupe,
+      scope: this.group,
+      leaseMs: options.flow.shadow.timeout + 10_000,
+      ...(options.dedupeTtl !== undefined ? { ttlMs: options.dedupeTtl } : {}),
+      logger: this.log,
+      now: this.now,
+      onOutcome: (outcome) => this.count(outcome),
+    });
   }
 
   /** Joins the group; resolves once consuming. */
@@ -113,7 +118,7 @@ export class ShadowDeliveryConsumer {
     this.log.info({ group: this.group, topic: this.opts.flow.topic, target: this.base.origin }, 'shadow delivery consuming');
   }
 
-  stats(): DeliveryStats {
+  stats(): ReplayStats {
     return { ...this.counters };
   }
 
@@ -121,7 +126,7 @@ export class ShadowDeliveryConsumer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.abort.abort();
+    this.handling.close();
     await this.subscription?.close();
     this.agent.destroy();
   }
@@ -137,120 +142,65 @@ export class ShadowDeliveryConsumer {
     const consumedAt = this.now();
     // Consumer lag as operators alert on it: how long events wait on the bus before a consumer takes them.
     this.metrics?.lag.observe({ flow: flow.name }, Math.max(0, consumedAt - d.publishedAt) / 1000);
-    const log = this.log.child({ eventId: event.id, attempt: d.attempt });
-    const lease = flow.shadow.timeout + 10_000;
-    const claim = await this.claim(event.id, lease);
-    if (claim === 'done') {
-      this.counters.duplicates += 1;
-      this.metrics?.deliveries.inc({ flow: flow.name, outcome: 'duplicate' });
-      log.debug('already delivered; skipping the redelivery');
-      return;
-    }
-    const last = d.attempt >= flow.shadow.maxAttempts;
-    let response = this.unpublished.get(event.id);
-    let failure: unknown;
-    if (!response) {
-      try {
-        const request = rebuildRequest(d, flow);
-        response = await sendReplay(this.base, request, {
+    const request = callSampleOf(d, { method: flow.match.method, target: flow.match.path });
+    const reply = { bus: this.opts.bus, source: this.opts.replySource ?? '/cutover/shadow', consumedAt, now: this.now };
+    // A 5xx answer fails the attempt; on the last one its status and body still go into the error reply.
+    let failed: ReplayResponse | undefined;
+    await this.handling.handle(d, {
+      maxAttempts: flow.shadow.maxAttempts,
+      run: async () => {
+        const response = await sendReplay(this.base, rebuildRequest(d, flow), {
           timeout: flow.shadow.timeout,
           maxResponseBytes: this.opts.maxResponseBytes ?? 256 * 1024,
           keepHeaders: this.keepHeaders,
           agent: this.agent,
         });
         this.metrics?.latency.observe({ flow: flow.name }, response.latencyMs / 1000);
-      } catch (err) {
-        failure = err;
-      }
-    }
-    if (response && response.status >= 500) {
-      failure = new CutoverError(ErrorCodes.HANDLER_FAILED, `shadow target answered ${response.status}`, { retriable: true, details: { status: response.status } });
-    }
-    const request = callSampleOf(d, { method: flow.match.method, target: flow.match.path });
-    const eventBytes = Buffer.byteLength(serializeEvent(event));
-    if (failure !== undefined) {
-      const retriable = isCutoverError(failure) ? failure.retriable : false;
-      await this.opts.dedupe.release(this.group, event.id).catch((err) => log.warn({ err }, 'could not release the dedupe lease'));
-      if (!last && retriable) {
-        this.counters.retried += 1;
-        this.metrics?.deliveries.inc({ flow: flow.name, outcome: 'retry' });
-        log.debug({ err: failure }, 'shadow delivery failed; the bus retries it');
-        throw failure;
-      }
-      // Giving up: say so on the reply channel before the event goes to the DLQ.
-      const { code, message } = describeError(failure);
-      const result: Omit<BusReplyData, 'eventPublishedAt' | 'consumedAt' | 'repliedAt' | 'attempt'> = { error: { code, message: message.slice(0, 500) }, dlq: true, request, eventBytes };
-      if (response) Object.assign(result, { status: response.status, headers: response.headers, ...response.body, latencyMs: response.latencyMs });
-      await this.reply(d, consumedAt, result);
-      this.counters.deadLettered += 1;
-      this.metrics?.deliveries.inc({ flow: flow.name, outcome: 'dlq' });
-      log.warn({ code }, 'shadow delivery gave up; the event goes to the DLQ');
-      throw retriable ? failure : nonRetriable(failure as object);
-    }
-    const ok = response!;
-    try {
-      await this.reply(d, consumedAt, { status: ok.status, headers: ok.headers, ...ok.body, latencyMs: round(ok.latencyMs), request, eventBytes });
-    } catch (err) {
-      // The target has answered: keep its response so that the retry only publishes.
-      this.remember(event.id, ok);
-      await this.opts.dedupe.release(this.group, event.id).catch(() => undefined);
-      throw err;
-    }
-    this.unpublished.delete(event.id);
-    await this.opts.dedupe.complete(this.group, event.id, this.opts.dedupeTtl ?? 86_400_000).catch((err) => log.warn({ err }, 'could not mark the event delivered'));
-    this.counters.delivered += 1;
-    this.metrics?.deliveries.inc({ flow: flow.name, outcome: 'delivered' });
-  }
-
-  /** Takes the dedupe lease, waiting out another consumer's lease (a rebalance overlap) up to `lease`. */
-  private async claim(id: string, lease: number): Promise<'acquired' | 'done'> {
-    const deadline = this.now() + lease;
-    for (;;) {
-      const result = await this.opts.dedupe.claim(this.group, id, lease);
-      if (result !== 'busy') return result;
-      if (this.now() > deadline || !(await sleep(200, this.abort.signal))) {
-        throw new CutoverError(ErrorCodes.HANDLER_FAILED, `event ${id} is being delivered by another consumer`, { retriable: true });
-      }
-    }
-  }
-
-  private async reply(d: Delivery, consumedAt: number, result: Omit<BusReplyData, 'eventPublishedAt' | 'consumedAt' | 'repliedAt' | 'attempt'>): Promise<void> {
-    const replyTo = d.event.replyto;
-    if (!replyTo) return;
-    const message = buildBusReply({
-      call: d.event,
-      eventPublishedAt: d.publishedAt,
-      consumedAt,
-      attempt: d.attempt,
-      source: this.opts.replySource ?? '/cutover/shadow',
-      result,
-      now: this.now,
+        if (response.status >= 500) {
+          failed = response;
+          throw new CutoverError(ErrorCodes.HANDLER_FAILED, `shadow target answered ${response.status}`, { retriable: true, details: { status: response.status } });
+        }
+        return response;
+      },
+      reply: (ok) => publishBusReply(d, reply, { status: ok.status, headers: ok.headers, ...ok.body, latencyMs: round(ok.latencyMs), request }),
+      replyError: (failure) => {
+        const { code, message } = describeError(failure);
+        const result: BusReplyResult = { error: { code, message: message.slice(0, 500) }, dlq: true, request };
+        if (failed) Object.assign(result, { status: failed.status, headers: failed.headers, ...failed.body, latencyMs: failed.latencyMs });
+        return publishBusReply(d, reply, result);
+      },
+      retriable: (failure) => (isCutoverError(failure) ? failure.retriable : false),
     });
-    await this.opts.bus.publish(replyTo, [message]);
   }
 
-  private remember(id: string, response: ReplayResponse): void {
-    if (this.unpublished.size >= 1_000) {
-      const oldest = this.unpublished.keys().next();
-      if (!oldest.done) this.unpublished.delete(oldest.value);
-    }
-    this.unpublished.set(id, response);
+  private count(outcome: HandlingOutcome): void {
+    const { stat, label } = OUTCOME_COUNTERS[outcome];
+    this.counters[stat] += 1;
+    this.metrics?.deliveries.inc({ flow: this.opts.flow.name, outcome: label });
   }
 }
+
+/** Where each outcome is counted: the stats field and the `outcome` label of cutover_shadow_deliveries_total. */
+const OUTCOME_COUNTERS: Record<HandlingOutcome, { stat: Exclude<keyof ReplayStats, 'skipped'>; label: string }> = {
+  handled: { stat: 'delivered', label: 'delivered' },
+  duplicate: { stat: 'duplicates', label: 'duplicate' },
+  retry: { stat: 'retried', label: 'retry' },
+  'dead-letter': { stat: 'deadLettered', label: 'dlq' },
+};
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;
 }
 
-class DeliveryMetrics {
-  private static readonly byRegistry = new WeakMap<Registry, DeliveryMetrics>();
+class ReplayMetrics {
+  private static readonly byRegistry = new WeakMap<Registry, ReplayMetrics>();
 
   /** One set per registry: every flow's consumer shares it (labelled by flow); a second set would not register. */
-  static of(registry: Registry): DeliveryMetrics {
-    let metrics = DeliveryMetrics.byRegistry.get(registry);
+  static of(registry: Registry): ReplayMetrics {
+    let metrics = ReplayMetrics.byRegistry.get(registry);
     if (!metrics) {
-      metrics = new DeliveryMetrics(registry);
-      DeliveryMetrics.byRegistry.set(registry, metrics);
+      metrics = new ReplayMetrics(registry);
+      ReplayMetrics.byRegistry.set(registry, metrics);
     }
     return metrics;
   }
@@ -262,7 +212,7 @@ class DeliveryMetrics {
   private constructor(registry: Registry) {
     this.lag = new Histogram({
       name: 'cutover_shadow_bus_lag_seconds',
-      help: 'Time from publish to consumption of call events by the shadow delivery consumer',
+      help: 'Time from publish to consumption of call events by the shadow replay consumer',
       labelNames: ['flow'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers: [registry],
@@ -279,12 +229,12 @@ class DeliveryMetrics {
 }
 
 /**
- * Delivery consumers started together over one dedupe store, and closed together: the shadow side's (one per
+ * Replay consumers started together over one dedupe store, and closed together: the shadow side's (one per
  * flow with a shadow target) and the sidecar's `deliver:` ones. The store is the one given, else opened
  * here with `openDedupe` (and then closed here too). A consumer that fails to start closes the rest.
  */
-export class DeliveryConsumers {
-  readonly consumers: ShadowDeliveryConsumer[] = [];
+export class ReplayConsumers {
+  readonly consumers: ReplayConsumer[] = [];
   private dedupe: DedupeStore | undefined;
   private ownsDedupe = false;
   private closed = false;
@@ -299,7 +249,7 @@ export class DeliveryConsumers {
   }
 
   /** Starts one consumer per entry, in order; resolves once all consume. */
-  async start(each: ReadonlyArray<Omit<DeliveryConsumerOptions, 'dedupe'>>): Promise<void> {
+  async start(each: ReadonlyArray<Omit<ReplayConsumerOptions, 'dedupe'>>): Promise<void> {
     try {
       this.dedupe = this.opts.dedupe;
       if (!this.dedupe) {
@@ -309,7 +259,7 @@ export class DeliveryConsumers {
       }
       for (const options of each) {
         if (this.closed) return;
-        const consumer = new ShadowDeliveryConsumer({ ...options, dedupe: this.dedupe });
+        const consumer = new ReplayConsumer({ ...options, dedupe: this.dedupe });
         this.consumers.push(consumer);
         await consumer.start();
       }
@@ -323,7 +273,7 @@ export class DeliveryConsumers {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.consumers.map((c) => c.close().catch((err: unknown) => this.opts.logger.warn({ err, group: c.group }, 'closing a delivery consumer failed'))));
+    await Promise.all(this.consumers.map((c) => c.close().catch((err: unknown) => this.opts.logger.warn({ err, group: c.group }, 'closing a replay consumer failed'))));
     if (this.ownsDedupe) await this.dedupe?.close();
   }
 }

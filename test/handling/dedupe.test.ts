@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { busConfigSchema } from '../../src/bus/options.js';
-import { createDedupeStore, DEDUPE_FILE, MemoryDedupeStore, RedisDedupeStore, SqliteDedupeStore, type DedupeStore } from '../../src/sdk/dedupe/index.js';
+import { createDedupeStore, DEDUPE_FILE, MemoryDedupeStore, RedisDedupeStore, SqliteDedupeStore, type DedupeStore } from '../../src/handling/dedupe/index.js';
 import { redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';

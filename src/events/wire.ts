@@ -1,0 +1,125 @@
+import type { CallSample } from '../parity/types.js';
+import { bodyText, type EncodedBody } from './body.js';
+
+/**
+ * The wire format cutover's parts agree on: the sidecar writes it, the shadow side and SDK agents read
+ * and answer it, the comparator pairs it. Names and shapes live here once so the writers and the readers
+ * cannot drift apart.
+ */
+
+/** Extension attributes cutover defines (CloudEvents names: lowercase letters and digits only). */
+export const EXTENSIONS = ['schemaversion', 'correlationid', 'replyto', 'partitionkey', 'traceparent', 'cutoverflow', 'cutovermode'] as const;
+
+/** Extension naming the key that encrypted fields of `data`, so consumers pick the right key after a rotation. */
+export const KEY_ID_EXTENSION = 'cutoverkid';
+
+/** Where direct observations go, and where a shadow-mode call event asks for its bus reply. */
+export const OBSERVATIONS_TOPIC = 'cutover.observations';
+
+/**
+ * CloudEvent types of the observations the comparator pairs, keyed by correlation id so both sides of a
+ * pair land on one partition:
+ * - `direct`: the sidecar's record of the direct response;
+ * - `noise`: a second direct call of the same request (noise baseline);
+ * - `bus`: the bus-driven result, the reply a replay consumer or an SDK agent publishes on `replyto`.
+ */
+export const ObservationTypes = {
+  direct: 'cutover.observation.direct',
+  noise: 'cutover.observation.direct.noise',
+  bus: 'cutover.observation.bus',
+} as const;
+
+/**
+ * Transport headers on a call event's bus message: what an exact HTTP replay needs, kept out of `data`
+ * so that a bus-native consumer sees the business payload only.
+ */
+export const CallHeaders = {
+  /** The HTTP method, e.g. `POST`. */
+  method: 'cutover-http-method',
+  /** The original path and query (`/reservations?dryRun=1`), secrets in the query masked. */
+  target: 'cutover-http-target',
+  /** JSON object of the allow-listed request headers (lowercase names), credentials never included. */
+  headers: 'cutover-http-headers',
+} as const;
+
+/**
+ * Request headers a replayed or repeated call never forwards: the hop-by-hop headers (RFC 9110 §7.6.1)
+ * belong to the caller's connection, and `content-length` is recomputed for the body actually sent.
+ */
+export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
+
+/** `data` of a call event: the business payload. */
+export interface CallData extends EncodedBody {
+  /** The path template's parameters (`/stock/:sku` → `{ sku }`). */
+  params: Record<string, string>;
+  /** Query parameters; repeated names become arrays. */
+  query: Record<string, string | string[]>;
+}
+
+export interface ObservationError {
+  code: string;
+  message?: string;
+}
+
+/** `data` shared by every observation type: what one side answered for one call. */
+export interface ObservationData extends EncodedBody {
+  /** HTTP status (a direct observation: what the caller got, 502/504 when the sidecar answered for the upstream). */
+  status?: number;
+  /** Allow-listed response headers, lowercase names. */
+  headers?: Record<string, string>;
+  /** Direct: arrival at the sidecar to the last byte; bus side: the handler's or the replay's run time. */
+  latencyMs?: number;
+  /** The side failed (sidecar: upstream unreachable; bus side: gave up, see `dlq`). */
+  error?: ObservationError;
+  /** Set when the body is not in the observation: `too_large`; the comparator then cannot compare bodies. */
+  bodySkipped?: string;
+  /** Size of the response body as sent, in bytes. */
+  bodyBytes?: number;
+  /** The response's content-encoding when the body could not be decoded and travels encoded. */
+  contentEncoding?: string;
+  /**
+   * The call, redacted as the sidecar published it (body truncated, see {@link callSample}), so a report
+   * can print a replay. The sidecar and replay consumers attach it; SDK agents do not.
+   */
+  request?: CallSample;
+}
+
+/** `data` of a bus reply (`cutover.observation.bus`): the result plus the timing of the bus path. */
+export interface BusReplyData extends ObservationData {
+  /** When the bus accepted the call event (Delivery.publishedAt on the consumer side), epoch ms. */
+  eventPublishedAt?: number;
+  /** When the bus side began handling it, epoch ms (bus lag = consumedAt - eventPublishedAt). */
+  consumedAt?: number;
+  /** When the reply was handed to the bus, epoch ms. */
+  repliedAt?: number;
+  /** The delivery attempt that produced the reply. */
+  attempt?: number;
+  /** The call event went to the DLQ after this error reply. */
+  dlq?: boolean;
+  /** Size of the serialized call event, bytes (reports advise slimming large events). */
+  eventBytes?: number;
+}
+
+/** Longest request body (characters) kept in a call sample. */
+export const SAMPLE_BODY_LIMIT = 1_024;
+
+/**
+ * The call sample of a call event, from the parts the event was built from (or read back from it):
+ * method, target (secret query values masked), allow-listed headers (credentials never included) and the
+ * body as published (encrypted fields stay encrypted), truncated. Binary bodies are left out: a text
+ * replay could not send them.
+ */
+export function callSample(parts: { method: string; target: string; headers?: Record<string, string> | undefined; body?: EncodedBody | undefined }): CallSample {
+  const sample: CallSample = { method: parts.method, target: parts.target };
+  if (parts.headers && Object.keys(parts.headers).length > 0) sample.headers = parts.headers;
+  const text = parts.body ? bodyText(parts.body) : undefined;
+  if (text !== undefined) {
+    if (text.length > SAMPLE_BODY_LIMIT) {
+      sample.body = text.slice(0, SAMPLE_BODY_LIMIT);
+      sample.bodyTruncated = true;
+    } else {
+      sample.body = text;
+    }
+  }
+  return sample;
+}
