@@ -5,13 +5,15 @@ import { describeError, ErrorCodes, isCutoverError } from '../src/errors.js';
 import type { ParsedMode } from '../src/flips/mode.js';
 import { SAFE_METHODS } from '../src/flows/schema.js';
 import type { Logger } from '../src/logger.js';
-import { DEFAULT_REPLY_HEADERS, sendReplay } from '../src/http/replay.js';
+import { DEFAULT_REPLY_HEADERS, replayHeaders, sendReplay } from '../src/http/replay.js';
+import { bodyBytes } from '../src/events/body.js';
+import type { BusReplyData } from '../src/events/wire.js';
 import { buildObservationMessage } from './call-event.js';
 import type { CallParts } from './call-parts.js';
 import type { Exchange, SidecarRequest } from './exchange.js';
 import type { SidecarMetrics, SkipReason } from './metrics.js';
 import type { Outbox } from './outbox.js';
-import type { ReplyChannel, ReplyData } from './reply.js';
+import type { ReplyChannel } from './reply.js';
 import type { Upstream } from './upstreams.js';
 
 /** The modes whose calls may take the bus path. */
@@ -62,7 +64,7 @@ export interface ReplyResponse {
  * status (the bus side gave up) becomes 502 with its error code; a reply whose body was too large for the
  * bus becomes 502 CUTOVER_MESSAGE_TOO_LARGE, never a silently empty body.
  */
-export function replyToResponse(data: ReplyData | undefined): ReplyResponse {
+export function replyToResponse(data: BusReplyData | undefined): ReplyResponse {
   const d = data ?? {};
   if (typeof d.status !== 'number' || d.status < 100 || d.status > 599) {
     const code = d.error?.code ?? ErrorCodes.HANDLER_FAILED;
@@ -74,11 +76,7 @@ export function replyToResponse(data: ReplyData | undefined): ReplyResponse {
     const name = k.toLowerCase();
     if (REPLY_HEADERS.has(name) && typeof v === 'string') headers[name] = v;
   }
-  let body: Buffer;
-  if (d.body === undefined) body = Buffer.alloc(0);
-  else if (d.bodyEncoding === 'base64') body = Buffer.from(String(d.body), 'base64');
-  else if (d.bodyEncoding === 'utf8') body = Buffer.from(String(d.body), 'utf8');
-  else body = Buffer.from(JSON.stringify(d.body));
+  const body = bodyBytes(d);
   if (headers['content-type'] === undefined) {
     if (d.contentType) headers['content-type'] = d.contentType;
     else if (d.body !== undefined && d.bodyEncoding === undefined) headers['content-type'] = 'application/json';
@@ -97,9 +95,6 @@ function send(res: ServerResponse, r: ReplyResponse): void {
   res.writeHead(r.status, { ...r.headers, 'content-length': r.body.length });
   res.end(r.body);
 }
-
-/** Request headers never repeated on a verification call: hop-by-hop or recomputed. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'te', 'trailer', 'upgrade', 'proxy-connection', 'host']);
 
 /**
  * What the bus path needs from the data plane it serves: the call event of a request, the direct path to
@@ -251,7 +246,7 @@ export class BusPath {
     }
     entry.counters.busServed++;
     this.outcome(ex, 'replied');
-    send(res, replyToResponse(reply.event.data as ReplyData | undefined));
+    send(res, replyToResponse(reply.event.data as BusReplyData | undefined));
     if (verify) {
       // The bus result, for the comparator: the reply itself went to this replica's channel only.
       outbox.enqueue(this.o.observationsTopic, { key: id, event: reply.event });
@@ -301,8 +296,7 @@ export class BusPath {
   /** Calls the direct path in the background and publishes its observation (never affects the caller). */
   private async verifyDirect(req: SidecarRequest, ex: Exchange, raw: Buffer, upstream: Upstream): Promise<void> {
     const entry = ex.entry!;
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const headers = replayHeaders(req.headers);
     try {
       const r = await sendReplay(new URL(upstream.url), { method: req.method ?? 'GET', target: req.url ?? '/', headers, body: raw.length ? raw : undefined }, {
         timeout: entry.config.timeout ?? DEFAULT_REPLY_TIMEOUT,
@@ -317,7 +311,7 @@ export class BusPath {
           flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: ex.mode },
           correlationId: ex.id!,
           traceparent: ex.traceparent!,
-          data: { status: r.status, headers: r.headers, ...r.body, bodyEncoding: r.body.bodyEncoding === 'text' ? 'utf8' : r.body.bodyEncoding, latencyMs: Math.round(r.latencyMs * 1000) / 1000 },
+          data: { status: r.status, headers: r.headers, ...r.body, latencyMs: Math.round(r.latencyMs * 1000) / 1000 },
         }),
       );
       entry.counters.observations++;

@@ -5,7 +5,6 @@ import { CallHeaders, KEY_ID_EXTENSION, OBSERVATIONS_TOPIC, ObservationTypes, ty
 import type { FlowMode } from '../src/flows/schema.js';
 
 // The data plane builds its observations and samples from these; they belong to the wire format.
-export { callSample, type ObservationData } from '../src/events/wire.js';
 
 export interface FlowRef {
   name: string;

@@ -1,5 +1,4 @@
 // The data plane imports the event body codec from here beside BodyCapture.
-export { decodeContent, encodeBody, type EncodedBody } from '../src/events/body.js';
 
 /**
  * Collects a copy of a stream's chunks up to `limit` bytes while the stream flows on to its real

@@ -1,8 +1,7 @@
-import http, { type IncomingHttpHeaders } from 'node:http';
-import https from 'node:https';
-import type { ObservationData } from './call-event.js';
-import { BodyCapture, decodeContent, encodeBody } from './capture.js';
-import { headerValue, pickHeaders, type HeaderPolicy } from './redact.js';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ObservationData } from '../src/events/wire.js';
+import { replayHeaders, sendReplay } from '../src/http/replay.js';
+import { pickHeaders, type HeaderPolicy } from './redact.js';
 import type { Upstream } from './upstreams.js';
 
 /** A request sampled for the noise baseline, as it arrived (headers by reference, not copied). */
@@ -34,28 +33,15 @@ export interface NoiseCallOptions {
 export async function callAgainForNoise(noise: NoiseRequest, options: NoiseCallOptions): Promise<ObservationData | undefined> {
   const { method, url, headers, upstream } = noise;
   if (!upstream) return undefined;
-  const started = performance.now();
-  const response = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; overLimit: boolean }>((resolve, reject) => {
-    const target = new URL(url, upstream.url);
-    const { connection: _c, 'keep-alive': _k, 'transfer-encoding': _t, 'content-length': _l, ...forward } = headers;
-    const request = (target.protocol === 'https:' ? https : http).request(target, { method, headers: forward, agent: upstream.agent, timeout: options.timeout }, (res) => {
-      const capture = new BodyCapture(options.maxResponseBytes);
-      res.on('data', (chunk: Buffer) => capture.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: capture.buffer(), overLimit: capture.overLimit }));
-      res.on('error', reject);
-    });
-    request.on('timeout', () => request.destroy(new Error('noise call timed out')));
-    request.on('error', reject);
-    request.end();
+  // The caller's Host is kept: the direct call went out with it too (the proxy does not change the origin).
+  const response = await sendReplay(new URL(upstream.url), { method, target: url, headers: replayHeaders(headers, { keepHost: true }), body: undefined }, {
+    timeout: options.timeout,
+    maxResponseBytes: options.maxResponseBytes,
+    keepHeaders: (h) => pickHeaders(h, options.resHeaders),
+    agent: upstream.agent,
+    label: 'upstream',
   });
-  if (response.overLimit) return undefined;
-  const data: ObservationData = {
-    status: response.status,
-    headers: pickHeaders(response.headers, options.resHeaders),
-    latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
-  };
-  const encoding = headerValue(response.headers['content-encoding']);
-  const decoded = decodeContent(response.body, encoding, options.maxResponseBytes);
-  if (decoded) Object.assign(data, encodeBody(decoded, headerValue(response.headers['content-type'])));
-  return data;
+  if (response.body.bodySkipped) return undefined;
+  const { bodyBytes: _size, ...body } = response.body;
+  return { status: response.status, headers: response.headers, latencyMs: Math.round(response.latencyMs * 1000) / 1000, ...body };
 }

@@ -2,9 +2,10 @@ import type { ServerResponse } from 'node:http';
 import type { BusMessage } from '../src/bus/types.js';
 import type { Logger } from '../src/logger.js';
 import { toNoiseObservation } from '../shadow/noise.js';
-import { buildObservationMessage, type ObservationData } from './call-event.js';
+import { buildObservationMessage } from './call-event.js';
+import type { ObservationData } from '../src/events/wire.js';
+import { encodeBody, encodeContent } from '../src/events/body.js';
 import { encryptBody } from './call-parts.js';
-import { decodeContent, encodeBody } from './capture.js';
 import type { FieldCipher } from './crypto.js';
 import type { Exchange } from './exchange.js';
 import { UNMATCHED, type SidecarMetrics, type SkipReason } from './metrics.js';
@@ -135,16 +136,6 @@ export class DirectObserver {
   }
 
   private addResponseBody(data: ObservationData, raw: Buffer, res: ServerResponse): void {
-    const contentType = headerValue(res.getHeader('content-type'));
-    const encoding = headerValue(res.getHeader('content-encoding'));
-    const decoded = decodeContent(raw, encoding, this.opts.capture.maxResponseBytes);
-    if (decoded) {
-      Object.assign(data, encodeBody(decoded, contentType));
-    } else {
-      data.body = raw.toString('base64');
-      data.bodyEncoding = 'base64';
-      if (contentType) data.contentType = contentType;
-      if (encoding) data.contentEncoding = encoding;
-    }
+    Object.assign(data, encodeContent(raw, headerValue(res.getHeader('content-type')), headerValue(res.getHeader('content-encoding')), this.opts.capture.maxResponseBytes));
   }
 }

@@ -4,7 +4,6 @@ import { BusError, ErrorCodes, ProxyError } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
 
 // A bus reply's data is the wire format's; bus mode reads it under this name.
-export type { BusReplyData as ReplyData } from '../src/events/wire.js';
 
 /** The reply topic of one sidecar replica. */
 export function replyTopic(agent: string, instance: string): string {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { OBSERVATIONS_TOPIC } from '../events/wire.js';
 import { httpUrl } from './fields.js';
 import { conventionProblem } from '../bus/topics.js';
 import { durationSchema } from '../duration.js';
@@ -169,7 +170,7 @@ export const sidecarConfigShape = {
       const problem = conventionProblem(topic);
       if (problem || !topic.startsWith('cutover.')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem ?? 'expected a topic under cutover.' });
     })
-    .default('cutover.observations'),
+    .default(OBSERVATIONS_TOPIC),
   routes: z.array(routeSchema).default([]),
   /** No response headers from the upstream within this time → 504 CUTOVER_UPSTREAM_TIMEOUT. */
   upstreamTimeout: durationSchema.default('30s'),

@@ -1,6 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { BodyCapture, decodeContent, encodeBody } from '../../proxy/capture.js';
+import { BodyCapture } from '../../proxy/capture.js';
+import { decodeContent, encodeBody } from '../../src/events/body.js';
 
 describe('BodyCapture', () => {
   it('keeps chunks up to the limit', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildObservationMessage } from '../../proxy/call-event.js';
-import { encodeBody as sidecarEncodeBody } from '../../proxy/capture.js';
+import { encodeBody as sidecarEncodeBody } from '../../src/events/body.js';
 import { encodeBody } from '../../src/events/body.js';
 import { shouldSampleNoise, toNoiseObservation } from '../../shadow/noise.js';
 import { ObservationTypes } from '../../src/events/wire.js';
