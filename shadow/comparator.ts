@@ -3,7 +3,7 @@ import type { Bus, BusMessage, Delivery, Subscription } from '../src/bus/types.j
 import { BusError, ErrorCodes, describeError } from '../src/errors.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { OBSERVATIONS_TOPIC, PARITY_EVENT_TYPE, PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
-import { sleep } from '../src/bus/delivery.js';
+import { sleep } from '../src/bus/attempts.js';
 import { observationOf } from './observations.js';
 import { PairingEngine, type FlowRules, type PairingStats } from './pairing.js';
 

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { nonRetriable, sleep } from '../src/bus/delivery.js';
+import { nonRetriable, sleep } from '../src/bus/attempts.js';
 import type { Bus, Delivery, Subscription } from '../src/bus/types.js';
 import { CutoverError, ErrorCodes, describeError, isCutoverError } from '../src/errors.js';
 import { silentLogger, type Logger } from '../src/logger.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliverWithRetry, isNonRetriable, nonRetriable } from '../../src/bus/delivery.js';
+import { deliverWithRetry, isNonRetriable, nonRetriable } from '../../src/bus/attempts.js';
 import { DlqHeaders, type BusMessage, type Delivery } from '../../src/bus/types.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
 import { BusError, ErrorCodes, ValidationError } from '../../src/errors.js';

@@ -1,4 +1,4 @@
-import { deliverWithRetry, KeyedScheduler } from '../../src/bus/delivery.js';
+import { deliverWithRetry, KeyedScheduler } from '../../src/bus/attempts.js';
 import { resolveBackoff } from '../../src/bus/retry.js';
 import { topicsMatcher } from '../../src/bus/topics.js';
 import type { Bus, BusHealth, BusMessage, Delivery, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../../src/bus/types.js';

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
+import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type DeliveryOutcome, type RetryPolicy } from '../attempts.js';
 import type { EmbeddedBusConfig } from '../options.js';
 import { backoffDelay } from '../retry.js';
 import { isPattern, topicsMatcher } from '../topics.js';

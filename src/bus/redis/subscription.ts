@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { BusError, ErrorCodes, describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type RetryPolicy } from '../delivery.js';
+import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type RetryPolicy } from '../attempts.js';
 import type { RedisBusConfig } from '../options.js';
 import { dlqTopic, topicsMatcher, isPattern } from '../topics.js';
 import { DlqHeaders, type BusMessage, type Delivery, type SubscribeOptions, type Subscription } from '../types.js';
