@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createBus, DlqHeaders, dlqTopic, type Bus, type BusConfigInput, type Delivery } from '../../../src/bus/index.js';
 import { partitionOf, redisKeys } from '../../../src/bus/redis/keys.js';
-import { HIGH_WATER } from '../../../src/bus/redis/subscription.js';
+import { HIGH_WATER } from '../../../src/bus/redis/read-loop.js';
 import { buildEvent } from '../../../src/events/cloudevent.js';
 import { ErrorCodes } from '../../../src/errors.js';
 import { redisUrl } from '../../helpers/brokers.js';
