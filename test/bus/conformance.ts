@@ -12,10 +12,12 @@ import { settled, waitFor } from '../helpers/wait-for.js';
  * for tests (short session timeouts so takeovers happen in seconds) and how to cut its connection.
  */
 export interface ConformanceTarget {
-  kind: 'embedded' | 'redis' | 'kafka';
+  kind: 'embedded' | 'redis' | 'kafka' | 'memory';
   /** Serializable bus config; the crash test passes it to a child process. */
   config(): BusConfigInput;
   options?(): CreateBusOptions;
+  /** Makes the (not started) bus for a config; default createBus. */
+  create?(config: BusConfigInput, options: CreateBusOptions): Bus;
   /** A bus whose connection to its server the test can cut and restore. */
   faulty(): Promise<{ config: BusConfigInput; options?: CreateBusOptions; down(): Promise<void>; up(): Promise<void>; close(): Promise<void> }>;
   /** Takeover of a dead consumer's messages must happen within this (ms). */
@@ -24,6 +26,8 @@ export interface ConformanceTarget {
   discoveryMs: number;
   /** Whether redelivery after a crash counts as a new attempt (Redis, embedded: yes; Kafka has no counter). */
   countsCrashRedelivery: boolean;
+  /** Cases the target cannot run, each with the reason (a bus that lives in one process cannot crash apart from it). */
+  unsupported?: Partial<Record<'crash' | 'serverDown', string>>;
 }
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -33,8 +37,16 @@ export function runConformance(target: ConformanceTarget): void {
     const cleanups: Array<() => Promise<unknown>> = [];
     const topicOf = (label: string): string => `test.${label}.${randomUUID().slice(0, 8)}`;
 
+    const make = (config: BusConfigInput, options: CreateBusOptions): Promise<Bus> => (target.create ? Promise.resolve(target.create(config, options)) : createBus(config, options));
+    /** `it`, or a skip that names why the target cannot run the case. */
+    const unless = (feature: keyof NonNullable<ConformanceTarget['unsupported']>, name: string, fn: () => Promise<void>): void => {
+      const why = target.unsupported?.[feature];
+      if (why) it.skip(`${name} (unsupported on ${target.kind}: ${why})`, fn);
+      else it(name, fn);
+    };
+
     async function bus(config = target.config(), options = target.options?.() ?? {}): Promise<Bus> {
-      const b = await createBus(config, options);
+      const b = await make(config, options);
       cleanups.push(() => b.close());
       await b.start();
       return b;
@@ -117,7 +129,7 @@ export function runConformance(target: ConformanceTarget): void {
       expect([...byA].filter((id) => byC.has(id))).toEqual([]);
     });
 
-    it('redelivers to another consumer the messages a dead consumer never acknowledged', async () => {
+    unless('crash', 'redelivers to another consumer the messages a dead consumer never acknowledged', async () => {
       const topic = topicOf('crash');
       const group = `g-${randomUUID()}`;
       const p = await bus();
@@ -219,7 +231,7 @@ export function runConformance(target: ConformanceTarget): void {
       expect(later.every((n) => n >= 100)).toBe(true);
     });
 
-    it('rejects a publish in bounded time with a typed error while the server is down, and recovers', async () => {
+    unless('serverDown', 'rejects a publish in bounded time with a typed error while the server is down, and recovers', async () => {
       const fault = await target.faulty();
       cleanups.push(() => fault.close());
       const b = await bus({ ...fault.config, publishTimeout: '2s' } as BusConfigInput, fault.options ?? {});
@@ -252,7 +264,7 @@ export function runConformance(target: ConformanceTarget): void {
     });
 
     it('closes idempotently and refuses work afterwards', async () => {
-      const b = await createBus(target.config(), target.options?.() ?? {});
+      const b = await make(target.config(), target.options?.() ?? {});
       await b.start();
       const sub: Subscription = await b.subscribe({ group: `g-${randomUUID()}`, topics: [topicOf('close')], handler: async () => undefined });
       await sub.close();

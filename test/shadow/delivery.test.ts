@@ -10,7 +10,7 @@ import { CallHeaders, ObservationTypes, type BusReplyData } from '../../shadow/o
 import { flowShadowSchema } from '../../shadow/options.js';
 import { rebuildRequest } from '../../shadow/replay.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { MemoryBus } from './memory-bus.js';
+import { MemoryBus } from '../helpers/memory-bus.js';
 
 interface Seen {
   method: string;
