@@ -30,7 +30,7 @@ export interface LeaseView<P extends string | number> {
   member: string;
   /** Live members of the group, this one included. */
   members: number;
-  /** Every partition of the group, in one order all members agree on. */
+  /** Every partition of the group; their order breaks ties between partitions equally busy. */
   partitions: readonly P[];
   /** Partitions this member owns and is not already giving back. */
   held: readonly P[];
