@@ -4,7 +4,7 @@ import { BusError, ErrorCodes, describeError } from '../src/errors.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { OBSERVATIONS_TOPIC } from '../src/events/wire.js';
 import { PARITY_EVENT_TYPE, PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
-import { sleep } from '../src/bus/delivery.js';
+import { sleep } from '../src/async.js';
 import { observationOf } from './observations.js';
 import { PairingEngine, type FlowRules, type PairingStats } from './pairing.js';
 

@@ -1,21 +1,11 @@
-import type { Socket } from 'node:net';
 import { ConfigError, ErrorCodes } from '../errors.js';
-import { silentLogger, type Logger } from '../logger.js';
-import { busConfigSchema, type BusConfigInput } from './options.js';
+import { silentLogger } from '../logger.js';
+import { busConfigSchema, type BusConfigInput, type CreateBusOptions } from './options.js';
 import type { Bus } from './types.js';
 
 export * from './types.js';
-export { busConfigSchema, type BusConfig, type BusConfigInput } from './options.js';
+export { busConfigSchema, type BusConfig, type BusConfigInput, type CreateBusOptions } from './options.js';
 export { topicMatcher, topicsMatcher, assertTopicName, assertTopicPattern, dlqTopic, isPattern } from './topics.js';
-
-export interface CreateBusOptions {
-  logger?: Logger;
-  /**
-   * Opens a TCP connection to a broker (Kafka only; default `net.connect`). Tests use it to inject faults
-   * at the connection layer, since Kafka clients reconnect to the addresses the broker advertises.
-   */
-  connect?: (host: string, port: number) => Socket;
-}
 
 /**
  * Builds the adapter for `config` (not started: call `start()`). Vendor modules load lazily, so an

@@ -1,5 +1,7 @@
+import type { Socket } from 'node:net';
 import { z } from 'zod';
 import { durationSchema } from '../duration.js';
+import type { Logger } from '../logger.js';
 
 /** Settings every adapter shares. */
 const common = {
@@ -86,3 +88,13 @@ export type KafkaBusConfig = z.infer<typeof kafkaBusSchema>;
 export type BusConfig = z.infer<typeof busConfigSchema>;
 /** What a user may write (before defaults). */
 export type BusConfigInput = z.input<typeof busConfigSchema>;
+
+/** What the caller injects into an adapter besides its config. */
+export interface CreateBusOptions {
+  logger?: Logger;
+  /**
+   * Opens a TCP connection to a broker (Kafka only; default `net.connect`). Tests use it to inject faults
+   * at the connection layer, since Kafka clients reconnect to the addresses the broker advertises.
+   */
+  connect?: (host: string, port: number) => Socket;
+}

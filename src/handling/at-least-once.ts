@@ -1,4 +1,5 @@
-import { nonRetriable, sleep } from '../bus/delivery.js';
+import { nonRetriable } from '../bus/attempts.js';
+import { sleep } from '../async.js';
 import type { Bus, Delivery } from '../bus/types.js';
 import { buildBusReply, type BusReplyResult } from '../events/reply.js';
 import { CutoverError, ErrorCodes } from '../errors.js';

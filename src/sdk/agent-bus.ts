@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { nonRetriable } from '../bus/delivery.js';
+import { nonRetriable } from '../bus/attempts.js';
 import { createBus, type CreateBusOptions } from '../bus/index.js';
 import type { BusConfig, BusConfigInput } from '../bus/options.js';
 import { busConfigSchema } from '../bus/options.js';

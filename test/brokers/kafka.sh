@@ -8,7 +8,9 @@
 #   test/brokers/kafka.sh status    exit 0 when our broker is running
 #
 # Environment: KAFKA_VERSION (default 3.9.1), KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (19093),
-# CUTOVER_CACHE (default .cache under the repo; git-ignored), KAFKA_START_TIMEOUT seconds (120).
+# CUTOVER_CACHE (default .cache under the repo; git-ignored), KAFKA_START_TIMEOUT seconds (120),
+# KAFKA_STOCK=1: keep the broker's default group settings (6 s minimum session timeout, 3 s initial
+# rebalance delay), as a user's broker has them, to check that the tests hold there too.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -88,6 +90,8 @@ start() {
   need java "run the Kafka broker"
   fetch
   rm -rf "$run"; mkdir -p "$run/data"
+  # Single-node KRaft needs only roles, listeners and replication factors of 1; the rest makes group
+  # joins and topic creation fast for tests (KAFKA_STOCK=1 leaves it out).
   cat >"$run/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -98,16 +102,20 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$run/data
-num.partitions=1
 offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
+PROPS
+  if [ "${KAFKA_STOCK:-0}" != 1 ]; then
+    cat >>"$run/server.properties" <<PROPS
+num.partitions=1
+offsets.topic.num.partitions=4
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=1000
 auto.create.topics.enable=true
 log.retention.hours=1
 PROPS
+  fi
   cat >"$run/log4j.properties" <<L4J
 log4j.rootLogger=WARN, file
 log4j.appender.file=org.apache.log4j.FileAppender

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { isNonRetriable } from '../../src/bus/delivery.js';
+import { isNonRetriable } from '../../src/bus/attempts.js';
 import type { Delivery } from '../../src/bus/types.js';
 import { CutoverError, ErrorCodes } from '../../src/errors.js';
 import { ObservationTypes, type BusReplyData } from '../../src/events/wire.js';

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { redisBusSchema } from '../../src/bus/options.js';
 import type { BusConfigInput, CreateBusOptions } from '../../src/bus/index.js';
 
 /**
@@ -57,6 +58,15 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
   };
 }
 
+/** A relay to the Redis server at `url`, and `url` pointed at the relay (credentials and database kept). */
+export async function redisFaultProxy(url: string): Promise<{ relay: FaultProxy; url: string }> {
+  const target = new URL(url);
+  const relay = await startFaultProxy(target.hostname, Number(target.port || 6379));
+  target.hostname = relay.host;
+  target.port = String(relay.port);
+  return { relay, url: target.toString() };
+}
+
 /** A bus config whose every connection to its server runs through relays a test can cut. */
 export interface CuttableBus {
   config: BusConfigInput;
@@ -79,12 +89,9 @@ export async function cuttableBus(config: BusConfigInput): Promise<CuttableBus> 
     close: async () => void (await Promise.all([...relays.values()].map((r) => r.close()))),
   };
   if (config.kind === 'redis') {
-    const url = new URL(config.url ?? 'redis://127.0.0.1:6379');
-    const relay = await startFaultProxy(url.hostname, Number(url.port || 6379));
+    const { relay, url } = await redisFaultProxy(config.url ?? redisBusSchema.parse(config).url);
     relays.set('redis', relay);
-    url.hostname = relay.host;
-    url.port = String(relay.port);
-    return { config: { ...config, url: url.toString() }, options: {}, ...all };
+    return { config: { ...config, url }, options: {}, ...all };
   }
   if (config.kind === 'kafka') {
     for (const b of config.brokers) {

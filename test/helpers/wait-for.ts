@@ -21,3 +21,18 @@ export async function waitFor<T>(check: () => T | Promise<T>, options: { timeout
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/**
+ * Waits (up to `timeoutMs`, via {@link waitFor}) for `promise` to settle and returns its value or its
+ * rejection reason: for checks that an operation never hangs, without asserting on elapsed time.
+ */
+export async function settled<T>(promise: Promise<T>, options: { timeoutMs?: number; what?: string } = {}): Promise<T | unknown> {
+  let done = false;
+  let outcome: unknown;
+  promise.then(
+    (value) => ((outcome = value), (done = true)),
+    (err: unknown) => ((outcome = err), (done = true)),
+  );
+  await waitFor(() => done, options);
+  return outcome;
+}

@@ -1,12 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliverWithRetry, isNonRetriable, nonRetriable } from '../../src/bus/delivery.js';
+import { deliverWithRetry, isNonRetriable, nonRetriable } from '../../src/bus/attempts.js';
 import { DlqHeaders, type BusMessage, type Delivery } from '../../src/bus/types.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
 import { BusError, ErrorCodes, ValidationError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { AgentBus, type HandlerContext } from '../../src/sdk/index.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { MemoryBus } from '../shadow/memory-bus.js';
+import { MemoryBus } from '../helpers/memory-bus.js';
 
 describe('deliverWithRetry: nonRetriable shortcut', () => {
   it('moves a message marked nonRetriable to the DLQ on the first failure; unmarked errors still retry', async () => {

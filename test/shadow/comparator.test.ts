@@ -6,7 +6,7 @@ import { PARITY_EVENT_TYPE, type ParityRecord } from '../../src/parity/types.js'
 import { Comparator } from '../../shadow/comparator.js';
 import { ObservationTypes, type BusReplyData } from '../../src/events/wire.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { MemoryBus } from './memory-bus.js';
+import { MemoryBus } from '../helpers/memory-bus.js';
 
 const OBS = 'test.observations';
 const PARITY = 'test.parity';

@@ -10,7 +10,7 @@ import { CallHeaders, ObservationTypes, type BusReplyData } from '../../src/even
 import { flowShadowSchema } from '../../src/config/shadow.js';
 import { rebuildRequest } from '../../src/http/replay.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { MemoryBus } from './memory-bus.js';
+import { MemoryBus } from '../helpers/memory-bus.js';
 
 interface Seen {
   method: string;

@@ -1,8 +1,9 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type DeliveryOutcome, type RetryPolicy } from '../delivery.js';
+import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type DeliveryOutcome, type RetryPolicy } from '../attempts.js';
 import type { EmbeddedBusConfig } from '../options.js';
+import { planLeases } from '../leases.js';
 import { backoffDelay } from '../retry.js';
 import { isPattern, topicsMatcher } from '../topics.js';
 import type { BusMessage, Delivery, SubscribeOptions, Subscription } from '../types.js';
@@ -67,9 +68,8 @@ interface Batch {
 /**
  * One member of a consumer group on the embedded bus. All coordination lives in the SQLite file, so members
  * may sit in different processes:
- * - the group's work is split by virtual partition; a member leases at most its fair share
- *   (ceil(partitions / live members)) and renews its leases with every write (at least every
- *   sessionTimeout / 3). A member that joins or leaves bumps the group generation; others then rebalance
+ * - the group's work is split by virtual partition under the lease policy of leases.ts (fair share,
+ *   sticky); a member renews its leases with every write (at least every sessionTimeout / 3). A member that joins or leaves bumps the group generation; others then rebalance
  *   at once, releasing extra partitions after their handlers in flight finish. Leases of a member that
  *   stopped heartbeating expire after sessionTimeout and are taken over;
  * - each poll is a few index reads without a lock; a write transaction (heartbeat, lease check, offset
@@ -407,33 +407,35 @@ export class EmbeddedSubscription implements Subscription {
     }
   }
 
-  /** Fair share from the live members; take free or expired partitions, or mark extra ones to drain. */
+  /** Plans with the group's lease policy from the live members and leases, and applies the plan here. */
   private rebalance(now: number): void {
     const sql = this.store.sql;
     const g = this.group;
     this.nextRebalanceAt = now + this.heartbeatEvery;
     sql.deleteStaleMembers.run(g, now - this.sessionTimeout * 10);
     const live = sql.liveMembers.get(g, now - this.sessionTimeout)!.n;
-    const partitions = this.store.partitions;
-    this.share = Math.ceil(partitions / Math.max(1, live));
+    const leases = new Map(sql.leases.all(g).map((l) => [l.part, { owner: l.member_id, expiresAt: l.expires_at }]));
     const active = [...this.held.values()].filter((h) => !h.draining);
-    if (active.length > this.share) {
-      const extra = active.sort((a, b) => b.part - a.part).slice(0, active.length - this.share);
-      for (const h of extra) this.drain(h);
-      this.logger.debug({ partitions: extra.map((h) => h.part), share: this.share, live }, 'handing partitions over to other members');
-      return;
+    const plan = planLeases({
+      member: this.memberId,
+      members: live,
+      partitions: Array.from({ length: this.store.partitions }, (_, p) => p),
+      held: active.map((h) => h.part),
+      lease: (p) => leases.get(p),
+      load: (p) => [...this.held.get(p)!.states.values()].reduce((n, s) => n + s.running, 0),
+      now,
+    });
+    this.share = plan.target;
+    if (plan.release.length > 0) {
+      for (const p of plan.release) this.drain(this.held.get(p)!);
+      this.logger.debug({ partitions: plan.release, share: this.share, live }, 'handing partitions over to other members');
     }
-    let wanted = this.share - active.length;
-    if (wanted <= 0) return;
-    const leases = new Map(sql.leases.all(g).map((l) => [l.part, l]));
-    for (let p = 0; p < partitions && wanted > 0; p += 1) {
-      if (this.held.has(p)) continue;
-      const lease = leases.get(p);
-      if (lease && lease.expires_at >= now && lease.member_id !== this.memberId) continue;
+    for (const p of plan.claim) {
+      // The statement re-checks the lease, so a plan made from a stale read cannot take a live lease.
       if (sql.takeLease.run(g, p, this.memberId, now + this.sessionTimeout, now).changes !== 1) continue;
-      if (lease && lease.member_id !== this.memberId) this.logger.info({ partition: p, from: lease.member_id }, 'took over an expired partition lease');
+      const lease = leases.get(p);
+      if (lease && lease.owner !== this.memberId) this.logger.info({ partition: p, from: lease.owner }, 'took over an expired partition lease');
       this.adopt(p);
-      wanted -= 1;
     }
   }
 

@@ -1,6 +1,6 @@
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { CreateBusOptions } from '../index.js';
+import type { CreateBusOptions } from '../options.js';
 import type { EmbeddedBusConfig } from '../options.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';

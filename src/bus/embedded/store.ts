@@ -8,6 +8,8 @@ import type { EmbeddedBusConfig } from '../options.js';
 import type { Delivery } from '../types.js';
 import { BUSY_TIMEOUT_MS, withBusyRetry } from './sqlite.js';
 
+export { partitionOf } from '../hash.js';
+
 const SCHEMA_VERSION = '1';
 
 /**
@@ -295,17 +297,4 @@ export class EmbeddedStore {
     this.writeListeners.clear();
     if (this.db.open) this.db.close();
   }
-}
-
-/**
- * Partition of a key: FNV-1a over the UTF-16 code units, modulo the partition count. Every process sharing
- * the file must compute the same value, so this must never change for an existing file.
- */
-export function partitionOf(key: string, partitions: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i += 1) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % partitions;
 }

@@ -2,7 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Kafka, logLevel, type ISocketFactory, type LogEntry, type RetryOptions, type SASLOptions } from 'kafkajs';
 import type { Logger } from '../../logger.js';
-import type { CreateBusOptions } from '../index.js';
+import type { CreateBusOptions } from '../options.js';
 import type { KafkaBusConfig } from '../options.js';
 
 /** Same keep-alive kafkajs's own socket factory sets, so swapping in `options.connect` changes nothing else. */

@@ -1,7 +1,7 @@
 import type { Kafka } from 'kafkajs';
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { CreateBusOptions } from '../index.js';
+import type { CreateBusOptions } from '../options.js';
 import type { KafkaBusConfig } from '../options.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';

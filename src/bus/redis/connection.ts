@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { RedisBusConfig } from '../options.js';
-import { ACQUIRE_LUA, HEARTBEAT_LUA, PUBLISH_LUA, RELEASE_LUA } from './scripts.js';
+import { CLAIM_LUA, HEARTBEAT_LUA, PUBLISH_LUA, RELEASE_LUA } from './scripts.js';
 
 /**
  * An ioredis connection with the adapter's scripts defined on it. ioredis types stay inside src/bus/redis.
@@ -21,7 +21,7 @@ import { ACQUIRE_LUA, HEARTBEAT_LUA, PUBLISH_LUA, RELEASE_LUA } from './scripts.
 export type RedisConnection = Redis & {
   cutoverPublish(numKeys: number, ...args: Array<string | number>): Promise<string>;
   cutoverHeartbeat(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  cutoverAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  cutoverClaim(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   cutoverRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
 };
 
@@ -49,7 +49,7 @@ export function openConnection(config: RedisBusConfig, settings: ConnectionSetti
   const conn = new Redis(config.url, options) as RedisConnection;
   conn.defineCommand('cutoverPublish', { lua: PUBLISH_LUA });
   conn.defineCommand('cutoverHeartbeat', { lua: HEARTBEAT_LUA });
-  conn.defineCommand('cutoverAcquire', { lua: ACQUIRE_LUA });
+  conn.defineCommand('cutoverClaim', { lua: CLAIM_LUA });
   conn.defineCommand('cutoverRelease', { lua: RELEASE_LUA });
 
   // One warn when a working connection drops and one info when it is back; the per-attempt errors of a

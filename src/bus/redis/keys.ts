@@ -27,18 +27,7 @@ export function redisKeys(prefix: string): RedisKeys {
   };
 }
 
-/**
- * Partition of a message key: FNV-1a over the UTF-16 code units. Stable across processes and versions,
- * which is all that matters (every publisher must send one key to one partition).
- */
-export function partitionOf(key: string, partitions: number): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    hash ^= key.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return (hash >>> 0) % partitions;
-}
+export { partitionOf } from '../hash.js';
 
 /** Orders two stream ids (`<ms>-<seq>`) numerically. */
 export function compareIds(a: string, b: string): number {

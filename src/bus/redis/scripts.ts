@@ -5,7 +5,7 @@
  *   one topic-wide counter. So ids are unique and increasing across all partitions of a topic, every
  *   batch is all-or-nothing, and the set of entries present at any instant is a prefix of the topic in id
  *   order. read() relies on that to merge partitions back into publish order.
- * - HEARTBEAT / ACQUIRE / RELEASE keep consumer-group membership and partition leases (see subscription.ts).
+ * - HEARTBEAT / CLAIM / RELEASE keep consumer-group membership and partition leases (see membership.ts).
  *
  * TIME inside a script is fine on Redis >= 5 (effects replication).
  */
@@ -101,15 +101,18 @@ return out
 `;
 
 /**
- * KEYS candidate lease keys in preference order. ARGV[1] consumer, ARGV[2] ttl (ms), ARGV[3] how many.
- * Takes free leases until it has enough. Replies with the 1-based indexes of the keys it took.
+ * KEYS lease keys to take. ARGV[1] consumer, ARGV[2] ttl (ms), then per key the owner the caller planned
+ * from ('' = nobody). Takes each lease that still has that owner (compare-and-set): a plan made from a read
+ * that another consumer overtook takes nothing that moved. Replies with the 1-based indexes of the keys it took.
  */
-export const ACQUIRE_LUA = `
+export const CLAIM_LUA = `
 local got = {}
-local want = tonumber(ARGV[3])
 for i = 1, #KEYS do
-  if #got >= want then break end
-  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then got[#got + 1] = i end
+  local owner = redis.call('GET', KEYS[i]) or ''
+  if owner == ARGV[i + 2] then
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+    got[#got + 1] = i
+  end
 end
 return got
 `;

@@ -4,11 +4,11 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createBus, DlqHeaders, dlqTopic, type Bus, type BusConfigInput, type Delivery } from '../../../src/bus/index.js';
 import { partitionOf, redisKeys } from '../../../src/bus/redis/keys.js';
-import { HIGH_WATER } from '../../../src/bus/redis/subscription.js';
+import { HIGH_WATER } from '../../../src/bus/redis/read-loop.js';
 import { buildEvent } from '../../../src/events/cloudevent.js';
 import { ErrorCodes } from '../../../src/errors.js';
 import { redisUrl } from '../../helpers/brokers.js';
-import { startFaultProxy } from '../../helpers/fault-proxy.js';
+import { redisFaultProxy } from '../../helpers/fault-proxy.js';
 import { waitFor } from '../../helpers/wait-for.js';
 
 const url = redisUrl();
@@ -65,7 +65,10 @@ if (!url) {
       });
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       cleanups.push(() => new Promise((r) => server.close(r)));
-      const relayUrl = `redis://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+      const relay = new URL(url);
+      relay.hostname = '127.0.0.1';
+      relay.port = String((server.address() as net.AddressInfo).port);
+      const relayUrl = relay.toString();
 
       const refused = await createBus(config({ url: relayUrl }));
       const err = await refused.start().catch((e: unknown) => e);
@@ -80,10 +83,10 @@ if (!url) {
     });
 
     it('rejects start with CUTOVER_BUS_UNAVAILABLE when Redis is unreachable', async () => {
-      const relay = await startFaultProxy('127.0.0.1', 6379);
+      const { relay, url: relayUrl } = await redisFaultProxy(url);
       cleanups.push(() => relay.close());
       relay.down();
-      const b = await createBus(config({ url: `redis://${relay.host}:${relay.port}`, publishTimeout: '2s' }));
+      const b = await createBus(config({ url: relayUrl, publishTimeout: '2s' }));
       const err = await b.start().catch((e: unknown) => e);
       expect((err as { code?: string }).code).toBe(ErrorCodes.BUS_UNAVAILABLE);
       await b.close();
@@ -278,9 +281,9 @@ if (!url) {
     });
 
     it('a subscription recovers after the connection to Redis was cut', async () => {
-      const relay = await startFaultProxy('127.0.0.1', 6379);
+      const { relay, url: relayUrl } = await redisFaultProxy(url);
       cleanups.push(() => relay.close());
-      const consumer = await bus(config({ url: `redis://${relay.host}:${relay.port}`, publishTimeout: '2s' }));
+      const consumer = await bus(config({ url: relayUrl, publishTimeout: '2s' }));
       const producer = await bus();
       const topic = topicOf('outage');
       const got: number[] = [];

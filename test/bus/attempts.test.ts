@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deliverWithRetry, KeyedScheduler } from '../../src/bus/delivery.js';
+import { deliverWithRetry, KeyedScheduler } from '../../src/bus/attempts.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { backoffDelay, DEFAULT_BACKOFF } from '../../src/bus/retry.js';
 import { DlqHeaders, type BusMessage, type Delivery } from '../../src/bus/types.js';
