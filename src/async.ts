@@ -33,16 +33,26 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () =>
 /**
  * A list of waiters woken together: `wait` resolves true on the next `notify`, or false after `ms` (when
  * given) or when `signal` aborts. Used for "wake the loop on new data" and "resolve when drained".
+ *
+ * With `latch`, a notify that finds nobody waiting makes the next `wait` return at once, so a poll loop
+ * that was busy when new data arrived does not sleep past it. Without it (a drain), only current waiters
+ * are woken.
  */
 export class Notifier {
   private waiters: Array<(woken: boolean) => void> = [];
+  private pending = false;
+
+  constructor(private readonly options: { latch?: boolean } = {}) {}
 
   get waiting(): number {
     return this.waiters.length;
   }
 
   notify(): void {
-    if (this.waiters.length === 0) return;
+    if (this.waiters.length === 0) {
+      if (this.options.latch) this.pending = true;
+      return;
+    }
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w(true);
@@ -50,6 +60,10 @@ export class Notifier {
 
   wait(ms?: number, signal?: AbortSignal): Promise<boolean> {
     if (signal?.aborted) return Promise.resolve(false);
+    if (this.pending) {
+      this.pending = false;
+      return Promise.resolve(true);
+    }
     return new Promise<boolean>((resolve) => {
       const done = (woken: boolean): void => {
         if (timer) clearTimeout(timer);

@@ -1,3 +1,4 @@
+import { sleep } from '../async.js';
 import { BusError, describeError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { backoffDelay, DEFAULT_MAX_ATTEMPTS, resolveBackoff, type ResolvedBackoff } from './retry.js';
@@ -90,22 +91,6 @@ export function nonRetriable<E extends object>(err: E): E {
 /** Whether `err` was marked with {@link nonRetriable}. */
 export function isNonRetriable(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[NON_RETRIABLE] === true;
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**

@@ -1,14 +1,15 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type DeliveryOutcome, type RetryPolicy } from '../attempts.js';
+import { sleep } from '../../async.js';
+import { deliverWithRetry, KeyedScheduler, retryPolicy, type DeliveryOutcome, type RetryPolicy } from '../attempts.js';
 import type { EmbeddedBusConfig } from '../options.js';
 import { planLeases } from '../leases.js';
 import { backoffDelay } from '../retry.js';
 import { isPattern, topicsMatcher } from '../topics.js';
 import type { BusMessage, Delivery, SubscribeOptions, Subscription } from '../types.js';
 import { busyDelay, isBusy, withBusyRetry } from './sqlite.js';
-import { Alarm } from './alarm.js';
+import { Notifier } from '../../async.js';
 import { rowToDelivery, type EmbeddedStore, type MessageRow, type OffsetRow } from './store.js';
 
 /** Most rows fetched from one topic partition per poll. */
@@ -122,7 +123,7 @@ export class EmbeddedSubscription implements Subscription {
   private busyPolls = 0;
   private closePromise: Promise<void> | undefined;
   private loopDone: Promise<void> | undefined;
-  private readonly alarm = new Alarm();
+  private readonly alarm = new Notifier({ latch: true });
   private unlisten: (() => void) | undefined;
 
   constructor(
@@ -221,15 +222,15 @@ export class EmbeddedSubscription implements Subscription {
   }
 
   /** Sleeps until the next poll, a due commit or rebalance, or a wake-up (local publish, freed capacity). */
-  private pause(): Promise<void> {
+  private pause(): Promise<unknown> {
     const now = Date.now();
     // A due commit counts only while something is left to commit (a lost partition drops its own).
     const until = Math.min(now + this.pollInterval, this.dirty.size > 0 ? this.commitDueAt : Infinity, this.nextRebalanceAt);
-    return this.alarm.sleep(until - now);
+    return this.alarm.wait(Math.max(0, until - now));
   }
 
   private wake(): void {
-    this.alarm.wake();
+    this.alarm.notify();
   }
 
   /** One poll. Returns true when more work is ready at once (a full batch, new partitions). */

@@ -1,3 +1,4 @@
+import { Notifier } from '../../async.js';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { BUSY_TIMEOUT_MS, busyDelay, isBusy, toBusError } from './sqlite.js';
@@ -27,7 +28,7 @@ export class Publisher {
   private flushScheduled = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private busyTries = 0;
-  private drainWaiters: Array<() => void> = [];
+  private readonly drained = new Notifier();
 
   constructor(
     private readonly store: EmbeddedStore,
@@ -46,7 +47,7 @@ export class Publisher {
   /** Resolves when nothing is queued (each entry settles by its deadline at the latest). */
   drain(): Promise<void> {
     if (this.queue.length === 0 && !this.retryTimer && !this.flushScheduled) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    return this.drained.wait().then(() => undefined);
   }
 
   private schedule(): void {
@@ -93,9 +94,7 @@ export class Publisher {
       for (const entry of batch) entry.resolve();
       this.store.notifyWrite();
     }
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const w of waiters) w();
+    this.drained.notify();
   }
 
   private take(): Pending[] {

@@ -1,7 +1,7 @@
 import type { Logger } from '../../logger.js';
 import type { Delivery, ReadOptions, ReadStream } from '../types.js';
 import { isBusy, toBusError } from './sqlite.js';
-import { Alarm } from './alarm.js';
+import { Notifier } from '../../async.js';
 import { rowToDelivery, type EmbeddedStore, type MessageRow } from './store.js';
 
 /** Rows fetched per partition per round. */
@@ -22,7 +22,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
   private finished = false;
   private closed = false;
   private readonly follow: boolean;
-  private readonly alarm = new Alarm();
+  private readonly alarm = new Notifier({ latch: true });
   private readonly unlisten: () => void;
 
   constructor(
@@ -34,7 +34,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
     private readonly onClosed: () => void,
   ) {
     this.follow = options.follow ?? true;
-    this.unlisten = store.onWrite(() => this.alarm.wake());
+    this.unlisten = store.onWrite(() => this.alarm.notify());
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
@@ -73,7 +73,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
     this.closed = true;
     this.unlisten();
     this.buffer = [];
-    this.alarm.wake();
+    this.alarm.notify();
     this.onClosed();
   }
 
@@ -124,7 +124,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
     }
   }
 
-  private pause(): Promise<void> {
-    return this.closed ? Promise.resolve() : this.alarm.sleep(this.pollInterval);
+  private pause(): Promise<unknown> {
+    return this.closed ? Promise.resolve() : this.alarm.wait(this.pollInterval);
   }
 }

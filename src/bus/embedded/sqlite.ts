@@ -1,5 +1,5 @@
 import { BusError, ErrorCodes } from '../../errors.js';
-import { sleep } from '../attempts.js';
+import { sleep } from '../../async.js';
 
 /**
  * How long one SQLite call waits for a lock held by another connection before it fails with SQLITE_BUSY.

@@ -1,6 +1,7 @@
+import { withTimeout } from '../../async.js';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { isUnreachable, timeoutError, toBusError, withTimeout } from './errors.js';
+import { isUnreachable, timeoutError, toBusError } from './errors.js';
 
 /** What kafkajs producers and admins have in common. */
 export interface Connectable {

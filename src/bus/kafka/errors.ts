@@ -69,19 +69,6 @@ export function toBusError(err: unknown, what: string, brokers: readonly string[
   return new BusError(ErrorCodes.BUS_REJECTED, `${what}: Kafka refused the request (${type ?? root.name ?? 'error'}: ${detail})`, { cause: err, retriable: root.name !== 'KafkaJSNonRetriableError' });
 }
 
-/**
- * Settles like `promise`, or rejects with `onTimeout()` after `ms`. The original promise keeps running
- * (kafkajs calls cannot be cancelled); its late rejection is swallowed here so it cannot go unhandled.
- */
-export function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  promise.catch(() => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-
 export function timeoutError(what: string, ms: number, unreachable: boolean, brokers: readonly string[]): BusError {
   return unreachable
     ? new BusError(ErrorCodes.BUS_UNAVAILABLE, `${what}: Kafka brokers ${brokers.join(',')} unreachable (gave up after ${ms} ms)`, { retriable: true })

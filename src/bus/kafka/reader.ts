@@ -1,3 +1,4 @@
+import { withTimeout } from '../../async.js';
 import { randomUUID } from 'node:crypto';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { CutoverError } from '../../errors.js';
@@ -5,7 +6,7 @@ import type { Logger } from '../../logger.js';
 import type { KafkaBusConfig } from '../options.js';
 import type { Delivery, ReadOptions, ReadStream } from '../types.js';
 import { decodeMessage } from './codec.js';
-import { toBusError, withTimeout } from './errors.js';
+import { toBusError } from './errors.js';
 import { connectConsumer, consumerTiming, newConsumer, type ConsumerTiming } from './subscription.js';
 import type { PartitionOffsets, TopicAdmin } from './topic-admin.js';
 

@@ -1,3 +1,4 @@
+import { withTimeout } from '../../async.js';
 import { setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { describeError } from '../../errors.js';
@@ -8,7 +9,7 @@ import { dlqTopic, isPattern, topicsMatcher } from '../topics.js';
 import { DlqHeaders, type BusMessage, type SubscribeOptions, type Subscription } from '../types.js';
 import { clientRetry } from './client.js';
 import { decodeHeaders, decodeMessage, type OutgoingMessage } from './codec.js';
-import { timeoutError, toBusError, withTimeout } from './errors.js';
+import { timeoutError, toBusError } from './errors.js';
 import type { TopicAdmin } from './topic-admin.js';
 
 /** Longest stretch of handled-but-uncommitted messages within one long batch. */

@@ -1,3 +1,4 @@
+import { withTimeout } from '../../async.js';
 import { Redis, type RedisOptions } from 'ioredis';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -84,26 +85,6 @@ export async function disconnect(conn: RedisConnection, timeoutMs = 1_000): Prom
     await withTimeout(conn.quit(), timeoutMs, () => new Error('quit timed out')).catch(() => undefined);
   }
   conn.disconnect();
-}
-
-/**
- * Races `promise` against a timer. The timer is cleared when the promise settles, so nothing lingers.
- * The underlying command is not cancelled (Redis may still run it): callers document what that means.
- */
-export function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
 }
 
 const CONNECTION_ERRORS = /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Socket timeout|Command aborted due to connection close/i;

@@ -1,10 +1,11 @@
+import { withTimeout } from '../../async.js';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { planLeases } from '../leases.js';
-import { withTimeout, type RedisConnection } from './connection.js';
+import { type RedisConnection } from './connection.js';
 import type { RedisKeys } from './keys.js';
 import type { Member, Owned, PartitionRef } from './partitions.js';
-import type { Notifier } from './signal.js';
+import type { Notifier } from '../../async.js';
 
 export interface MembershipContext extends Member {
   main: RedisConnection;

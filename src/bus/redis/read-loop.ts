@@ -1,9 +1,9 @@
 import type { Logger } from '../../logger.js';
-import { sleep } from '../attempts.js';
+import { sleep } from '../../async.js';
 import type { RedisConnection } from './connection.js';
 import { streamsOf } from './entries.js';
 import type { Dispatch, Member, Owned, PartitionRef } from './partitions.js';
-import type { Notifier } from './signal.js';
+import type { Notifier } from '../../async.js';
 
 const READ_COUNT = 128;
 /** Messages queued in one consumer above which it stops reading (exported for tests). */

@@ -1,10 +1,11 @@
+import { withTimeout } from '../../async.js';
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
 import type { RedisBusConfig } from '../options.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';
-import { connect, disconnect, evictionPolicyProblem, openConnection, redactUrl, toBusError, withTimeout, type RedisConnection } from './connection.js';
+import { connect, disconnect, evictionPolicyProblem, openConnection, redactUrl, toBusError, type RedisConnection } from './connection.js';
 import { encodeMessage, type EncodedMessage } from './entries.js';
 import { redisKeys, type RedisKeys } from './keys.js';
 import { Publisher } from './publisher.js';

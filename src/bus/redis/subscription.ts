@@ -1,20 +1,22 @@
+import { withTimeout } from '../../async.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { BusError, ErrorCodes, describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { deliverWithRetry, KeyedScheduler, retryPolicy, sleep, type RetryPolicy } from '../attempts.js';
+import { sleep } from '../../async.js';
+import { deliverWithRetry, KeyedScheduler, retryPolicy, type RetryPolicy } from '../attempts.js';
 import type { RedisBusConfig } from '../options.js';
 import { dlqTopic } from '../topics.js';
 import { DlqHeaders, type BusMessage, type Delivery, type SubscribeOptions, type Subscription } from '../types.js';
 import { AckBatcher } from './acks.js';
-import { connect, disconnect, openConnection, toBusError, withTimeout, type RedisConnection } from './connection.js';
+import { connect, disconnect, openConnection, toBusError, type RedisConnection } from './connection.js';
 import { decodeEntry, rawFields, type EncodedMessage } from './entries.js';
 import type { RedisKeys } from './keys.js';
 import { GroupMembership } from './membership.js';
 import type { Owned } from './partitions.js';
 import { PendingRecovery } from './pending.js';
 import { LOW_WATER, ReadLoop } from './read-loop.js';
-import { Notifier } from './signal.js';
+import { Notifier } from '../../async.js';
 import { TopicDiscovery } from './topic-discovery.js';
 
 /*
