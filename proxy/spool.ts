@@ -83,6 +83,8 @@ export class Spool {
   private opened = false;
   private closed = false;
   private readonly cursorFile: string;
+  /** Records skipped because they did not parse (each logged as CUTOVER_SPOOL_CORRUPT). */
+  corruptRecords = 0;
   private readonly lockFile: string;
 
   constructor(options: SpoolOptions) {
@@ -331,8 +333,11 @@ export class Spool {
         try {
           const parsed = JSON.parse(line.toString('utf8')) as { s: number; t: string; m: BusMessage };
           records.push({ seq: parsed.s, topic: parsed.t, message: parsed.m });
-        } catch (err) {
-          this.opts.logger.error({ err, segment: head.name, offset: pos - line.length - 1 }, 'skipping a corrupt spool record');
+        } catch (cause) {
+          const offset = pos - line.length - 1;
+          this.corruptRecords++;
+          const err = new CutoverError(ErrorCodes.SPOOL_CORRUPT, `spool segment ${head.name} has a record at byte ${offset} that does not parse; it is skipped`, { cause });
+          this.opts.logger.error({ err, segment: head.name, offset }, 'skipping a corrupt spool record');
         }
       }
       if (pos >= buf.length || buf.indexOf(NEWLINE, pos) === -1) {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Spool, type SpoolRecord } from '../../proxy/spool.js';
 import { ErrorCodes } from '../../src/errors.js';
+import { pino } from 'pino';
 import { silentLogger } from '../../src/logger.js';
 
 const dirs: string[] = [];
@@ -115,6 +116,24 @@ describe('Spool', () => {
     await appendFile(path.join(dir, seg), '{"s":3,"t":"x","m":{"key":nu');
     const s2 = await openSpool(dir);
     expect(await drainAll(s2)).toEqual([0, 1, 2]);
+  });
+
+  it('skips a record that does not parse with a CUTOVER_SPOOL_CORRUPT error, and keeps the records after it', async () => {
+    const dir = await tempDir();
+    const s1 = await openSpool(dir);
+    await s1.append(records(0, 2));
+    await s1.close();
+    const seg = (await readdir(dir)).find((n) => n.startsWith('seg-'))!;
+    await appendFile(path.join(dir, seg), 'not json at all\n');
+    const lines: Array<{ err?: { code?: string }; msg?: string }> = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const s2 = new Spool({ dir, maxBytes: 10_000_000, segmentBytes: 1_000_000, logger });
+    await s2.open();
+    spools.push(s2);
+    await s2.append(records(2, 2));
+    expect(await drainAll(s2)).toEqual([0, 1, 2, 3]);
+    expect(s2.corruptRecords).toBe(1);
+    expect(lines.map((l) => [l.err?.code, l.msg])).toEqual([[ErrorCodes.SPOOL_CORRUPT, 'skipping a corrupt spool record']]);
   });
 
   it('refuses a directory another live spool holds, and takes over a stale lock', async () => {
