@@ -3,8 +3,8 @@
  * readiness reports, load and validate config, and match errors by code. Bus-native agents import the SDK
  * from `cutover/sdk` instead.
  *
- * Everything here is a stable surface: what the sidecar, shadow side and reports are made of stays
- * internal so it can change without breaking callers.
+ * Only what callers need is exported: what the sidecar, shadow side and reports are made of stays internal,
+ * so it can change without breaking them.
  * @packageDocumentation
  */
 import type { z } from 'zod';
