@@ -180,3 +180,6 @@ export interface Report {
   input: InputStats;
   flows: FlowReport[];
 }
+
+/** Exit codes of `cutover report`: CI gates on them. NOT_READY wins over INSUFFICIENT_DATA. */
+export const ReportExitCode = { READY: 0, NOT_READY: 1, INSUFFICIENT_DATA: 3 } as const satisfies Record<VerdictStatus, number>;

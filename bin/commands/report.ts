@@ -8,11 +8,9 @@ import { renderJson } from '../../reports/render-json.js';
 import { renderMarkdown } from '../../reports/render-md.js';
 import { renderText } from '../../reports/render-text.js';
 import { buildReport, parityRecordsFromBus, reportFlowsFromConfig } from '../../reports/report.js';
-import type { VerdictStatus } from '../../reports/types.js';
+import { ReportExitCode } from '../../reports/types.js';
 import { loadConfig, parseCommandArgs, usageError, withBus, type CliIo, type CommandDeps } from '../io.js';
 
-/** Exit codes of `cutover report`: CI gates on them. NOT_READY wins over INSUFFICIENT_DATA. */
-export const ReportExitCode = { READY: 0, NOT_READY: 1, INSUFFICIENT_DATA: 3 } as const satisfies Record<VerdictStatus, number>;
 
 export const REPORT_FORMATS = ['text', 'json', 'md', 'html'] as const;
 export type ReportFormat = (typeof REPORT_FORMATS)[number];

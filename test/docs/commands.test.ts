@@ -4,8 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { runCli } from '../../bin/main.js';
 
 /**
- * Every `cutover …` command line in README.md and docs/*.md names a real command, and every --flag it uses is
- * one that command's own --help lists: a renamed flag or command fails here instead of rotting in the docs.
+ * Every `cutover …` command line (also as `node bin/cutover.js …` or `node_modules/.bin/cutover …`) in
+ * README.md and docs/*.md names a real command, and every --flag it uses is one that command's own --help
+ * lists: a renamed flag or command fails here instead of rotting in the docs.
  */
 const root = path.resolve(import.meta.dirname, '../..');
 const files = ['README.md', ...readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
@@ -17,8 +18,10 @@ function commandLines(text: string): string[] {
   for (const span of text.replace(/```[\s\S]*?```/g, '').matchAll(/`([^`\n]+)`/g)) lines.push(span[1]!);
   return lines
     .map((l) => l.replace(/^\s*\$\s*/, '').trim())
-    .filter((l) => /^(npx )?cutover [a-z]/.test(l))
-    .map((l) => l.replace(/^npx /, '').replace(/\s+#.*$/, ''));
+    // The ways the docs start the CLI (npx, the launcher run by node, the installed bin) are all `cutover`.
+    .map((l) => l.replace(/^(npx cutover|node \S*bin\/cutover\.js|\S*node_modules\/\.bin\/cutover)(?=\s)/, 'cutover'))
+    .filter((l) => /^cutover [a-z]/.test(l))
+    .map((l) => l.replace(/\s+#.*$/, ''));
 }
 
 async function helpOf(command: string): Promise<string | undefined> {

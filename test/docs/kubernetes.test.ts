@@ -26,6 +26,7 @@ const K8S = path.join(DOCS, 'kubernetes');
 // Plain shapes of the few manifest fields the checks read (the manifests are parsed YAML).
 interface Container {
   name: string;
+  command?: string[];
   args?: string[];
   env?: Array<{ name: string; value?: string }>;
   envFrom?: Array<{ secretRef?: { name: string } }>;
@@ -129,6 +130,16 @@ describe('docs/kubernetes', () => {
       expect(c.securityContext?.runAsNonRoot).toBe(true);
       expect(typeof c.securityContext?.runAsUser).toBe('number');
     }
+  });
+
+  it('both Deployments run node itself on the launcher the image holds, so SIGTERM reaches the sidecar', () => {
+    const entrypoint = /ENTRYPOINT (\[.*\])/.exec(readDoc('docs/deployment.md'))?.[1];
+    expect(entrypoint, 'the Dockerfile in docs/deployment.md').toBeDefined();
+    for (const d of [deployment, shadow]) {
+      const c = d.spec!.template!.spec.containers.find((x) => x.args?.includes('--config'))!;
+      expect(c.command, d.metadata.name).toEqual(JSON.parse(entrypoint!));
+    }
+    expect(JSON.parse(entrypoint!)).toEqual(['node', '/app/bin/cutover.js']);
   });
 
   it('ports agree: Service → sidecar data port, admin port, sidecar → agent', () => {

@@ -100,8 +100,12 @@ export interface OffsetRow {
   dispatched_seq: number;
 }
 
+// A local name for better-sqlite3's statement type, which its typings keep in a namespace they do not
+// export: without it the emitted declarations of `Statements` could not name the type.
+interface Statement<R> extends Database.Statement<unknown[], R> {}
+
 function prepareAll(db: Database.Database) {
-  const p = <R = unknown>(sql: string) => db.prepare<unknown[], R>(sql);
+  const p = <R = unknown>(sql: string): Statement<R> => db.prepare<unknown[], R>(sql);
   return {
     syncFull: p('PRAGMA synchronous = FULL'),
     syncNormal: p('PRAGMA synchronous = NORMAL'),
