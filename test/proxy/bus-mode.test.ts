@@ -306,10 +306,10 @@ describe('flip log at boot', () => {
         return { [Symbol.asyncIterator]: () => it, close: async () => void end!() } as ReturnType<MemoryBus['read']>;
       }
     }
-    const started = Date.now();
+    // Start returns although the log never answers: the boot wait bounds it, not the log.
     const sc = await startSidecar(config({ mode: 'direct' }), { bus: new StuckReads(), registry: createRegistry(), flipLogBootWaitMs: 300 });
     cleanups.push(() => sc.close());
-    expect(Date.now() - started).toBeLessThan(20_000); // bounded by the boot wait, not by the log
+    expect(sc.flows.get('inventory.reserve')?.mode).toBe('direct');
     expect((await request(sc.data.url, reserve('cust-boot'))).status).toBe(201);
   });
 });
