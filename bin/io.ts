@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { openBus } from '../src/bus/index.js';
-import type { BusConfig } from '../src/bus/options.js';
+import type { BusConfig } from '../src/config/bus.js';
 import type { Bus } from '../src/bus/types.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { cutoverConfigSchema, type CutoverConfig } from '../src/config/schema.js';

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Delivery } from '../src/bus/types.js';
 import { describeError, ErrorCodes, isCutoverError } from '../src/errors.js';
 import type { ParsedMode } from '../src/flips/mode.js';
-import { SAFE_METHODS } from '../src/flows/schema.js';
+import { SAFE_METHODS } from '../src/config/flow.js';
 import type { Logger } from '../src/logger.js';
 import { DEFAULT_REPLY_HEADERS, replayHeaders, sendReplay } from '../src/http/replay.js';
 import { bodyBytes } from '../src/events/body.js';

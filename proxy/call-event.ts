@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { BusMessage } from '../src/bus/types.js';
 import type { CloudEvent } from '../src/events/types.js';
 import { CallHeaders, KEY_ID_EXTENSION, OBSERVATIONS_TOPIC, ObservationTypes, type CallData, type ObservationData } from '../src/events/wire.js';
-import type { FlowMode } from '../src/flows/schema.js';
+import type { FlowMode } from '../src/config/flow.js';
 
 // The data plane builds its observations and samples from these; they belong to the wire format.
 

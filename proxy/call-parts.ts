@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { BusMessage } from '../src/bus/types.js';
 import { isTraceparent, newTraceparent } from '../src/events/cloudevent.js';
 import { parseQuery } from '../src/flows/key.js';
-import type { FlowMode } from '../src/flows/schema.js';
+import type { FlowMode } from '../src/config/flow.js';
 import { buildCallMessage } from './call-event.js';
 import { callSample } from '../src/events/wire.js';
 import { encodeBody, type EncodedBody } from '../src/events/body.js';

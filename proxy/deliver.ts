@@ -1,7 +1,7 @@
-import type { BusConfig } from '../src/bus/options.js';
+import type { BusConfig } from '../src/config/bus.js';
 import type { Bus } from '../src/bus/types.js';
 import type { CloudEvent } from '../src/events/types.js';
-import type { FlowConfig } from '../src/flows/schema.js';
+import type { FlowConfig } from '../src/config/flow.js';
 import type { Logger } from '../src/logger.js';
 import { createDedupeStore, type DedupeStore } from '../src/handling/dedupe/index.js';
 import { DEFAULT_REPLY_HEADERS } from '../src/http/replay.js';

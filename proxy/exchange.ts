@@ -1,5 +1,5 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import type { FlowMode } from '../src/flows/schema.js';
+import type { FlowMode } from '../src/config/flow.js';
 import type { CallSample } from '../src/parity/types.js';
 import type { BodyCapture } from './capture.js';
 import type { FlowEntry } from './flow-table.js';

@@ -1,6 +1,6 @@
 import type { Bus } from '../src/bus/types.js';
 import { ControlError, ErrorCodes } from '../src/errors.js';
-import type { FlowConfig } from '../src/flows/schema.js';
+import type { FlowConfig } from '../src/config/flow.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import type { ParityRecord } from '../src/parity/types.js';
 import type { FlowReadinessConfig, ReadinessConfig } from '../src/config/readiness.js';

@@ -1,6 +1,6 @@
 import { compileKey, type KeyExtractor } from '../src/flows/key.js';
 import { compileFlows, type FlowMatch, type FlowMatcher } from '../src/flows/match.js';
-import type { FlowConfig, FlowMode } from '../src/flows/schema.js';
+import type { FlowConfig, FlowMode } from '../src/config/flow.js';
 import { CutoverError, ErrorCodes } from '../src/errors.js';
 import type { SkipReason } from './metrics.js';
 

@@ -1,5 +1,5 @@
 import type { Bus } from '../src/bus/types.js';
-import type { FlowConfig } from '../src/flows/schema.js';
+import type { FlowConfig } from '../src/config/flow.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
 import { DEFAULT_LIMITS, FlowAggregate, INVALID, recordTime, type AggregateLimits, type FlowInfo } from './aggregate.js';

@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import type { BusConfig } from '../src/bus/options.js';
+import type { BusConfig } from '../src/config/bus.js';
 import type { Bus } from '../src/bus/types.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { createDedupeStore, type DedupeStore } from '../src/handling/dedupe/index.js';

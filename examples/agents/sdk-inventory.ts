@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import type { BusConfigInput } from '../../src/bus/options.js';
+import type { BusConfigInput } from '../../src/config/bus.js';
 import { createLogger, silentLogger, type Logger } from '../../src/logger.js';
 import { AgentBus, type HandlerContext } from '../../src/sdk/index.js';
 

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { busConfigSchema, type BusConfig, type BusConfigInput } from '../../src/bus/options.js';
+import { busConfigSchema, type BusConfig, type BusConfigInput } from '../../src/config/bus.js';
 import { tcpReachable } from '../../src/net.js';
 import type { DemoOptions } from './options.js';
 

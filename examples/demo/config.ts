@@ -2,7 +2,7 @@ import path from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
 import { readinessSchema, type ReadinessConfig } from '../../src/config/readiness.js';
-import type { BusConfigInput } from '../../src/bus/options.js';
+import type { BusConfigInput } from '../../src/config/bus.js';
 import { configFlowSchema, cutoverConfigSchema } from '../../src/config/schema.js';
 import type { CalleeAgent } from '../shop/index.js';
 import type { Fixable } from './options.js';

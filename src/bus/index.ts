@@ -1,10 +1,12 @@
 import { ConfigError, ErrorCodes } from '../errors.js';
 import { silentLogger } from '../logger.js';
-import { busConfigSchema, type BusConfigInput, type CreateBusOptions } from './options.js';
+import { busConfigSchema, type BusConfigInput } from '../config/bus.js';
+import type { CreateBusOptions } from './options.js';
 import type { Bus } from './types.js';
 
 export * from './types.js';
-export { busConfigSchema, type BusConfig, type BusConfigInput, type CreateBusOptions } from './options.js';
+export { busConfigSchema, type BusConfig, type BusConfigInput } from '../config/bus.js';
+export type { CreateBusOptions } from './options.js';
 export { topicMatcher, topicsMatcher, assertTopicName, assertTopicPattern, dlqTopic, isPattern } from './topics.js';
 
 /**

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { hostPort, httpUrl } from './fields.js';
-import { busConfigSchema } from '../bus/options.js';
-import { flowObjectSchema, refineFlow } from '../flows/schema.js';
+import { busConfigSchema } from './bus.js';
+import { flowObjectSchema, refineFlow } from './flow.js';
 import { flowReadinessSchema, readinessSchema } from './readiness.js';
 import { flowShadowKeys, shadowConfigSchema } from './shadow.js';
 import { sidecarConfigShape } from './sidecar.js';

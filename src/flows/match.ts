@@ -1,4 +1,4 @@
-import type { FlowConfig } from './schema.js';
+import type { FlowConfig } from '../config/flow.js';
 
 /** A request that matched a flow, with the path template's parameters (percent-decoded). */
 export interface FlowMatch<F extends FlowConfig = FlowConfig> {

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { nonRetriable } from '../bus/attempts.js';
 import { createBus, type CreateBusOptions } from '../bus/index.js';
-import type { BusConfig, BusConfigInput } from '../bus/options.js';
-import { busConfigSchema } from '../bus/options.js';
+import type { BusConfig, BusConfigInput } from '../config/bus.js';
+import { busConfigSchema } from '../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../bus/topics.js';
 import type { BackoffOptions, Bus, Delivery, Subscription } from '../bus/types.js';
 import { base64Body } from '../events/body.js';

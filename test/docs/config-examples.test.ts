@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { sidecarConfigSchema } from '../../src/config/schema.js';
-import { busConfigSchema } from '../../src/bus/options.js';
+import { busConfigSchema } from '../../src/config/bus.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { cutoverConfigSchema } from '../../src/config/schema.js';
 import { codeBlocks, markdownFiles, stubEnv, type CodeBlock } from './markdown.js';

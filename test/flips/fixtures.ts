@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { BusConfigInput } from '../../src/bus/options.js';
+import type { BusConfigInput } from '../../src/config/bus.js';
 import type { ParityRecord } from '../../src/parity/types.js';
 import { busTargets as sharedBusTargets } from '../helpers/bus-targets.js';
 

@@ -11,7 +11,7 @@ import type { FlowMode } from '../../src/flips/mode.js';
 import { FLIP_TOPIC, type FlipRecord } from '../../src/flips/types.js';
 import { PARITY_EVENT_TYPE, PARITY_TOPIC, type ParityRecord } from '../../src/parity/types.js';
 import { readinessSchema } from '../../src/config/readiness.js';
-import type { FlowConfig } from '../../src/flows/schema.js';
+import type { FlowConfig } from '../../src/config/flow.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { busTargets, records, TEST_READINESS } from './fixtures.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileFlows, compilePathTemplate } from '../../src/flows/match.js';
-import { flowSchema, type FlowConfig } from '../../src/flows/schema.js';
+import { flowSchema, type FlowConfig } from '../../src/config/flow.js';
 
 const flow = (name: string, method: string, path: string): FlowConfig =>
   flowSchema.parse({ name, match: { method, path }, topic: `commands.agent.inventory.${name.replace(/\W/g, '')}`, mode: 'shadow' });

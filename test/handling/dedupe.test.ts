@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { busConfigSchema } from '../../src/bus/options.js';
+import { busConfigSchema } from '../../src/config/bus.js';
 import { createDedupeStore, DEDUPE_FILE, MemoryDedupeStore, RedisDedupeStore, SqliteDedupeStore, type DedupeStore } from '../../src/handling/dedupe/index.js';
 import { redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';

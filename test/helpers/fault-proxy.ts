@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { redisBusSchema } from '../../src/bus/options.js';
+import { redisBusSchema } from '../../src/config/bus.js';
 import type { BusConfigInput, CreateBusOptions } from '../../src/bus/index.js';
 
 /**

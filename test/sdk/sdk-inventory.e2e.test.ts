@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { start as startRestInventory } from '../../examples/agents/inventory.js';
 import { startSdkInventory } from '../../examples/agents/sdk-inventory.js';
 import { createBus, DlqHeaders, type Bus, type BusMessage, type Delivery } from '../../src/bus/index.js';
-import { busConfigSchema } from '../../src/bus/options.js';
+import { busConfigSchema } from '../../src/config/bus.js';
 import type { ParityRecord } from '../../src/parity/types.js';
 import { flowCompareSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBus, type Bus, type BusConfigInput, type BusMessage } from '../../src/bus/index.js';
-import { busConfigSchema } from '../../src/bus/options.js';
+import { busConfigSchema } from '../../src/config/bus.js';
 import { comparatorGroupOf } from '../../shadow/comparator.js';
 import { OBSERVATIONS_TOPIC, ObservationTypes, type BusReplyData } from '../../src/events/wire.js';
 import { flowCompareSchema, shadowConfigSchema } from '../../src/config/shadow.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBus, type Bus } from '../../src/bus/index.js';
-import { busConfigSchema } from '../../src/bus/options.js';
+import { busConfigSchema } from '../../src/config/bus.js';
 import type { ParityRecord } from '../../src/parity/types.js';
 import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime, type ShadowFlowConfig } from '../../shadow/runtime.js';

@@ -8,7 +8,7 @@ import { start as startInventory } from '../../examples/agents/inventory.js';
 import { startSdkInventory } from '../../examples/agents/sdk-inventory.js';
 import { startSidecar } from '../../proxy/sidecar.js';
 import { createBus, type BusConfigInput } from '../../src/bus/index.js';
-import { busConfigSchema } from '../../src/bus/options.js';
+import { busConfigSchema } from '../../src/config/bus.js';
 import { createRegistry } from '../../src/metrics.js';
 import { buildReport } from '../../reports/report.js';
 import { renderMarkdown } from '../../reports/render-md.js';

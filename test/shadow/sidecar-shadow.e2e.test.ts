@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
 import { startSidecar } from '../../proxy/sidecar.js';
 import { createBus, type BusConfigInput } from '../../src/bus/index.js';
-import { busConfigSchema } from '../../src/bus/options.js';
+import { busConfigSchema } from '../../src/config/bus.js';
 import { createRegistry } from '../../src/metrics.js';
 import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';

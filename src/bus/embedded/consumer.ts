@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../logger.js';
 import { sleep } from '../../async.js';
 import { deliverWithRetry, KeyedScheduler, retryPolicy, type DeliveryOutcome, type RetryPolicy } from '../attempts.js';
-import type { EmbeddedBusConfig } from '../options.js';
+import type { EmbeddedBusConfig } from '../../config/bus.js';
 import { planLeases } from '../leases.js';
 import { backoffDelay } from '../retry.js';
 import { isPattern, topicsMatcher } from '../topics.js';

@@ -1,7 +1,7 @@
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
-import type { EmbeddedBusConfig } from '../options.js';
+import type { EmbeddedBusConfig } from '../../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';
 import { EmbeddedSubscription } from './consumer.js';

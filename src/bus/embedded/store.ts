@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CloudEvent } from '../../events/types.js';
-import type { EmbeddedBusConfig } from '../options.js';
+import type { EmbeddedBusConfig } from '../../config/bus.js';
 import type { Delivery } from '../types.js';
 import { BUSY_TIMEOUT_MS, withBusyRetry } from './sqlite.js';
 

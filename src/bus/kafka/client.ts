@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import { Kafka, logLevel, type ISocketFactory, type LogEntry, type RetryOptions, type SASLOptions } from 'kafkajs';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
-import type { KafkaBusConfig } from '../options.js';
+import type { KafkaBusConfig } from '../../config/bus.js';
 
 /** Same keep-alive kafkajs's own socket factory sets, so swapping in `options.connect` changes nothing else. */
 const KEEP_ALIVE_MS = 60_000;

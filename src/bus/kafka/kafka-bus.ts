@@ -2,7 +2,7 @@ import type { Kafka } from 'kafkajs';
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
-import type { KafkaBusConfig } from '../options.js';
+import type { KafkaBusConfig } from '../../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';
 import { createKafkaClient } from './client.js';

@@ -1,7 +1,7 @@
 import { Partitioners, type Kafka, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { CutoverError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { KafkaBusConfig } from '../options.js';
+import type { KafkaBusConfig } from '../../config/bus.js';
 import { ClientHandle } from './client-handle.js';
 import type { OutgoingMessage } from './codec.js';
 import { clientRetry } from './client.js';

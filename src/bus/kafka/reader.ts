@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { CutoverError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { KafkaBusConfig } from '../options.js';
+import type { KafkaBusConfig } from '../../config/bus.js';
 import type { Delivery, ReadOptions, ReadStream } from '../types.js';
 import { decodeMessage } from './codec.js';
 import { toBusError } from './errors.js';

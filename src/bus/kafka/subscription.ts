@@ -4,7 +4,7 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { deliverWithRetry, KeyedScheduler, retryPolicy, type DeliveryOutcome, type RetryPolicy } from '../attempts.js';
-import type { KafkaBusConfig } from '../options.js';
+import type { KafkaBusConfig } from '../../config/bus.js';
 import { dlqTopic, isPattern, topicsMatcher } from '../topics.js';
 import { DlqHeaders, type BusMessage, type SubscribeOptions, type Subscription } from '../types.js';
 import { clientRetry } from './client.js';

@@ -1,6 +1,6 @@
 import kafkajs, { type Admin, type Kafka } from 'kafkajs';
 import type { Logger } from '../../logger.js';
-import type { KafkaBusConfig } from '../options.js';
+import type { KafkaBusConfig } from '../../config/bus.js';
 import { ClientHandle } from './client-handle.js';
 
 export interface PartitionOffsets {

@@ -2,7 +2,7 @@ import { withTimeout } from '../../async.js';
 import { Redis, type RedisOptions } from 'ioredis';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { RedisBusConfig } from '../options.js';
+import type { RedisBusConfig } from '../../config/bus.js';
 import { CLAIM_LUA, HEARTBEAT_LUA, PUBLISH_LUA, RELEASE_LUA } from './scripts.js';
 
 /**

@@ -1,7 +1,7 @@
 import { withTimeout } from '../../async.js';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { RedisBusConfig } from '../options.js';
+import type { RedisBusConfig } from '../../config/bus.js';
 import { toBusError, type RedisConnection } from './connection.js';
 import type { EncodedMessage } from './entries.js';
 import { partitionOf, type RedisKeys } from './keys.js';

@@ -1,7 +1,7 @@
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { sleep } from '../../async.js';
-import type { RedisBusConfig } from '../options.js';
+import type { RedisBusConfig } from '../../config/bus.js';
 import type { Delivery, ReadOptions, ReadStream } from '../types.js';
 import { connect, disconnect, openConnection, toBusError, type RedisConnection } from './connection.js';
 import { decodeEntry, streamsOf, type RawEntry } from './entries.js';

@@ -2,7 +2,7 @@ import { withTimeout } from '../../async.js';
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
-import type { RedisBusConfig } from '../options.js';
+import type { RedisBusConfig } from '../../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';
 import { connect, disconnect, evictionPolicyProblem, openConnection, redactUrl, toBusError, type RedisConnection } from './connection.js';

@@ -5,7 +5,7 @@ import { BusError, ErrorCodes, describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { sleep } from '../../async.js';
 import { deliverWithRetry, KeyedScheduler, retryPolicy, type RetryPolicy } from '../attempts.js';
-import type { RedisBusConfig } from '../options.js';
+import type { RedisBusConfig } from '../../config/bus.js';
 import { dlqTopic } from '../topics.js';
 import { DlqHeaders, type BusMessage, type Delivery, type SubscribeOptions, type Subscription } from '../types.js';
 import { AckBatcher } from './acks.js';

@@ -1,5 +1,5 @@
 import type { Logger } from '../../logger.js';
-import type { RedisBusConfig } from '../options.js';
+import type { RedisBusConfig } from '../../config/bus.js';
 import { isPattern, topicsMatcher } from '../topics.js';
 import type { RedisConnection } from './connection.js';
 import type { RedisKeys } from './keys.js';

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { BusConfig } from '../../bus/options.js';
+import type { BusConfig } from '../../config/bus.js';
 import { MemoryDedupeStore } from './memory.js';
 import { RedisDedupeStore } from './redis.js';
 import { SqliteDedupeStore } from './sqlite.js';

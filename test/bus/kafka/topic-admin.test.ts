@@ -1,7 +1,7 @@
 import type { Admin, Kafka } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { TopicAdmin } from '../../../src/bus/kafka/topic-admin.js';
-import { kafkaBusSchema } from '../../../src/bus/options.js';
+import { kafkaBusSchema } from '../../../src/config/bus.js';
 import { ErrorCodes } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/logger.js';
 

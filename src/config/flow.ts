@@ -24,7 +24,7 @@ export function templateParams(template: string): string[] {
     .filter((name): name is string => name !== undefined);
 }
 
-/** Flow fields without cross-field checks, for issues that extend the flow (flips add modes and gates). */
+/** Flow fields without cross-field checks, so sections can extend a flow (shadow, compare, readiness keys). */
 export const flowObjectSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'expected lowercase letters, digits, dots, _ or - (like inventory.reserve)'),
