@@ -48,3 +48,54 @@ export function samplesNeeded(p: number, threshold: number, z: number = Z95): nu
   }
   return hi;
 }
+
+/** ln Γ(x) for x > 0 (Lanczos, g = 7, nine terms: ~15 significant digits, enough for bounds). */
+export function logGamma(x: number): number {
+  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
+  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const y = x - 1;
+  let sum = c[0]!;
+  for (let i = 1; i < 9; i++) sum += c[i]! / (y + i);
+  const t = y + 7.5;
+  return 0.5 * Math.log(2 * Math.PI) + (y + 0.5) * Math.log(t) - t + Math.log(sum);
+}
+
+function logBeta(a: number, b: number): number {
+  return logGamma(a) + logGamma(b) - logGamma(a + b);
+}
+
+/**
+ * The prior of the parity confidence sequence: Beta(a, b). It decides only how fast the bound tightens
+ * (not whether it is valid): most of its mass near 1 makes a flow with (almost) no mismatches reach a high
+ * threshold with few calls, at the price of a slower bound for flows with many mismatches, which fail
+ * their threshold anyway.
+ */
+export const PARITY_PRIOR = { a: 1, b: 0.05 } as const;
+
+/**
+ * Lower end of an anytime-valid 1 − alpha confidence sequence for a proportion (a beta-binomial mixture
+ * of likelihood ratios, bounded with Ville's inequality): with probability at least 1 − alpha the true
+ * proportion stays above this bound at every sample size at once. So it may be looked at after every call,
+ * as the readiness gate and people polling a report do, without the repeated looks inflating the chance
+ * of a false READY — which a fixed-n interval (Wilson) checked again and again does.
+ *
+ * The set { p : M_n(p) < 1/alpha } with M_n(p) = B(a + s, b + f) / B(a, b) / (p^s (1 − p)^f) is an
+ * interval around s/n (ln M is convex in p and at most 0 at s/n); its lower end is found by bisection.
+ */
+export function anytimeLowerBound(successes: number, n: number, alpha = 0.05, prior: { a: number; b: number } = PARITY_PRIOR): number {
+  if (!(n > 0) || successes <= 0) return 0;
+  if (successes > n) throw new RangeError(`successes ${successes} outside 0..${n}`);
+  const failures = n - successes;
+  const mixture = logBeta(prior.a + successes, prior.b + failures) - logBeta(prior.a, prior.b);
+  const limit = Math.log(1 / alpha);
+  const logM = (p: number): number => mixture - successes * Math.log(p) - (failures > 0 ? failures * Math.log1p(-p) : 0);
+  let lo = 0;
+  let hi = successes / n;
+  // logM falls from +∞ at 0 to its minimum (≤ 0) at s/n: the lower end is where it crosses ln(1/alpha).
+  for (let i = 0; i < 100 && hi - lo > 1e-12; i++) {
+    const mid = (lo + hi) / 2;
+    if (logM(mid) >= limit) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
