@@ -1,9 +1,10 @@
 import { PARITY_OUTCOMES, type CallSample, type FieldDiff, type ParityOutcome, type ParityRecord } from '../src/parity/types.js';
 import { buildCurl } from './curl.js';
 import { ValueHistogram } from './histogram.js';
-import { wilson } from './stats.js';
-import { TimelineCounter, type BucketOutcome } from './timeline.js';
-import type { DiffExample, DiffField, FlowReport, NoiseField, RateStat } from './types.js';
+import { latestChange } from './change.js';
+import { anytimeInterval, wilson } from './stats.js';
+import { TimelineCounter, type BucketOutcome, type Counts } from './timeline.js';
+import type { ChangePoint, DiffExample, DiffField, FlowReport, NoiseField, Parity, RateStat, Segment } from './types.js';
 
 /** Bounds that keep a flow's aggregate small whatever the stream holds. */
 export interface AggregateLimits {
@@ -97,6 +98,8 @@ export class FlowAggregate {
   private readonly modes = new Map<string, number>();
   private readonly errorCodes = new Map<string, number>();
   private readonly timeline: TimelineCounter;
+  /** Finer buckets than the chart's, for finding when parity changed. */
+  private readonly changes: TimelineCounter;
   private firstMs = Infinity;
   private lastMs = -Infinity;
   private sampledMethod: string | undefined;
@@ -106,6 +109,7 @@ export class FlowAggregate {
     private readonly limits: AggregateLimits = DEFAULT_LIMITS,
   ) {
     this.timeline = new TimelineCounter(limits.maxBuckets);
+    this.changes = new TimelineCounter(CHANGE_BUCKETS);
   }
 
   /** Adds one record already checked by {@link recordTime}; `atMs` is what that returned. */
@@ -117,6 +121,7 @@ export class FlowAggregate {
     if (atMs < this.firstMs) this.firstMs = atMs;
     if (atMs > this.lastMs) this.lastMs = atMs;
     this.timeline.add(atMs, BUCKET_OF[outcome]);
+    this.changes.add(atMs, BUCKET_OF[outcome], { errorBus: outcome === 'error_bus', dlq: record.dlq === true });
     this.direct.record(record.directLatencyMs);
     this.bus.record(record.busLatencyMs);
     this.lag.record(record.busLagMs);
@@ -165,12 +170,17 @@ export class FlowAggregate {
     if (seen.size === 0) this.mismatchesWithoutDiffs++;
   }
 
+  private change(): ChangePoint | null {
+    const buckets = this.changes.counts();
+    const found = latestChange(buckets);
+    if (!found) return null;
+    return { at: new Date(buckets[found.index]!.startMs).toISOString(), llr: Math.round(found.llr * 100) / 100, before: segmentOf(found.before), after: segmentOf(found.after) };
+  }
+
   /** The flow's section of the report, minus criteria and verdict (verdict.ts adds those). */
   summarize(baseUrl: string): Omit<FlowReport, 'criteria' | 'verdict'> {
     const samples = this.samples;
     const rate = (count: number): RateStat => ({ count, rate: samples > 0 ? count / samples : null });
-    const compared = this.outcomes.match + this.outcomes.mismatch;
-    const interval = compared > 0 ? wilson(this.outcomes.match, compared) : null;
     const topDiffs: DiffField[] = [...this.fields.entries()]
       .sort((a, b) => b[1].count - a[1].count || a[0].localeCompare(b[0]))
       .slice(0, this.limits.topFields)
@@ -183,7 +193,7 @@ export class FlowAggregate {
       modesObserved: Object.fromEntries(this.modes),
       samples,
       outcomes: { ...this.outcomes },
-      parity: { compared, value: compared > 0 ? this.outcomes.match / compared : null, lowerBound: interval?.lower ?? null, upperBound: interval?.upper ?? null },
+      parity: parityOf(this.outcomes.match, this.outcomes.mismatch),
       missingBus: rate(this.outcomes.missing_bus),
       missingDirect: rate(this.outcomes.missing_direct),
       missing: rate(this.outcomes.missing_bus + this.outcomes.missing_direct),
@@ -197,11 +207,29 @@ export class FlowAggregate {
       untrackedDiffFields: this.untrackedFields.size + this.untrackedOverflow,
       mismatchesWithoutDiffs: this.mismatchesWithoutDiffs,
       noise,
+      change: this.change(),
       timeline: this.timeline.result(),
       firstAt: Number.isFinite(this.firstMs) ? new Date(this.firstMs).toISOString() : null,
       lastAt: Number.isFinite(this.lastMs) ? new Date(this.lastMs).toISOString() : null,
     };
   }
+}
+
+/** Buckets of the change search: fine enough to place a change within a fraction of a percent of the span. */
+const CHANGE_BUCKETS = 1000;
+
+/** Parity of `match` and `mismatch` counts with both its intervals. */
+export function parityOf(match: number, mismatch: number): Parity {
+  const compared = match + mismatch;
+  if (compared === 0) return { compared, value: null, lowerBound: null, upperBound: null, wilsonLowerBound: null, wilsonUpperBound: null };
+  const anytime = anytimeInterval(match, compared);
+  const w = wilson(match, compared);
+  return { compared, value: match / compared, lowerBound: anytime.lower, upperBound: anytime.upper, wilsonLowerBound: w.lower, wilsonUpperBound: w.upper };
+}
+
+function segmentOf(c: Counts): Segment {
+  const rate = (count: number): RateStat => ({ count, rate: c.samples > 0 ? count / c.samples : null });
+  return { samples: c.samples, parity: parityOf(c.match, c.mismatch), missing: rate(c.missing), errorBus: rate(c.errorBus), dlq: rate(c.dlq) };
 }
 
 function example(e: FieldState['examples'][number], baseUrl: string): DiffExample {

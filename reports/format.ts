@@ -67,3 +67,15 @@ export function textTable(header: string[], rows: string[][], options: { right?:
       .trimEnd();
   return [line(header, false), ...rows.map((r) => line(r, true))];
 }
+
+/** How a report words the parity interval: the anytime-valid one the verdict judges, Wilson's for reading. */
+export function parityIntervalText(p: { lowerBound: number | null; upperBound: number | null; wilsonLowerBound: number | null; wilsonUpperBound: number | null }): string {
+  return `anytime-valid 95% interval ${pct(p.lowerBound)} – ${pct(p.upperBound)} (Wilson ${pct(p.wilsonLowerBound)} – ${pct(p.wilsonUpperBound)}, for one look)`;
+}
+
+/** One sentence on a flow's change point, or null when its parity did not change. */
+export function changeText(change: { at: string; before: { parity: { value: number | null; compared: number } }; after: { parity: { value: number | null; compared: number } } } | null): string | null {
+  if (!change) return null;
+  const { before, after } = change;
+  return `parity changed at ${change.at}: ${pct(before.parity.value)} of ${int(before.parity.compared)} compared before, ${pct(after.parity.value)} of ${int(after.parity.compared)} since; the verdict judges the records since`;
+}

@@ -60,6 +60,7 @@ export function summarizeReport(report: FlowReport, basis: FlipRequest['basis'] 
     basis: basis.kind,
     since: basis.since,
     generatedAt: basis.generatedAt,
+    changeAt: report.change?.at ?? null,
   };
 }
 
@@ -91,7 +92,9 @@ function refusal(flow: string, from: FlowMode, to: FlowMode, summary: FlipReport
   const lines = summary
     ? summary.reasons.map((r) => `  - ${r.criterion} (${r.status}): ${r.message} [measured ${r.measured === null ? 'n/a' : formatNumber(r.measured)}, threshold ${formatNumber(r.threshold)}]`)
     : ['  - no readiness report for this flow'];
-  const basis = summary?.basis === 'canary' ? ` on the canary's own records${summary.since ? ` since ${summary.since}` : ''}` : '';
+  const basis =
+    (summary?.basis === 'canary' ? ` on the canary's own records${summary.since ? ` since ${summary.since}` : ''}` : '') +
+    (summary?.changeAt ? ` since its parity changed at ${summary.changeAt}` : '');
   const message = `flip ${flow} ${from} -> ${to} refused: verdict ${summary?.verdict ?? 'unknown'}${basis}\n${lines.join('\n')}\n(use --force --reason TEXT to override; the log records it)`;
   return new ControlError(ErrorCodes.FLIP_REFUSED, message, { status: 409, details: { flow, from, to, verdict: summary?.verdict ?? null, reasons: summary?.reasons ?? [] } });
 }

@@ -1,5 +1,5 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, valueText } from './format.js';
+import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText } from './format.js';
 import type { FlowReport, Percentiles, Report, Timeline, VerdictStatus } from './types.js';
 
 /**
@@ -162,13 +162,15 @@ function flowSection(f: FlowReport, index: number, flips?: readonly HtmlFlip[]):
   parts.push(
     `<div class="kpis">`,
     kpi('Samples', int(f.samples), `min ${int(f.criteria.minSamples)}`),
-    kpi('Parity', pct(f.parity.value), `95% lower ${pct(f.parity.lowerBound)} · min ${pct(f.criteria.minParityLowerBound)}`),
+    kpi('Parity', pct(f.parity.value), `95% lower ${pct(f.parity.lowerBound)} (Wilson ${pct(f.parity.wilsonLowerBound)}) · min ${pct(f.criteria.minParityLowerBound)}`),
     kpi('Missing', pct(f.missing.rate), `${int(f.missing.count)} · max ${pct(f.criteria.maxMissingRate)}`),
     kpi('DLQ', pct(f.dlq.rate), `${int(f.dlq.count)} · max ${pct(f.criteria.maxDlqRate)}`),
     kpi('Bus errors', pct(f.errorBus.rate), `${int(f.errorBus.count)} · max ${pct(f.criteria.maxBusErrorRate)}`),
     kpi('Bus p99', ms(f.latency.bus?.p99), f.criteria.maxBusP99Ms === null ? 'not gated' : `max ${ms(f.criteria.maxBusP99Ms)}`),
     `</div>`,
   );
+  const change = changeText(f.change);
+  if (change) parts.push(`<p class="change">${esc(change)}</p>`);
   if (f.verdict.reasons.length > 0) {
     parts.push(
       `<h3>Reasons</h3><ul class="reasons">${f.verdict.reasons

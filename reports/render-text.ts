@@ -1,5 +1,5 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, textTable, valueText } from './format.js';
+import { bytes, criterionValue, int, ms, pct, textTable, valueText, changeText, parityIntervalText } from './format.js';
 import type { FlowReport, Percentiles, Report, VerdictStatus } from './types.js';
 
 export interface TextOptions {
@@ -64,8 +64,10 @@ function flowSection(f: FlowReport, paint: Paint, verdict: (s: VerdictStatus) =>
   if (f.firstAt) out.push(`  window     ${f.firstAt} → ${f.lastAt}`);
   out.push(`  outcomes   ${PARITY_OUTCOMES.map((o) => `${o} ${int(f.outcomes[o])}`).join(' · ')}`);
   out.push(
-    `  parity     ${pct(f.parity.value)} of ${int(f.parity.compared)} compared (95% interval ${pct(f.parity.lowerBound)} – ${pct(f.parity.upperBound)})`,
+    `  parity     ${pct(f.parity.value)} of ${int(f.parity.compared)} compared (${parityIntervalText(f.parity)})`,
   );
+  const change = changeText(f.change);
+  if (change) out.push(`  change     ${change}`);
   out.push(
     `  rates      missing bus ${pct(f.missingBus.rate)} · missing direct ${pct(f.missingDirect.rate)} · error bus ${pct(f.errorBus.rate)} · error direct ${pct(f.errorDirect.rate)} · DLQ ${pct(f.dlq.rate)} (${int(f.dlq.count)})`,
   );

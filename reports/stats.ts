@@ -26,29 +26,6 @@ export function wilson(successes: number, n: number, z: number = Z95): Interval 
   };
 }
 
-/**
- * The smallest n for which a proportion observed at rate `p` would have a Wilson lower bound of at least
- * `threshold`; `null` when no n will do (p itself is below the threshold). Used to tell operators how many
- * compared calls they still need.
- */
-export function samplesNeeded(p: number, threshold: number, z: number = Z95): number | null {
-  if (threshold <= 0) return 1;
-  if (p < threshold || (p === threshold && p < 1)) return null;
-  const ok = (n: number) => wilson(p * n, n, z).lower >= threshold;
-  let hi = 1;
-  while (!ok(hi)) {
-    hi *= 2;
-    if (hi > 1e15) return null;
-  }
-  let lo = Math.floor(hi / 2);
-  while (hi - lo > 1) {
-    const mid = Math.floor((lo + hi) / 2);
-    if (ok(mid)) hi = mid;
-    else lo = mid;
-  }
-  return hi;
-}
-
 /** ln Γ(x) for x > 0 (Lanczos, g = 7, nine terms: ~15 significant digits, enough for bounds). */
 export function logGamma(x: number): number {
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
@@ -73,29 +50,59 @@ function logBeta(a: number, b: number): number {
 export const PARITY_PRIOR = { a: 1, b: 0.05 } as const;
 
 /**
- * Lower end of an anytime-valid 1 − alpha confidence sequence for a proportion (a beta-binomial mixture
+ * An anytime-valid 1 − alpha confidence sequence for a proportion `successes / n` (a beta-binomial mixture
  * of likelihood ratios, bounded with Ville's inequality): with probability at least 1 − alpha the true
- * proportion stays above this bound at every sample size at once. So it may be looked at after every call,
- * as the readiness gate and people polling a report do, without the repeated looks inflating the chance
- * of a false READY — which a fixed-n interval (Wilson) checked again and again does.
+ * proportion stays inside it at every sample size at once. So it may be looked at after every call, as the
+ * readiness gate and people polling a report do, without the repeated looks inflating the chance of a false
+ * READY — which a fixed-n interval (Wilson) checked again and again does.
  *
  * The set { p : M_n(p) < 1/alpha } with M_n(p) = B(a + s, b + f) / B(a, b) / (p^s (1 − p)^f) is an
- * interval around s/n (ln M is convex in p and at most 0 at s/n); its lower end is found by bisection.
+ * interval around s/n (ln M is convex in p and at most 0 at s/n); its ends are found by bisection.
  */
-export function anytimeLowerBound(successes: number, n: number, alpha = 0.05, prior: { a: number; b: number } = PARITY_PRIOR): number {
-  if (!(n > 0) || successes <= 0) return 0;
-  if (successes > n) throw new RangeError(`successes ${successes} outside 0..${n}`);
+export function anytimeInterval(successes: number, n: number, alpha = 0.05, prior: { a: number; b: number } = PARITY_PRIOR): Interval {
+  if (!(n > 0)) return { lower: 0, upper: 1 };
+  if (successes < 0 || successes > n) throw new RangeError(`successes ${successes} outside 0..${n}`);
   const failures = n - successes;
   const mixture = logBeta(prior.a + successes, prior.b + failures) - logBeta(prior.a, prior.b);
   const limit = Math.log(1 / alpha);
-  const logM = (p: number): number => mixture - successes * Math.log(p) - (failures > 0 ? failures * Math.log1p(-p) : 0);
-  let lo = 0;
-  let hi = successes / n;
-  // logM falls from +∞ at 0 to its minimum (≤ 0) at s/n: the lower end is where it crosses ln(1/alpha).
-  for (let i = 0; i < 100 && hi - lo > 1e-12; i++) {
-    const mid = (lo + hi) / 2;
-    if (logM(mid) >= limit) lo = mid;
-    else hi = mid;
+  const outside = (p: number): boolean => mixture - (successes > 0 ? successes * Math.log(p) : 0) - (failures > 0 ? failures * Math.log1p(-p) : 0) >= limit;
+  const centre = successes / n;
+  // Below the centre ln M falls towards it, above it rises: bisect each side for the crossing.
+  const crossing = (inside: number, out: number): number => {
+    for (let i = 0; i < 100 && Math.abs(inside - out) > 1e-12; i++) {
+      const mid = (inside + out) / 2;
+      if (outside(mid)) out = mid;
+      else inside = mid;
+    }
+    return out;
+  };
+  return { lower: successes === 0 ? 0 : crossing(centre, 0), upper: failures === 0 ? 1 : crossing(centre, 1) };
+}
+
+/** Lower end of {@link anytimeInterval}: the parity bound the readiness verdict uses. */
+export function anytimeLowerBound(successes: number, n: number, alpha = 0.05, prior: { a: number; b: number } = PARITY_PRIOR): number {
+  return anytimeInterval(successes, n, alpha, prior).lower;
+}
+
+/**
+ * The smallest n for which a proportion observed at rate `p` would have an anytime-valid lower bound of at
+ * least `threshold`; `null` when no n will do (p itself is below the threshold). Tells operators how many
+ * compared calls they still need.
+ */
+export function samplesNeeded(p: number, threshold: number): number | null {
+  if (threshold <= 0) return 1;
+  if (p < threshold || (p === threshold && p < 1)) return null;
+  const ok = (n: number) => anytimeLowerBound(Math.round(p * n), n) >= threshold;
+  let hi = 1;
+  while (!ok(hi)) {
+    hi *= 2;
+    if (hi > 1e12) return null;
   }
-  return lo;
+  let lo = Math.floor(hi / 2);
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (ok(mid)) hi = mid;
+    else lo = mid;
+  }
+  return hi;
 }

@@ -9,12 +9,31 @@ const WIDTHS = [SECOND, 5 * SECOND, 15 * SECOND, 30 * SECOND, MINUTE, 5 * MINUTE
 
 export type BucketOutcome = 'match' | 'mismatch' | 'missing' | 'errors';
 
-interface Counts {
+/** What a bucket counts: the timeline's figures, plus what the verdict needs of a stretch of time. */
+export interface Counts {
   samples: number;
   match: number;
   mismatch: number;
   missing: number;
   errors: number;
+  /** error_bus records (also in `errors`). */
+  errorBus: number;
+  /** Records whose bus side ended in a DLQ. */
+  dlq: number;
+}
+
+export function emptyCounts(): Counts {
+  return { samples: 0, match: 0, mismatch: 0, missing: 0, errors: 0, errorBus: 0, dlq: 0 };
+}
+
+export function addCounts(into: Counts, c: Counts): void {
+  into.samples += c.samples;
+  into.match += c.match;
+  into.mismatch += c.mismatch;
+  into.missing += c.missing;
+  into.errors += c.errors;
+  into.errorBus += c.errorBus;
+  into.dlq += c.dlq;
 }
 
 /**
@@ -30,7 +49,7 @@ export class TimelineCounter {
 
   constructor(private readonly maxBuckets = 120) {}
 
-  add(atMs: number, outcome: BucketOutcome): void {
+  add(atMs: number, outcome: BucketOutcome, extra: { errorBus?: boolean; dlq?: boolean } = {}): void {
     let width = WIDTHS[this.widthIndex]!;
     let key = Math.floor(atMs / width);
     while (Math.max(this.maxKey, key) - Math.min(this.minKey, key) + 1 > this.maxBuckets && this.widthIndex < WIDTHS.length - 1) {
@@ -40,13 +59,15 @@ export class TimelineCounter {
     }
     let counts = this.buckets.get(key);
     if (!counts) {
-      counts = { samples: 0, match: 0, mismatch: 0, missing: 0, errors: 0 };
+      counts = emptyCounts();
       this.buckets.set(key, counts);
       if (key < this.minKey) this.minKey = key;
       if (key > this.maxKey) this.maxKey = key;
     }
     counts.samples++;
     counts[outcome]++;
+    if (extra.errorBus) counts.errorBus++;
+    if (extra.dlq) counts.dlq++;
   }
 
   private widen(): void {
@@ -58,13 +79,7 @@ export class TimelineCounter {
       const key = Math.floor((oldKey * oldWidth) / width);
       const into = merged.get(key);
       if (!into) merged.set(key, { ...c });
-      else {
-        into.samples += c.samples;
-        into.match += c.match;
-        into.mismatch += c.mismatch;
-        into.missing += c.missing;
-        into.errors += c.errors;
-      }
+      else addCounts(into, c);
     }
     this.buckets = merged;
     this.minKey = Infinity;
@@ -81,11 +96,19 @@ export class TimelineCounter {
     const buckets: TimeBucket[] = [];
     if (this.buckets.size > 0) {
       for (let key = this.minKey; key <= this.maxKey; key++) {
-        const c = this.buckets.get(key) ?? { samples: 0, match: 0, mismatch: 0, missing: 0, errors: 0 };
-        const compared = c.match + c.mismatch;
-        buckets.push({ start: new Date(key * width).toISOString(), ...c, parity: compared > 0 ? c.match / compared : null });
+        const { samples, match, mismatch, missing, errors } = this.buckets.get(key) ?? emptyCounts();
+        const compared = match + mismatch;
+        buckets.push({ start: new Date(key * width).toISOString(), samples, match, mismatch, missing, errors, parity: compared > 0 ? match / compared : null });
       }
     }
     return { bucketMs: width, buckets };
+  }
+
+  /** Every bucket from the first to the last record with all its counts, oldest first. */
+  counts(): Array<{ startMs: number; counts: Counts }> {
+    const width = WIDTHS[this.widthIndex]!;
+    const out: Array<{ startMs: number; counts: Counts }> = [];
+    if (this.buckets.size > 0) for (let key = this.minKey; key <= this.maxKey; key++) out.push({ startMs: key * width, counts: this.buckets.get(key) ?? emptyCounts() });
+    return out;
   }
 }

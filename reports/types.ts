@@ -5,7 +5,7 @@ import type { FieldDiff, ParityOutcome } from '../src/parity/types.js';
  * plain JSON: numbers are finite, absent values are `null`, times are ISO strings. The shape is described
  * by docs/report-schema.json; bump {@link REPORT_SCHEMA_VERSION} (major on breaking changes) when it changes.
  */
-export const REPORT_SCHEMA_VERSION = '1.0.0';
+export const REPORT_SCHEMA_VERSION = '1.1.0';
 /** `$id` of docs/report-schema.json, echoed in every report as `schema`. */
 export const REPORT_SCHEMA_ID = 'urn:cutover:report-schema:1';
 
@@ -62,9 +62,35 @@ export interface Parity {
   compared: number;
   /** match / compared; `null` when nothing was compared. */
   value: number | null;
-  /** 95% Wilson score interval. */
+  /**
+   * Anytime-valid 95% confidence sequence (reports/stats.ts): valid however often the report is looked at,
+   * so the verdict judges parity by `lowerBound`.
+   */
   lowerBound: number | null;
   upperBound: number | null;
+  /** The 95% Wilson interval, for reading: valid for a single look only, so the verdict does not use it. */
+  wilsonLowerBound: number | null;
+  wilsonUpperBound: number | null;
+}
+
+/** A stretch of a flow's records: counts and parity, the evidence a verdict can judge. */
+export interface Segment {
+  samples: number;
+  parity: Parity;
+  missing: RateStat;
+  errorBus: RateStat;
+  dlq: RateStat;
+}
+
+/** The latest change in a flow's parity that no version announced (reports/change.ts). */
+export interface ChangePoint {
+  /** Start of the first time bucket after the change, ISO. */
+  at: string;
+  /** Log-likelihood ratio of the split (at least 10). */
+  llr: number;
+  before: Segment;
+  /** What the verdict judges. */
+  after: Segment;
 }
 
 export interface DiffExample {
@@ -146,6 +172,8 @@ export interface FlowReport {
   /** Mismatches whose record carried no diff detail. */
   mismatchesWithoutDiffs: number;
   noise: NoiseField[];
+  /** The latest change point of the flow's parity; when set, the verdict judges only the records after it. */
+  change: ChangePoint | null;
   timeline: Timeline;
   firstAt: string | null;
   lastAt: string | null;

@@ -1,18 +1,20 @@
 import { bytes, criterionValue, int, ms, pct } from './format.js';
 import { samplesNeeded, wilson } from './stats.js';
-import type { Advice, Criteria, FlowReport, Reason, Verdict, VerdictStatus } from './types.js';
+import type { Advice, Criteria, FlowReport, Reason, Segment, Verdict, VerdictStatus } from './types.js';
 
 type FlowFacts = Omit<FlowReport, 'criteria' | 'verdict'>;
 
 /**
  * Decides a flow's verdict. The rule, in order:
  *
+ 0. The evidence: every record of the flow, or, when its parity changed (reports/change.ts), only the
+ *    records since the latest change point. Latency percentiles are always over every record.
  * 1. Each criterion is `pass`, `fail` (the measurement is on the wrong side of the threshold: parity's
  *    point estimate below `minParityLowerBound`, a rate above its maximum, bus p99 above `maxBusP99Ms`) or
  *    `insufficient` (nothing to measure yet, fewer records than `minSamples`, or parity's point estimate
- *    meets the threshold but its 95% Wilson lower bound does not yet).
- *    A failure is `conclusive` when the whole 95% Wilson interval is on the wrong side (parity's upper
- *    bound below the threshold; a rate's lower bound above its maximum): then sample size cannot save it.
+ *    meets the threshold but its anytime-valid 95% lower bound does not yet).
+ *    A failure is `conclusive` when the whole interval is on the wrong side (parity's anytime upper bound
+ *    below the threshold; a rate's 95% Wilson lower bound above its maximum): then sample size cannot save it.
  * 2. **NOT_READY** when any criterion fails and either the flow has at least `minSamples` records or the
  *    failure is conclusive. So NOT_READY wins over INSUFFICIENT_DATA, but a handful of unlucky calls
  *    cannot sink a flow that simply has not been observed enough.
@@ -24,7 +26,10 @@ type FlowFacts = Omit<FlowReport, 'criteria' | 'verdict'>;
  */
 export function decideVerdict(facts: FlowFacts, criteria: Criteria, context: { topic?: string } = {}): Verdict {
   const reasons: Reason[] = [];
-  const n = facts.samples;
+  const evidence: Segment = facts.change?.after ?? facts;
+  // Every message says which evidence it judged when that is not every record.
+  const since = facts.change ? `since the change at ${facts.change.at}: ` : '';
+  const n = evidence.samples;
   const enough = n >= criteria.minSamples;
 
   if (!enough) {
@@ -34,14 +39,14 @@ export function decideVerdict(facts: FlowFacts, criteria: Criteria, context: { t
       measured: n,
       threshold: criteria.minSamples,
       conclusive: false,
-      message: `${int(n)} samples, fewer than the ${int(criteria.minSamples)} required`,
+      message: `${since}${int(n)} samples, fewer than the ${int(criteria.minSamples)} required`,
     });
   }
 
-  const parity = facts.parity;
+  const parity = evidence.parity;
   const t = criteria.minParityLowerBound;
   if (parity.compared === 0 || parity.value === null || parity.lowerBound === null) {
-    reasons.push({ criterion: 'minParityLowerBound', status: 'insufficient', measured: null, threshold: t, conclusive: false, message: 'no compared calls (match or mismatch) yet' });
+    reasons.push({ criterion: 'minParityLowerBound', status: 'insufficient', measured: null, threshold: t, conclusive: false, message: `${since}no compared calls (match or mismatch) yet` });
   } else if (parity.lowerBound < t) {
     const failed = parity.value < t;
     const needed = failed ? null : samplesNeeded(parity.value, t);
@@ -52,8 +57,8 @@ export function decideVerdict(facts: FlowFacts, criteria: Criteria, context: { t
       threshold: t,
       conclusive: failed && (parity.upperBound ?? 1) < t,
       message: failed
-        ? `parity ${pct(parity.value)} (95% lower bound ${pct(parity.lowerBound)}) is below ${pct(t)} over ${int(parity.compared)} compared calls`
-        : `parity ${pct(parity.value)} but its 95% lower bound ${pct(parity.lowerBound)} is below ${pct(t)}: ${needed === null ? 'more' : `about ${int(needed)}`} compared calls needed (have ${int(parity.compared)})`,
+        ? `${since}parity ${pct(parity.value)} (95% lower bound ${pct(parity.lowerBound)}) is below ${pct(t)} over ${int(parity.compared)} compared calls`
+        : `${since}parity ${pct(parity.value)} but its 95% lower bound ${pct(parity.lowerBound)} is below ${pct(t)}: ${needed === null ? 'more' : `about ${int(needed)}`} compared calls needed (have ${int(parity.compared)})`,
     });
   }
 
@@ -68,12 +73,12 @@ export function decideVerdict(facts: FlowFacts, criteria: Criteria, context: { t
       measured: rate,
       threshold: max,
       conclusive: wilson(count, n).lower > max,
-      message: `${what} rate ${pct(rate)} (${int(count)} of ${int(n)}) is above ${pct(max)}`,
+      message: `${since}${what} rate ${pct(rate)} (${int(count)} of ${int(n)}) is above ${pct(max)}`,
     });
   };
-  rateCheck('maxMissingRate', facts.missing.count, 'missing result');
-  rateCheck('maxDlqRate', facts.dlq.count, 'DLQ');
-  rateCheck('maxBusErrorRate', facts.errorBus.count, 'bus error');
+  rateCheck('maxMissingRate', evidence.missing.count, 'missing result');
+  rateCheck('maxDlqRate', evidence.dlq.count, 'DLQ');
+  rateCheck('maxBusErrorRate', evidence.errorBus.count, 'bus error');
 
   if (criteria.maxBusP99Ms !== null) {
     const bus = facts.latency.bus;
@@ -121,12 +126,13 @@ function adviseFor(facts: FlowFacts, criteria: Criteria, status: VerdictStatus, 
     advice.push({ code: 'inspect-dlq', message: `${int(facts.dlq.count)} calls ended in the DLQ: inspect ${context.topic ? `${context.topic}.dlq` : 'the flow topic\u2019s .dlq'} for the errors (${facts.errorCodes.map((e) => e.code).slice(0, 3).join(', ') || 'no error codes recorded'}).` });
   }
   if (status === 'INSUFFICIENT_DATA') {
-    const p = facts.parity.value;
+    const evidence: Segment = facts.change?.after ?? facts;
+    const p = evidence.parity.value;
     const needed = p !== null ? samplesNeeded(p, criteria.minParityLowerBound) : samplesNeeded(1, criteria.minParityLowerBound);
     const target = Math.max(criteria.minSamples, needed ?? 0);
     const how = facts.mode === 'direct' ? 'put the flow in shadow mode to collect calls' : 'keep the flow in shadow and collect more calls';
     const basis = p !== null ? 'at the current parity' : 'if every call matches';
-    advice.push({ code: 'collect-more', message: `${how}: about ${int(target)} samples are needed ${basis} (have ${int(facts.samples)}; parity threshold ${criterionValue('minParityLowerBound', criteria.minParityLowerBound)}).` });
+    advice.push({ code: 'collect-more', message: `${how}: about ${int(target)} samples are needed ${basis} (have ${int(evidence.samples)}${facts.change ? ` since the change at ${facts.change.at}` : ''}; parity threshold ${criterionValue('minParityLowerBound', criteria.minParityLowerBound)}).` });
   }
   return advice;
 }

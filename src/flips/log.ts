@@ -26,6 +26,8 @@ const summarySchema = z.object({
   basis: z.enum(['all', 'canary']),
   since: z.string().nullable(),
   generatedAt: z.string(),
+  /** Written since change points exist; absent in older records. */
+  changeAt: z.string().nullable().optional(),
 });
 
 /** Lenient on extra keys (a newer writer may add some), strict on what followers act on. */

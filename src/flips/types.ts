@@ -25,7 +25,7 @@ export interface FlipReportSummary {
   samples: number;
   /** match / compared; null when nothing was compared. */
   parity: number | null;
-  /** 95% Wilson lower bound of parity. */
+  /** Anytime-valid 95% lower bound of parity over the whole history (the verdict judges `changeAt` on when set). */
   parityLowerBound: number | null;
   missingRate: number | null;
   busErrorRate: number | null;
@@ -35,6 +35,8 @@ export interface FlipReportSummary {
   /** Records older than this were not counted (canary basis); null for all records. */
   since: string | null;
   generatedAt: string;
+  /** When the flow's parity last changed: the verdict judged only the records since. Absent in older records. */
+  changeAt?: string | null;
 }
 
 /** `data` of a `cutover.flip.v1` event. */

@@ -20,6 +20,20 @@ function caught(fn: () => unknown): { code?: string; message?: string; details?:
 }
 
 describe('decideFlip', () => {
+  it('refuses a flow whose bus side regressed after a READY history, naming the change', async () => {
+    const start = Date.parse('2025-03-01T10:00:00Z');
+    const history = records('orders.create', 3000).map((r, i) => ({ ...r, at: new Date(start + i * 20).toISOString() }));
+    const regressed = records('orders.create', 150).map((r, i) => ({ ...r, at: new Date(start + 60_000 + i * 20).toISOString(), outcome: i % 8 === 0 ? ('mismatch' as const) : r.outcome }));
+    const readiness = { ...TEST_READINESS, minSamples: 500, minParityLowerBound: 0.99 };
+    const before = (await buildReport(history, { flows: [{ name: 'orders.create', mode: 'shadow' }], readiness })).flows[0]!;
+    expect(decideFlip({ flow: 'orders.create', from: 'shadow', to: 'bus', report: before }).action).toBe('flip');
+    const now = (await buildReport([...history, ...regressed], { flows: [{ name: 'orders.create', mode: 'shadow' }], readiness })).flows[0]!;
+    const err = caught(() => decideFlip({ flow: 'orders.create', from: 'shadow', to: 'bus', report: now }));
+    expect(err.code).toBe(ErrorCodes.FLIP_REFUSED);
+    expect(err.message).toMatch(/refused: verdict NOT_READY since its parity changed at 2025-03-01T10:0\d/);
+    expect(err.message).toMatch(/since the change at .*parity 8\d\.\d+%/);
+  });
+
   it('allows a flip towards the bus when the verdict is READY and records the evidence', async () => {
     const d = decideFlip({ flow: 'orders.create', from: 'shadow', to: 'canary:10', report: await report(50) });
     expect(d).toMatchObject({ action: 'flip', to: 'canary:10', gated: true, forced: false });

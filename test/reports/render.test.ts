@@ -75,10 +75,10 @@ describe('text output', () => {
     const lines = text.split('\n');
     const header = lines.findIndex((l) => l.startsWith('FLOW'));
     expect(lines[header]).toMatch(/^FLOW\s+MODE\s+SAMPLES\s+PARITY\s+95% LOWER\s+MISSING\s+DLQ\s+DIRECT p99\s+BUS p99\s+LAG p99\s+VERDICT$/);
-    expect(lines[header + 1]).toMatch(/^inventory\.reserve\s+shadow\s+6,000\s+100%\s+99\.936%.*READY$/);
+    expect(lines[header + 1]).toMatch(/^inventory\.reserve\s+shadow\s+6,000\s+100%\s+99\.942%.*READY$/);
     expect(lines[header + 2]).toMatch(/^pricing\.quote\s+shadow\s+4,030\s.*NOT_READY$/);
     expect(lines[header + 3]).toMatch(/^catalog\.lookup\s+direct\s+120\s.*INSUFFICIENT_DATA$/);
-    expect(text).toMatch(/✗ minParityLowerBound: measured 9\d\.\d+%, threshold 99\.9% — parity/);
+    expect(text).toMatch(/✗ minParityLowerBound: measured 9\d\.\d+%, threshold 99\.9% — (since the change at \S+: )?parity/);
     expect(text).toContain('\\x1b[31mRED');
     expect(text).toMatch(/curl -sS -g -X POST 'http:\/\/127\.0\.0\.1:15000\/quote\?sku=A'\\''1&x=\$\(id\)'/);
     expect(text).not.toContain('Bearer nope');

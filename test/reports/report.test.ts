@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ParityRecord } from '../../src/parity/types.js';
 import { adminReport, buildReport, type ReportFlow } from '../../reports/report.js';
-import { wilson } from '../../reports/stats.js';
+import { anytimeInterval, wilson } from '../../reports/stats.js';
 import type { FlowReport } from '../../reports/types.js';
 import { interleave, syntheticRecords } from './synthetic.js';
 
@@ -24,7 +24,8 @@ describe('verdicts on synthetic streams with known truth', () => {
     expect(f.verdict.status).toBe('READY');
     expect(f.verdict.reasons).toEqual([]);
     expect(f.samples).toBe(5000);
-    expect(f.parity).toEqual({ compared: 5000, value: 1, lowerBound: wilson(5000, 5000).lower, upperBound: 1 });
+    expect(f.parity).toEqual({ compared: 5000, value: 1, lowerBound: anytimeInterval(5000, 5000).lower, upperBound: 1, wilsonLowerBound: wilson(5000, 5000).lower, wilsonUpperBound: 1 });
+    expect(f.change).toBeNull();
   });
 
   it('a 0.5% mismatch rate → NOT_READY naming parity with its measured value and threshold', async () => {
@@ -34,8 +35,8 @@ describe('verdicts on synthetic streams with known truth', () => {
     expect(f.verdict.reasons).toHaveLength(1);
     const reason = f.verdict.reasons[0]!;
     expect(reason).toMatchObject({ criterion: 'minParityLowerBound', status: 'fail', threshold: 0.999, conclusive: true });
-    expect(reason.measured).toBeCloseTo(wilson(4975, 5000).lower, 12);
-    expect(reason.measured).toBeCloseTo(0.99263, 5);
+    expect(reason.measured).toBeCloseTo(anytimeInterval(4975, 5000).lower, 12);
+    expect(reason.measured).toBeCloseTo(0.99032, 5);
     expect(reason.message).toContain('99.5%');
   });
 
@@ -57,11 +58,11 @@ describe('verdicts on synthetic streams with known truth', () => {
   });
 
   it('enough samples but a lower bound short of the threshold is INSUFFICIENT_DATA, not READY or NOT_READY', async () => {
-    // 1,000 perfect matches: parity 100% but the 95% lower bound is 99.617% < 99.9%; 3,838 are needed.
+    // 1,000 perfect matches: parity 100% but the anytime 95% lower bound is 99.664% < 99.9%; 3,428 are needed.
     const f = await flowReport(syntheticRecords({ flow: flowName, samples: 1000 }));
     expect(f.verdict.status).toBe('INSUFFICIENT_DATA');
     expect(f.verdict.reasons).toEqual([expect.objectContaining({ criterion: 'minParityLowerBound', status: 'insufficient', threshold: 0.999 })]);
-    expect(f.verdict.reasons[0]!.message).toContain('3,838');
+    expect(f.verdict.reasons[0]!.message).toContain('3,428');
   });
 
   it('NOT_READY wins below minSamples when the failure is conclusive at 95%', async () => {
@@ -219,5 +220,55 @@ describe('adminReport', () => {
     expect(JSON.parse(json)).toEqual(report);
     expect(report.verdict).toBe('READY');
     expect(html).toMatch(/^<!doctype html>[\s\S]*inventory\.reserve[\s\S]*<\/html>\n$/);
+  });
+});
+
+describe('verdicts after a change the versions did not announce', () => {
+  const start = Date.parse('2025-03-01T10:00:00Z');
+  const good = (samples: number) => syntheticRecords({ flow: flowName, samples, stepMs: 20, startMs: start });
+  const after = (samples: number, mismatchRate: number) =>
+    [...syntheticRecords({ flow: flowName, samples, mismatchRate, stepMs: 20, startMs: start + 3000 * 20 })].map((r) => ({ ...r, correlationId: `later-${r.correlationId}` }));
+  const readiness = { minSamples: 500, minParityLowerBound: 0.99 };
+
+  it('a READY history does not hide a regression: one call in ten differing turns the flow NOT_READY within 150 calls', async () => {
+    expect((await flowReport(good(3000), undefined, readiness)).verdict.status).toBe('READY');
+    const f = await flowReport([...good(3000), ...after(150, 0.1)], undefined, readiness);
+    expect(f.change).not.toBeNull();
+    expect(f.change!.after.parity.compared).toBeLessThanOrEqual(200);
+    expect(f.change!.after.parity.value!).toBeLessThan(0.95);
+    expect(f.verdict.status).toBe('NOT_READY');
+    expect(f.verdict.reasons.find((r) => r.criterion === 'minParityLowerBound')!.message).toMatch(/^since the change at 2025-03-01T10:0\d:\d\d/);
+    // All-time parity alone would have stayed above the threshold's Wilson bound: the change is what moved it.
+    expect(f.parity.value!).toBeGreaterThan(0.99);
+  });
+
+  it('a fixed old bug stops sinking the flow: judged on the records since the fix', async () => {
+    const records = [...syntheticRecords({ flow: flowName, samples: 1000, mismatchRate: 0.1, stepMs: 20, startMs: start }), ...after(2000, 0)];
+    const f = await flowReport(records, undefined, readiness);
+    expect(f.change).not.toBeNull();
+    expect(f.change!.before.parity.value!).toBeLessThan(0.95);
+    expect(f.change!.after.parity.value).toBe(1);
+    expect(f.verdict.status).toBe('READY');
+  });
+
+  it('a steady flow with random mismatches is rarely cut: no change point in 40 seeded runs', async () => {
+    let seed = 11;
+    const random = (): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed / 2_147_483_648;
+    };
+    let changes = 0;
+    for (let run = 0; run < 40; run++) {
+      const records = [...good(3000)].map((r) => (random() < 0.02 ? { ...r, outcome: 'mismatch' as const } : r));
+      if ((await flowReport(records, undefined, readiness)).change) changes++;
+    }
+    expect(changes).toBe(0);
+  });
+
+  it('a steady flow has no change point', async () => {
+    for (const rate of [0, 0.001, 0.01, 0.05]) {
+      const f = await flowReport(syntheticRecords({ flow: flowName, samples: 5000, mismatchRate: rate, stepMs: 20, startMs: start }), undefined, readiness);
+      expect(f.change).toBeNull();
+    }
   });
 });

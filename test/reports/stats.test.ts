@@ -30,11 +30,10 @@ describe('wilson', () => {
 });
 
 describe('samplesNeeded', () => {
-  it('says how many perfect matches a 99.9% lower bound takes', () => {
-    // n / (n + z²) ≥ 0.999 ⇔ n ≥ 999 z² = 3837.6
-    expect(samplesNeeded(1, 0.999)).toBe(3838);
-    expect(wilson(3838, 3838).lower).toBeGreaterThanOrEqual(0.999);
-    expect(wilson(3837, 3837).lower).toBeLessThan(0.999);
+  it('says how many perfect matches an anytime-valid 99.9% lower bound takes', () => {
+    expect(samplesNeeded(1, 0.999)).toBe(3428);
+    expect(anytimeLowerBound(3428, 3428)).toBeGreaterThanOrEqual(0.999);
+    expect(anytimeLowerBound(3427, 3427)).toBeLessThan(0.999);
   });
 
   it('is null when the observed rate is itself below the threshold', () => {
