@@ -5,6 +5,6 @@ import { z } from 'zod';
 /** `host:port`, or `[ipv6]:port` with the brackets a URL needs (`[::1]:15000`, `[::]:15000`). */
 export const hostPort = z
   .string()
-  .regex(/^(?:[^\s:[\]]+|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?\]):\d{1,5}$/, 'expected host:port, like 127.0.0.1:15000 (an IPv6 address in brackets: [::1]:15000)');
+  .regex(/^(?:\[[\dA-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'expected host:port, like 127.0.0.1:15000 (an IPv6 address in brackets: [::1]:15000)');
 
 export const httpUrl = z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL');
