@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { restoreRepeatedHeaders } from '../../proxy/raw-headers.js';
+import { forwardRepeatedHeaders } from '../../proxy/raw-headers.js';
 
 /** What the upstream received: its raw header lines and body, per request. */
 interface Seen {
@@ -34,6 +34,7 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
   seen.length = 0;
+  afterProxy.length = 0;
 });
 
 /** A proxy with the sidecar's http-proxy-middleware options (proxy/upstreams.ts), plus `plugin`. */
@@ -58,7 +59,13 @@ async function proxy(plugin: Plugin | undefined): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-const restoring: Plugin = (p) => p.on('proxyReq', (proxyReq, req) => restoreRepeatedHeaders(proxyReq, req.rawHeaders));
+/** What the sidecar's proxy plugin does (proxy/forward.ts): the hook first, then a body capture that starts the flow. */
+const afterProxy: Array<string | string[] | undefined> = [];
+const restoring: Plugin = (p) => {
+  p.on('start', (req) => forwardRepeatedHeaders(req));
+  p.on('start', (req) => req.on('data', () => undefined));
+  p.on('proxyRes', (_res, req) => void afterProxy.push(req.headers.authorization));
+};
 
 /** Sends raw HTTP/1.1 requests on one connection and resolves once `count` responses have arrived. */
 function send(port: number, requests: string[], count = requests.length): Promise<void> {
@@ -89,7 +96,7 @@ const REPEATED =
   'GET /a HTTP/1.1\r\nHost: agent.local\r\nAuthorization: Bearer first\r\nX-Trace: one\r\nAuthorization: Bearer second\r\n' +
   'X-Trace: two, three\r\nCookie: a=1\r\nCookie: b=2\r\nAccept: text/plain\r\n\r\n';
 
-describe('restoreRepeatedHeaders (http-proxy proxyReq hook)', () => {
+describe('forwardRepeatedHeaders (http-proxy start hook)', () => {
   it('without it, http-proxy drops the second Authorization and joins the rest (why the hook exists)', async () => {
     await send(await proxy(undefined), [REPEATED]);
     expect(lines(seen[0]!.rawHeaders, 'authorization')).toEqual([['authorization', 'Bearer first']]);
@@ -100,15 +107,17 @@ describe('restoreRepeatedHeaders (http-proxy proxyReq hook)', () => {
     await send(await proxy(restoring), [REPEATED]);
     const raw = seen[0]!.rawHeaders;
     expect(lines(raw, 'authorization')).toEqual([
-      ['Authorization', 'Bearer first'],
-      ['Authorization', 'Bearer second'],
+      ['authorization', 'Bearer first'],
+      ['authorization', 'Bearer second'],
     ]);
     expect(lines(raw, 'x-trace')).toEqual([
-      ['X-Trace', 'one'],
-      ['X-Trace', 'two, three'],
+      ['x-trace', 'one'],
+      ['x-trace', 'two, three'],
     ]);
     // Node's client sends one Cookie line, as RFC 6265 asks of clients: the values joined with `; `.
-    expect(lines(raw, 'cookie')).toEqual([['Cookie', 'a=1; b=2']]);
+    expect(lines(raw, 'cookie')).toEqual([['cookie', 'a=1; b=2']]);
+    // Everything else reading req.headers still sees Node's value.
+    expect(afterProxy).toEqual(['Bearer first']);
     expect(lines(raw, 'accept', 'host').sort()).toEqual([
       ['accept', 'text/plain'],
       ['host', 'agent.local'],
@@ -124,14 +133,20 @@ describe('restoreRepeatedHeaders (http-proxy proxyReq hook)', () => {
     ]);
   });
 
+  it('also holds for a request with Expect: 100-continue', async () => {
+    await send(await proxy(restoring), ['POST /d HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nAuthorization: A\r\nAuthorization: B\r\nContent-Length: 2\r\n\r\nhi']);
+    expect(lines(seen[0]!.rawHeaders, 'authorization').map(([, v]) => v)).toEqual(['A', 'B']);
+    expect(seen[0]!.body).toBe('hi');
+  });
+
   it('leaves framing and routing headers single', async () => {
     // Node accepts two Host lines and keeps the first in req.headers: the upstream must see only that one.
     await send(await proxy(restoring), ['POST /c HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 2\r\nX-Custom: 1\r\nX-Custom: 2\r\n\r\nhi']);
     expect(lines(seen[0]!.rawHeaders, 'host', 'content-length', 'x-custom').sort()).toEqual([
-      ['X-Custom', '1'],
-      ['X-Custom', '2'],
       ['content-length', '2'],
       ['host', 'a'],
+      ['x-custom', '1'],
+      ['x-custom', '2'],
     ]);
     expect(seen[0]!.body).toBe('hi');
   });
