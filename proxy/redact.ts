@@ -37,20 +37,29 @@ export function headerValue(value: string | string[] | number | undefined): stri
   return Array.isArray(value) ? value[0] : String(value);
 }
 
+/**
+ * A query parameter name as redaction compares it: percent-decoded, lowercased, array brackets dropped,
+ * `-`, `_`, `.` and spaces removed. Servers and frameworks read `API_KEY`, `api-key`, `Api_Key`,
+ * `access_token[]` and `access%5Ftoken` as the parameter `api_key` or `access_token`, so a mask that
+ * compared names exactly would let those spellings through.
+ */
+export function queryNameKey(name: string): string {
+  return decodeName(name)
+    .toLowerCase()
+    .replace(/(?:\[[^\]]*\])+$/, '')
+    .replace(/[-_.\s]/g, '');
+}
+
 /** Masks the values of `names` in a query string (without `?`); returns the input when nothing matches. */
 export function redactSearch(search: string, names: ReadonlySet<string>): string {
   if (!search || names.size === 0) return search;
+  const secret = secretKeys(names);
   let changed = false;
   const parts = search.split('&').map((pair) => {
     const eq = pair.indexOf('=');
-    const rawName = eq === -1 ? pair : pair.slice(0, eq);
-    let name = rawName;
-    try {
-      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
-    } catch {
-      // keep the raw name: a malformed escape cannot name a secret parameter we know
-    }
-    if (!names.has(name) || eq === -1) return pair;
+    if (eq === -1) return pair;
+    const rawName = pair.slice(0, eq);
+    if (!secret.has(queryNameKey(rawName))) return pair;
     changed = true;
     return `${rawName}=${encodeURIComponent(REDACTED)}`;
   });
@@ -59,10 +68,42 @@ export function redactSearch(search: string, names: ReadonlySet<string>): string
 
 /** Masks the values of `names` in a parsed query (in place) and returns it. */
 export function redactQuery(query: Record<string, string | string[]>, names: ReadonlySet<string>): Record<string, string | string[]> {
-  for (const name of names) {
-    const value = query[name];
-    if (value === undefined) continue;
+  if (names.size === 0) return query;
+  const secret = secretKeys(names);
+  for (const [name, value] of Object.entries(query)) {
+    if (!secret.has(queryNameKey(name))) continue;
     query[name] = Array.isArray(value) ? value.map(() => REDACTED) : REDACTED;
   }
   return query;
+}
+
+// Callers build their name set once from the config: normalise it once too.
+const keysOf = new WeakMap<ReadonlySet<string>, ReadonlySet<string>>();
+
+function secretKeys(names: ReadonlySet<string>): ReadonlySet<string> {
+  let keys = keysOf.get(names);
+  if (!keys) {
+    keys = new Set([...names].map(queryNameKey));
+    keysOf.set(names, keys);
+  }
+  return keys;
+}
+
+/**
+ * Percent-decodes like a query parser does: `+` is a space and a malformed escape does not hide the rest
+ * (`access%5Ftoken[%ZZ]` still reads as `access_token[%ZZ]`, an `access_token` array).
+ */
+function decodeName(raw: string): string {
+  const plus = raw.replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(plus);
+  } catch {
+    return plus.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+      try {
+        return decodeURIComponent(run);
+      } catch {
+        return run;
+      }
+    });
+  }
 }

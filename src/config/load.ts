@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, ErrorCodes } from '../errors.js';
 import { interpolate } from './interpolate.js';
@@ -39,7 +39,7 @@ export function parseConfigText<S extends z.ZodTypeAny>(text: string, schema: S,
   const doc = parseDocument(expanded, { prettyErrors: true, uniqueKeys: true });
   for (const err of doc.errors) issues.push(`line ${err.linePos?.[0]?.line ?? '?'}: ${err.message.split('\n')[0]}`);
   if (issues.length > 0) throw invalid(source, issues);
-  const value: unknown = doc.toJS() ?? {};
+  const value = toJS(doc, source);
   const result = schema.safeParse(value);
   if (!result.success) throw invalid(source, formatIssues(result.error));
   return result.data;
@@ -56,6 +56,24 @@ export function loadConfigFile<S extends z.ZodTypeAny>(file: string, schema: S, 
   return parseConfigText(text, schema, { ...options, source: file });
 }
 
-function invalid(source: string, issues: string[]): ConfigError {
-  return new ConfigError(ErrorCodes.CONFIG_INVALID, `${source} is invalid:\n  ${issues.join('\n  ')}`, issues);
+/**
+ * yaml's `maxAliasCount` (uses of an anchor times the aliases inside it): ample for an anchor of flow
+ * defaults shared by dozens of flows, far below nested aliases that expand exponentially ("billion laughs").
+ */
+export const MAX_ALIAS_COUNT = 100;
+
+/** The document as plain values; an alias problem found while resolving is the file's fault, not ours. */
+function toJS(doc: Document, source: string): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (err) {
+    // yaml raises ReferenceError, without a code, for an alias it cannot resolve or may not expand.
+    if (!(err instanceof ReferenceError)) throw err;
+    const bomb = /alias count/i.test(err.message);
+    throw invalid(source, [bomb ? `too many alias expansions (limit ${MAX_ALIAS_COUNT}): aliases nested in aliases expand exponentially; write the values out or use fewer aliases` : err.message], err);
+  }
+}
+
+function invalid(source: string, issues: string[], cause?: unknown): ConfigError {
+  return new ConfigError(ErrorCodes.CONFIG_INVALID, `${source} is invalid:\n  ${issues.join('\n  ')}`, issues, cause === undefined ? {} : { cause });
 }

@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer';
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 
 /**
@@ -28,23 +27,40 @@ export function isJsonContentType(contentType: string | undefined): boolean {
 /**
  * Encodes raw body bytes for the bus, with the sidecar's rules: JSON content types (and untyped bodies
  * that parse as JSON) become the parsed value; anything else travels raw, `utf8` when valid UTF-8 and not a
- * binary type, else `base64`. An empty body has no `body`.
+ * binary type, else `base64`. A body that is not valid UTF-8 travels as `base64` whatever its declared type.
+ * An empty body has no `body`.
  */
 export function encodeBody(raw: Buffer, contentType: string | undefined): EncodedBody {
   if (raw.length === 0) return {};
   const ct = contentType ?? '';
-  if (ct === '' || JSON_TYPE.test(ct)) {
+  const json = ct === '' || JSON_TYPE.test(ct);
+  const text = json || !BINARY_TYPE.test(ct) ? utf8(raw) : undefined;
+  // Decoding would put U+FFFD where the invalid bytes were: the replay and the comparison need the bytes.
+  if (text === undefined) return base64Body(raw, contentType);
+  if (json) {
     const first = raw[0];
     if (ct !== '' || first === 0x7b || first === 0x5b || first === 0x22) {
       try {
-        return { body: JSON.parse(raw.toString('utf8')) as unknown };
+        return { body: JSON.parse(text) as unknown };
       } catch {
         // Declared JSON but malformed: keep the exact bytes so the comparison sees what the caller got.
       }
     }
   }
-  if (!BINARY_TYPE.test(ct) && isUtf8(raw)) return { body: raw.toString('utf8'), bodyEncoding: 'utf8', ...(ct === '' ? {} : { contentType: ct }) };
-  return base64Body(raw, contentType);
+  if (BINARY_TYPE.test(ct)) return base64Body(raw, contentType);
+  return { body: text, bodyEncoding: 'utf8', ...(ct === '' ? {} : { contentType: ct }) };
+}
+
+// ignoreBOM keeps a leading BOM in the text, so utf8 bodies still round-trip byte for byte.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The bytes as text, or undefined when they are not valid UTF-8. */
+function utf8(raw: Buffer): string | undefined {
+  try {
+    return UTF8.decode(raw);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Bytes as they travel when they cannot travel as JSON or text: base64, with their content type when known. */

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../bin/main.js';
+import { aliasBomb } from '../helpers/alias-bomb.js';
 
 function capture() {
   const out: string[] = [];
@@ -33,6 +34,16 @@ describe('cutover validate', () => {
     expect(text).toContain('CUTOVER_CONFIG_INVALID');
     expect(text).toContain('flows[0].match.path: expected a path starting with /');
     expect(text).toContain('flows[0].topic:');
+  });
+
+  it('refuses a YAML alias bomb with a config error and exit 2, not an internal error', async () => {
+    const c = capture();
+    const code = await runCli(['validate', '--config', file('bomb.yaml', `agent: a\nadmin: { auth: false }\nlaughs:\n${aliasBomb()}\n`)], c.io);
+    expect(code).toBe(2);
+    const text = c.err.join('\n');
+    expect(text).toContain('CUTOVER_CONFIG_INVALID');
+    expect(text).toContain('too many alias expansions');
+    expect(text).not.toContain('CUTOVER_INTERNAL');
   });
 
   it('exits 2 with a usage error for a missing option, an unknown flag or command', async () => {

@@ -2,9 +2,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { loadConfigFile, parseConfigText } from '../../src/config/load.js';
 import { cutoverConfigSchema } from '../../src/config/schema.js';
 import { ErrorCodes, type ConfigError } from '../../src/errors.js';
+import { aliasBomb } from '../helpers/alias-bomb.js';
 
 const valid = `
 agent: inventory
@@ -79,6 +81,30 @@ flows:
 
   it('reports YAML syntax errors with their line', () => {
     expect(issuesOf('agent: a\nflows: [\n')[0]).toMatch(/^line \d+: /);
+  });
+
+  it('refuses a YAML alias bomb as a config error instead of expanding it', () => {
+    const bomb = `agent: a\nadmin: { auth: false }\nx:\n${aliasBomb()}\n`;
+    expect(issuesOf(bomb)).toEqual([expect.stringMatching(/^too many alias expansions \(limit \d+\)/)]);
+    expect(issuesOf('agent: a\nadmin: { auth: false }\nx: *nowhere\n')[0]).toMatch(/alias/i);
+  });
+
+  it('still resolves an anchor shared by many flows', () => {
+    const flows = Array.from({ length: 30 }, (_, i) => `  - { name: f${i}, shadow: *shadow }`);
+    const value = parseConfigText(`defaults: &shadow { target: http://127.0.0.1:9 }\nflows:\n${flows.join('\n')}\n`, z.unknown(), { env: {} }) as {
+      flows: Array<{ shadow: { target: string } }>;
+    };
+    expect(value.flows[29]!.shadow.target).toBe('http://127.0.0.1:9');
+  });
+
+  it('accepts bracketed IPv6 listen addresses and allows auth: false on [::1]', () => {
+    const config = parseConfigText('agent: a\nlisten: "[::]:15000"\nadmin: { auth: false, listen: "[::1]:15001" }\n', cutoverConfigSchema, { env: {} });
+    expect(config.listen).toBe('[::]:15000');
+    expect(config.admin.listen).toBe('[::1]:15001');
+    expect(issuesOf('agent: a\nadmin: { auth: false, listen: "[::]:15001" }\n')).toEqual(['admin.auth: auth may only be disabled on a loopback listen address']);
+    for (const listen of ['"::1:15000"', '"[::1]"', '"[nope]:1"', '"[::1]:123456"', '"[::1] :1"']) {
+      expect(issuesOf(`agent: a\nadmin: { auth: false }\nlisten: ${listen}\n`)).toEqual([expect.stringMatching(/^listen: expected host:port/)]);
+    }
   });
 
   it('rejects an unknown bus kind by naming the field', () => {

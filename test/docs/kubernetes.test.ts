@@ -174,10 +174,11 @@ describe('docs/kubernetes', () => {
     expect(limit).toBeGreaterThan(config.spool.maxBytes);
   });
 
-  it('listen addresses take IPv4 or names, not IPv6 literals (as deployment.md says)', () => {
+  it('listen addresses take IPv4, names, or IPv6 literals in brackets (as deployment.md says)', () => {
     const base = 'agent: a\nupstream: http://127.0.0.1:1\nadmin: { auth: false }\n';
     expect(() => parseConfigText(`${base}listen: 0.0.0.0:15000\n`, sidecarConfigSchema, { env: {} })).not.toThrow();
-    expect(() => parseConfigText(`${base}listen: "[::]:15000"\n`, sidecarConfigSchema, { env: {} })).toThrow(/listen/);
+    expect(() => parseConfigText(`${base}listen: "[::]:15000"\n`, sidecarConfigSchema, { env: {} })).not.toThrow();
+    expect(() => parseConfigText(`${base}listen: "::1:15000"\n`, sidecarConfigSchema, { env: {} })).toThrow(/listen/);
   });
 });
 

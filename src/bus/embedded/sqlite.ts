@@ -1,5 +1,8 @@
+import { closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { BusError, ErrorCodes } from '../../errors.js';
 import { sleep } from '../../async.js';
+import type { Logger } from '../../logger.js';
 
 /**
  * How long one SQLite call waits for a lock held by another connection before it fails with SQLITE_BUSY.
@@ -62,4 +65,28 @@ export async function withBusyRetry<T>(fn: () => T, deadline: number, action: st
       if (!(await sleep(delay, signal))) throw toBusError(err, action);
     }
   }
+}
+
+/** Files already warned about as world-readable: one warning per file and process, not per connection. */
+const warnedReadable = new Set<string>();
+
+/**
+ * Makes sure the bus file exists before SQLite opens it, private to its owner: events carry request bodies,
+ * like the spool (0600). A missing file is created 0600 and a missing directory 0700; SQLite gives the
+ * -wal and -shm files the main file's mode. An existing file keeps the mode its owner chose, but a
+ * world-readable one is warned about (once per file).
+ */
+export function createPrivateFile(file: string, logger: Logger): void {
+  const resolved = path.resolve(file);
+  mkdirSync(path.dirname(resolved), { recursive: true, mode: 0o700 });
+  try {
+    closeSync(openSync(resolved, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const mode = statSync(resolved).mode & 0o777;
+  if ((mode & 0o004) === 0 || warnedReadable.has(resolved)) return;
+  warnedReadable.add(resolved);
+  logger.warn({ path: file, mode: `0${mode.toString(8)}` }, 'the embedded bus file is world-readable and its events carry request bodies; chmod 600 it (and its -wal and -shm files)');
 }

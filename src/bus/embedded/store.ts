@@ -1,12 +1,10 @@
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CloudEvent } from '../../events/types.js';
 import type { EmbeddedBusConfig } from '../../config/bus.js';
 import type { Delivery } from '../types.js';
-import { BUSY_TIMEOUT_MS, withBusyRetry } from './sqlite.js';
+import { BUSY_TIMEOUT_MS, createPrivateFile, withBusyRetry } from './sqlite.js';
 
 export { partitionOf } from '../hash.js';
 
@@ -181,13 +179,13 @@ export class EmbeddedStore {
     this.partitions = partitions;
   }
 
-  /** Opens (creating it and its parent directory when missing) and migrates the file. */
+  /** Opens (creating it 0600 and its parent directory 0700 when missing) and migrates the file. */
   static async open(config: EmbeddedBusConfig, logger: Logger): Promise<EmbeddedStore> {
     const deadline = Date.now() + config.publishTimeout;
     const action = `opening the embedded bus at ${config.path}`;
     let db: Database.Database;
     try {
-      if (config.path !== ':memory:') mkdirSync(path.dirname(path.resolve(config.path)), { recursive: true });
+      if (config.path !== ':memory:') createPrivateFile(config.path, logger);
       db = new Database(config.path, { timeout: BUSY_TIMEOUT_MS });
     } catch (err) {
       throw new BusError(ErrorCodes.BUS_UNAVAILABLE, `${action}: ${(err as Error).message}`, { cause: err, retriable: true });
