@@ -5,6 +5,8 @@ import { openBus } from '../../src/bus/index.js';
 import { createLogger } from '../../src/logger.js';
 import { createRegistry, type Registry } from '../../src/metrics.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
+import { hostPort } from '../../src/config/fields.js';
+import { parseListen } from '../../src/net.js';
 import { ExitCode, loadConfig, parseCommandArgs, untilStopped, usageError, type CliIo, type CommandDeps } from '../io.js';
 
 export const SHADOW_USAGE = `usage: cutover shadow --config FILE [--only delivery|comparator] [--metrics HOST:PORT]
@@ -28,8 +30,8 @@ export async function shadowCommand(argv: string[], io: CliIo, deps: CommandDeps
   if (values.only !== undefined && values.only !== 'delivery' && values.only !== 'comparator') {
     throw usageError(`--only takes delivery or comparator, got ${JSON.stringify(values.only)}`, SHADOW_USAGE);
   }
-  const metricsAt = values.metrics === undefined ? undefined : /^([^\s:]+):(\d{1,5})$/.exec(values.metrics);
-  if (values.metrics !== undefined && !metricsAt) throw usageError(`--metrics takes HOST:PORT, got ${JSON.stringify(values.metrics)}`, SHADOW_USAGE);
+  if (values.metrics !== undefined && !hostPort.safeParse(values.metrics).success) throw usageError(`--metrics takes HOST:PORT, got ${JSON.stringify(values.metrics)}`, SHADOW_USAGE);
+  const metricsAt = values.metrics === undefined ? undefined : parseListen(values.metrics);
 
   let runtime: ShadowRuntime | undefined;
   let bus: Bus | undefined;
@@ -39,10 +41,10 @@ export async function shadowCommand(argv: string[], io: CliIo, deps: CommandDeps
     const registry = createRegistry({ defaultMetrics: true });
     if (metricsAt) {
       const token = config.admin.auth ? config.admin.token : undefined;
-      if (!token && !/^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(metricsAt[1]!)) {
+      if (!token && !/^(127\.\d+\.\d+\.\d+|localhost|::1)$/.test(metricsAt.host)) {
         throw new CutoverError(ErrorCodes.USAGE, `--metrics ${values.metrics}: a non-loopback address needs admin.token in the config`);
       }
-      metricsServer = await serveMetrics(registry, metricsAt[1]!, Number(metricsAt[2]), token);
+      metricsServer = await serveMetrics(registry, metricsAt.host, metricsAt.port, token);
     }
     const logger = deps.logger ?? createLogger({ level: config.log.level });
     bus = await (deps.openBus ?? ((c, l) => openBus(c, { logger: l })))(config.bus, logger);
