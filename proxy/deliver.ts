@@ -77,6 +77,8 @@ export class DeliverRuntime {
             match: flow.match,
             shadow: { target: opts.target, timeout: opts.config.timeout, concurrency: opts.config.concurrency, maxAttempts: opts.config.maxAttempts },
             compareHeaders: DEFAULT_REPLY_HEADERS,
+            // The callee side replays to the real agent: its version is the one the direct side reports.
+            ...(flow.versions ? { versions: { header: flow.versions.header, shadow: flow.versions.direct } } : {}),
           },
           group: deliverGroup(flow.name),
           accept: isDeliverable,

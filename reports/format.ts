@@ -79,3 +79,12 @@ export function changeText(change: { at: string; before: { parity: { value: numb
   const { before, after } = change;
   return `parity changed at ${change.at}: ${pct(before.parity.value)} of ${int(before.parity.compared)} compared before, ${pct(after.parity.value)} of ${int(after.parity.compared)} since; the verdict judges the records since`;
 }
+
+/** One line per version pair when versions are reported: "shadow v1.4.2 since …: 37 calls; …". */
+export function versionLines(pairs: ReadonlyArray<{ direct: string | null; bus: string | null; current: boolean; samples: number; parity: { value: number | null }; firstAt: string; lastAt: string; verdict: string }>): string[] {
+  if (pairs.length === 0 || (pairs.length === 1 && pairs[0]!.direct === null && pairs[0]!.bus === null)) return [];
+  return pairs.map(
+    (p) =>
+      `${p.current ? 'now' : 'before'}: direct ${p.direct ?? '(no version)'} · bus ${p.bus ?? '(no version)'}, ${p.current ? `since ${p.firstAt}` : `${p.firstAt} → ${p.lastAt}`}: ${int(p.samples)} samples, parity ${pct(p.parity.value)}, ${p.verdict}${p.current ? ' (judged)' : ' (shown, not counted)'}`,
+  );
+}

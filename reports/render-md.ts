@@ -1,5 +1,5 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText } from './format.js';
+import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines } from './format.js';
 import type { FlowReport, Percentiles, Report, VerdictStatus } from './types.js';
 
 const ICON: Record<VerdictStatus, string> = { READY: '✅', NOT_READY: '❌', INSUFFICIENT_DATA: '⚠️' };
@@ -74,6 +74,8 @@ function flowSection(f: FlowReport): string[] {
   out.push(`Parity ${pct(f.parity.value)} of ${int(f.parity.compared)} compared; ${parityIntervalText(f.parity)}.`, '');
   const change = changeText(f.change);
   if (change) out.push(`**Change:** ${change}.`, '');
+  const versions = versionLines(f.versions);
+  if (versions.length > 0) out.push('**Versions**', '', ...versions.map((l) => `- ${text(l)}`), '');
   out.push('| Latency | p50 | p95 | p99 | max | count |', '|---|--:|--:|--:|--:|--:|');
   const lat = (name: string, p: Percentiles | null) => `| ${name} | ${ms(p?.p50)} | ${ms(p?.p95)} | ${ms(p?.p99)} | ${ms(p?.max)} | ${p ? int(p.count) : '–'} |`;
   out.push(lat('direct', f.latency.direct), lat('bus end to end', f.latency.bus), lat('bus lag', f.latency.busLag));

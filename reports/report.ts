@@ -2,11 +2,12 @@ import type { Bus } from '../src/bus/types.js';
 import type { FlowConfig } from '../src/config/flow.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
-import { DEFAULT_LIMITS, FlowAggregate, INVALID, recordTime, type AggregateLimits, type FlowInfo } from './aggregate.js';
+import { DEFAULT_LIMITS, INVALID, recordTime, type AggregateLimits, type FlowInfo } from './aggregate.js';
+import { VersionedFlow } from './versions.js';
 import { READINESS_DEFAULTS, resolveCriteria, type FlowReadinessConfig, type ReadinessConfig } from '../src/config/readiness.js';
 import { renderHtml } from './render-html.js';
 import { renderJson } from './render-json.js';
-import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type FlowReport, type InputStats, type Report, type VerdictStatus } from './types.js';
+import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type FlowReport, type InputStats, type Report, type VersionPair, type VerdictStatus } from './types.js';
 import { decideVerdict, worstVerdict } from './verdict.js';
 
 /** A flow the report covers, with what config knows about it. */
@@ -51,8 +52,8 @@ export async function buildReport(records: AsyncIterable<ParityRecord> | Iterabl
   const sinceMs = options.since ? options.since.getTime() : -Infinity;
   const input: InputStats = { read: 0, used: 0, beforeSince: 0, otherFlows: 0, unsupportedVersion: 0, invalid: 0 };
   const selected = options.flows ? new Map(options.flows.map((f) => [f.name, f])) : null;
-  const aggregates = new Map<string, FlowAggregate>();
-  if (options.flows) for (const f of options.flows) aggregates.set(f.name, new FlowAggregate(f, limits));
+  const aggregates = new Map<string, VersionedFlow>();
+  if (options.flows) for (const f of options.flows) aggregates.set(f.name, new VersionedFlow(f, limits));
 
   for await (const record of records as AsyncIterable<unknown>) {
     input.read++;
@@ -76,7 +77,7 @@ export async function buildReport(records: AsyncIterable<ParityRecord> | Iterabl
       continue;
     }
     if (!aggregate) {
-      aggregate = new FlowAggregate({ name: r.flow, mode: 'unknown' }, limits);
+      aggregate = new VersionedFlow({ name: r.flow, mode: 'unknown' }, limits);
       aggregates.set(r.flow, aggregate);
     }
     aggregate.add(r, atMs);
@@ -92,8 +93,27 @@ export async function buildReport(records: AsyncIterable<ParityRecord> | Iterabl
   for (const aggregate of ordered) {
     const flow = selected?.get(aggregate.info.name);
     const criteria = resolveCriteria(options.readiness ?? READINESS_DEFAULTS, flow?.readiness);
-    const facts = aggregate.summarize(baseUrl);
-    flows.push({ ...facts, criteria, verdict: decideVerdict(facts, criteria, { topic: flow?.topic }) });
+    // The flow is judged on the version pair seen last; the others are shown with their own verdicts.
+    const pairs = aggregate.byRecency();
+    const current = aggregate.current();
+    const facts = current.aggregate.summarize(baseUrl);
+    const versions: VersionPair[] = pairs.map((p) => {
+      const pairFacts = p === current ? facts : p.aggregate.summarize(baseUrl);
+      return {
+        direct: p.direct,
+        bus: p.bus,
+        current: p === current,
+        samples: pairFacts.samples,
+        parity: pairFacts.parity,
+        firstAt: new Date(p.firstMs).toISOString(),
+        lastAt: new Date(p.lastMs).toISOString(),
+        verdict: p === current ? 'INSUFFICIENT_DATA' : decideVerdict(pairFacts, criteria).status,
+      };
+    });
+    const verdict = decideVerdict(facts, criteria, { topic: flow?.topic });
+    const own = versions.find((v) => v.current);
+    if (own) own.verdict = verdict.status;
+    flows.push({ ...facts, versions, droppedVersionPairs: aggregate.droppedPairs, criteria, verdict });
   }
   const summary: Record<VerdictStatus, number> = { READY: 0, NOT_READY: 0, INSUFFICIENT_DATA: 0 };
   for (const f of flows) summary[f.verdict.status]++;

@@ -82,6 +82,21 @@ export interface Segment {
   dlq: RateStat;
 }
 
+/** One version pair of a flow: the direct side's code version and the bus side's, with its own evidence. */
+export interface VersionPair {
+  /** `null` when that side reports no version. */
+  direct: string | null;
+  bus: string | null;
+  /** The pair seen last: the code running now, the one the flow is judged on. */
+  current: boolean;
+  samples: number;
+  parity: Parity;
+  firstAt: string;
+  lastAt: string;
+  /** This pair's own verdict (older pairs: what it would have been; never pooled with the current one). */
+  verdict: VerdictStatus;
+}
+
 /** The latest change in a flow's parity that no version announced (reports/change.ts). */
 export interface ChangePoint {
   /** Start of the first time bucket after the change, ISO. */
@@ -174,6 +189,13 @@ export interface FlowReport {
   noise: NoiseField[];
   /** The latest change point of the flow's parity; when set, the verdict judges only the records after it. */
   change: ChangePoint | null;
+  /**
+   * Every version pair seen, the current one first. The flow's figures above are the current pair's: a new
+   * version on either side starts the evidence afresh, and older pairs are shown, not counted.
+   */
+  versions: VersionPair[];
+  /** Version pairs left out because more than 20 were seen. */
+  droppedVersionPairs: number;
   timeline: Timeline;
   firstAt: string | null;
   lastAt: string | null;

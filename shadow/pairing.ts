@@ -271,6 +271,8 @@ export class PairingEngine {
       if (t.consumedAt !== undefined) r.busLagMs = Math.max(0, t.consumedAt - t.eventPublishedAt);
     }
     if (t?.eventBytes !== undefined) r.eventBytes = t.eventBytes;
+    if (typeof direct?.data.version === 'string') r.directVersion = direct.data.version;
+    if (typeof t?.version === 'string') r.busVersion = t.version;
     if (outcome !== 'match') {
       // The sidecar's own record of the call first; the bus side's copy when the direct side is missing or
       // predates call samples. SDK replies carry none, so without the direct one their mismatches had no curl.

@@ -23,6 +23,8 @@ export interface ShadowFlow {
   shadow: FlowShadowOptions & { target: string };
   /** Extra response headers to keep in replies (the flow's `compare.headers`). */
   compareHeaders?: readonly string[];
+  /** Where the target's code version comes from (the flow's `versions`). */
+  versions?: { header?: string | undefined; shadow?: string | undefined };
 }
 
 export interface ReplayConsumerOptions {
@@ -143,7 +145,8 @@ export class ReplayConsumer {
     // Consumer lag as operators alert on it: how long events wait on the bus before a consumer takes them.
     this.metrics?.lag.observe({ flow: flow.name }, Math.max(0, consumedAt - d.publishedAt) / 1000);
     const request = callSampleOf(d, { method: flow.match.method, target: flow.match.path });
-    const reply = { bus: this.opts.bus, source: this.opts.replySource ?? '/cutover/shadow', consumedAt, now: this.now };
+    const versions = flow.versions;
+    const reply = { bus: this.opts.bus, source: this.opts.replySource ?? '/cutover/shadow', consumedAt, now: this.now, ...(versions?.shadow ? { version: versions.shadow } : {}) };
     // A 5xx answer fails the attempt; on the last one its status and body still go into the error reply.
     let failed: ReplayResponse | undefined;
     await this.handling.handle(d, {
@@ -154,6 +157,7 @@ export class ReplayConsumer {
           maxResponseBytes: this.opts.maxResponseBytes ?? 256 * 1024,
           keepHeaders: this.keepHeaders,
           agent: this.agent,
+          ...(versions?.header ? { versionHeader: versions.header.toLowerCase() } : {}),
         });
         this.metrics?.latency.observe({ flow: flow.name }, response.latencyMs / 1000);
         if (response.status >= 500) {
@@ -162,7 +166,7 @@ export class ReplayConsumer {
         }
         return response;
       },
-      reply: (ok) => publishBusReply(d, reply, { status: ok.status, headers: ok.headers, ...ok.body, latencyMs: round(ok.latencyMs), request }),
+      reply: (ok) => publishBusReply(d, reply, { status: ok.status, headers: ok.headers, ...ok.body, latencyMs: round(ok.latencyMs), request, ...(ok.version ? { version: ok.version } : {}) }),
       replyError: (failure) => {
         const { code, message } = describeError(failure);
         const result: BusReplyResult = { error: { code, message: message.slice(0, 500) }, dlq: true, request };

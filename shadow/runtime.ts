@@ -16,6 +16,7 @@ export interface ShadowFlowConfig {
   shadow?: FlowShadowOptions | undefined;
   compare?: FlowCompareOptions | undefined;
   noise?: FlowNoiseOptions | undefined;
+  versions?: { header?: string | undefined; direct?: string | undefined; shadow?: string | undefined } | undefined;
 }
 
 export interface ShadowRuntimeOptions {
@@ -95,7 +96,7 @@ export class ShadowRuntime {
         await this.replay.start(
           targets.map((f) => ({
             bus: options.bus,
-            flow: { name: f.name, topic: f.topic, match: f.match, shadow: { ...f.shadow!, target: f.shadow!.target! }, compareHeaders: f.compare?.headers ?? [] },
+            flow: { name: f.name, topic: f.topic, match: f.match, shadow: { ...f.shadow!, target: f.shadow!.target! }, compareHeaders: f.compare?.headers ?? [], ...(f.versions ? { versions: f.versions } : {}) },
             dedupeTtl: options.shadow.dedupeTtl,
             ...(options.from ? { from: options.from } : {}),
             ...(options.logger ? { logger: options.logger } : {}),

@@ -57,6 +57,19 @@ export const flowObjectSchema = z
     verify: z.boolean().optional(),
     /** The call may be repeated without harm (GET, HEAD and OPTIONS always are). Required for `verify` on other methods. */
     safe: z.boolean().optional(),
+    /**
+     * Where the version of each side's code comes from, so evidence is tied to the code that produced it:
+     * `header` names a response header both agents set (like x-agent-version); `direct` and `shadow` are
+     * fixed values used when the header is absent. A new version on either side starts the evidence afresh.
+     */
+    versions: z
+      .object({
+        header: z.string().regex(/^[A-Za-z0-9-]+$/, 'expected a header name like x-agent-version').optional(),
+        direct: z.string().min(1).max(100).optional(),
+        shadow: z.string().min(1).max(100).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

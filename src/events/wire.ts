@@ -82,6 +82,8 @@ export interface ObservationData extends EncodedBody {
    * can print a replay. The sidecar and replay consumers attach it; SDK agents do not.
    */
   request?: CallSample;
+  /** Version of the code that produced this result (the flow's `versions`, or an SDK agent's `version`). */
+  version?: string;
 }
 
 /** `data` of a bus reply (`cutover.observation.bus`): the result plus the timing of the bus path. */

@@ -151,6 +151,8 @@ export interface ReplyContext {
   /** When handling began, epoch ms. */
   consumedAt: number;
   now?: () => number;
+  /** Version of the code answering, stamped on replies that do not carry their own. */
+  version?: string;
 }
 
 /** Publishes the bus reply to a delivered call event on its `replyto`; nothing when it has none. */
@@ -163,7 +165,7 @@ export async function publishBusReply(d: Delivery, ctx: ReplyContext, result: Bu
     consumedAt: ctx.consumedAt,
     attempt: d.attempt,
     source: ctx.source,
-    result,
+    result: ctx.version !== undefined && result.version === undefined ? { ...result, version: ctx.version } : result,
     ...(ctx.now ? { now: ctx.now } : {}),
   });
   await ctx.bus.publish(replyTo, [message]);

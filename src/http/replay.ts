@@ -28,6 +28,8 @@ export interface ReplayResponse {
   /** The body as it travels on the bus (content-encoding undone when possible). */
   body: EncodedContent & { bodySkipped?: 'too_large'; bodyBytes: number };
   latencyMs: number;
+  /** The answering code's version, from `SendOptions.versionHeader`. */
+  version?: string;
 }
 
 /**
@@ -98,6 +100,8 @@ export interface SendOptions {
   agent: http.Agent | https.Agent;
   /** Names the target in error messages. Default `shadow target`. */
   label?: string;
+  /** A response header carrying the version of the answering code (lowercase), read into `version`. */
+  versionHeader?: string;
 }
 
 /**
@@ -155,7 +159,10 @@ export function sendReplay(base: URL, req: ReplayRequest, options: SendOptions):
             size > options.maxResponseBytes
               ? { bodySkipped: 'too_large', bodyBytes: size }
               : { ...encodeContent(Buffer.concat(chunks, size), res.headers['content-type'], res.headers['content-encoding'], options.maxResponseBytes), bodyBytes: size };
-          resolve({ status: res.statusCode ?? 0, headers, body, latencyMs: performance.now() - started });
+          const response: ReplayResponse = { status: res.statusCode ?? 0, headers, body, latencyMs: performance.now() - started };
+          const version = options.versionHeader ? res.headers[options.versionHeader] : undefined;
+          if (typeof version === 'string' && version !== '') response.version = version.slice(0, 100);
+          resolve(response);
         });
       },
     );

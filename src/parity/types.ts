@@ -61,6 +61,10 @@ export interface ParityRecord {
   request?: CallSample;
   /** Size in bytes of the serialized CloudEvent the sidecar published for this call (reports advise slimming large events). */
   eventBytes?: number;
+  /** Version of the direct side's code, when it says (reports judge each version pair on its own). */
+  directVersion?: string;
+  /** Version of the bus side's code: the shadow target's or the bus-native agent's. */
+  busVersion?: string;
 }
 
 /** A flow's readiness verdict; reports produce it, flips record it. */

@@ -34,6 +34,11 @@ export interface AgentBusOptions {
   dedupeTtl?: number;
   /** Schema major versions handlers accept unless a subscription says otherwise. Default [1]. */
   schemaMajors?: readonly number[];
+  /**
+   * Version of this agent's code (a build, a model, a prompt revision), stamped on every reply: readiness
+   * reports judge each version on its own evidence, so a new one starts afresh.
+   */
+  version?: string;
   now?: () => number;
 }
 
@@ -122,6 +127,8 @@ interface PendingReply {
 export class AgentBus {
   readonly bus: Bus;
   readonly agent: string;
+  /** This agent's code version, stamped on its replies. */
+  readonly version: string | undefined;
   private readonly log: Logger;
   private readonly dedupe: DedupeStore;
   private ownsDedupe: boolean;
@@ -135,6 +142,7 @@ export class AgentBus {
   constructor(private readonly options: AgentBusOptions) {
     this.bus = options.bus;
     this.agent = options.agent;
+    this.version = options.version;
     this.log = (options.logger ?? silentLogger()).child({ component: 'agent-bus', agent: options.agent });
     this.dedupe = options.dedupe ?? new MemoryDedupeStore();
     this.ownsDedupe = options.dedupe === undefined;
@@ -245,7 +253,7 @@ export class AgentBus {
   private async handle(d: Delivery, handler: AgentHandler, sub: { runner: AtLeastOnce<PendingReply>; maxAttempts: number; majors: ReadonlySet<number> }): Promise<void> {
     const event = d.event;
     const log = this.log.child({ eventId: event.id, topic: d.topic, attempt: d.attempt });
-    const reply: ReplyContext = { bus: this.bus, source: `/agents/${this.agent}`, consumedAt: this.now(), now: this.now };
+    const reply: ReplyContext = { bus: this.bus, source: `/agents/${this.agent}`, consumedAt: this.now(), now: this.now, ...(this.version ? { version: this.version } : {}) };
     const major = schemaMajor(event.schemaversion);
     if (major !== undefined && !sub.majors.has(major)) {
       const err = new ValidationError(

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ParityRecord } from '../../src/parity/types.js';
 import { adminReport, buildReport, type ReportFlow } from '../../reports/report.js';
+import { renderText } from '../../reports/render-text.js';
 import { anytimeInterval, wilson } from '../../reports/stats.js';
 import type { FlowReport } from '../../reports/types.js';
 import { interleave, syntheticRecords } from './synthetic.js';
@@ -271,4 +272,34 @@ describe('verdicts after a change the versions did not announce', () => {
       expect(f.change).toBeNull();
     }
   });
+});
+
+describe('verdicts per version pair', () => {
+  const start = Date.parse('2025-03-01T10:00:00Z');
+  const readiness = { minSamples: 500, minParityLowerBound: 0.99 };
+  const stamped = (samples: number, busVersion: string, offsetMs: number, mismatchRate = 0) =>
+    [...syntheticRecords({ flow: flowName, samples, mismatchRate, stepMs: 20, startMs: start + offsetMs })].map((r) => ({ ...r, correlationId: `${busVersion}-${r.correlationId}`, directVersion: '7.0', busVersion }));
+
+  it('a new shadow version after a READY history is judged on its own records, the old one shown', async () => {
+    const f = await flowReport([...stamped(12_000, '1.4.1', 0), ...stamped(37, '1.4.2', 12_000 * 20)], undefined, readiness);
+    expect(f.samples).toBe(37);
+    expect(f.verdict.status).toBe('INSUFFICIENT_DATA');
+    expect(f.versions.map((v) => [v.direct, v.bus, v.current, v.samples, v.verdict])).toEqual([
+      ['7.0', '1.4.2', true, 37, 'INSUFFICIENT_DATA'],
+      ['7.0', '1.4.1', false, 12_000, 'READY'],
+    ]);
+    const text = renderText(await buildReport(asAsync([...stamped(12_000, '1.4.1', 0), ...stamped(37, '1.4.2', 12_000 * 20)]), { flows: [{ name: flowName, mode: 'shadow', method: 'POST' }], readiness: { ...defaults, ...readiness } }), { colour: false });
+    expect(text).toMatch(/versions\s+now: direct 7\.0 · bus 1\.4\.2, since 2025-03-01T10:04:00\.000Z: 37 samples, parity 100%, INSUFFICIENT_DATA \(judged\)/);
+    expect(text).toMatch(/before: direct 7\.0 · bus 1\.4\.1, .*: 12,000 samples, parity 100%, READY \(shown, not counted\)/);
+  });
+
+  it('a bad old version does not sink a good new one, and records without versions are a pair of their own', async () => {
+    const f = await flowReport([...stamped(2000, '1.0', 0, 0.1), ...stamped(600, '1.1', 2000 * 20)], undefined, readiness);
+    expect(f.verdict.status).toBe('READY');
+    expect(f.versions.map((v) => [v.bus, v.verdict])).toEqual([['1.1', 'READY'], ['1.0', 'NOT_READY']]);
+    const plain = await flowReport(good(600), undefined, readiness);
+    expect(plain.versions).toEqual([expect.objectContaining({ direct: null, bus: null, current: true, samples: 600 })]);
+  });
+
+  const good = (samples: number) => syntheticRecords({ flow: flowName, samples, stepMs: 20, startMs: start });
 });

@@ -84,6 +84,20 @@ describe('AgentBus (memory bus)', () => {
     expect(call.replyto).toBe('test.replies');
   });
 
+  it('stamps its version on every reply, so reports judge each version on its own', async () => {
+    const bus = new MemoryBus();
+    const agents = new AgentBus({ bus, agent: 'inventory', version: '2.3.0-model-b' });
+    cleanups.push(() => agents.close());
+    await agents.subscribe('commands.agent.inventory.reserve', (ctx) => ctx.reply({ ok: true }));
+    await agents.subscribe('commands.agent.inventory.cancel', () => {
+      throw nonRetriable(new Error('no such reservation'));
+    }, { maxAttempts: 1, group: 'inventory.cancel' });
+    await agents.publish('commands.agent.inventory.reserve', { body: {} }, { replyTo: 'test.replies', correlationId: 'ok-1' });
+    await agents.publish('commands.agent.inventory.cancel', { body: {} }, { replyTo: 'test.replies', correlationId: 'err-1' });
+    await waitFor(() => bus.messages('test.replies').length === 2, { what: 'both replies' });
+    expect(bus.messages('test.replies').map((m) => (m.event.data as { version?: string }).version)).toEqual(['2.3.0-model-b', '2.3.0-model-b']);
+  });
+
   it('sets ctx.shadow for shadow-mode events', async () => {
     const { bus, agents } = await setup();
     const flags: boolean[] = [];

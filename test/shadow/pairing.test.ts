@@ -25,6 +25,17 @@ describe('PairingEngine: pairing', () => {
     expect(e.stats()).toMatchObject({ open: 0, records: { match: 1, mismatch: 1 } });
   });
 
+  it('carries each side\'s code version into the record without comparing it', () => {
+    const e = engine();
+    e.ingest(obs('direct', 'v1', ok({ a: 1 }, { version: '7.0' })), 1_000);
+    const [r] = e.ingest(obs('bus', 'v1', ok({ a: 1 }, { version: '1.4.2' })), 1_001);
+    expect(r).toMatchObject({ outcome: 'match', diffs: [], directVersion: '7.0', busVersion: '1.4.2' });
+    e.ingest(obs('direct', 'v2', ok({ a: 1 })), 1_002);
+    const [plain] = e.ingest(obs('bus', 'v2', ok({ a: 1 })), 1_003);
+    expect(plain!.directVersion).toBeUndefined();
+    expect(plain!.busVersion).toBeUndefined();
+  });
+
   it('takes the call sample from the direct observation when the bus reply has none (SDK agents), else from the reply', () => {
     const e = engine();
     const sample = { method: 'POST', target: '/reservations?src=test', headers: { 'content-type': 'application/json' }, body: '{"sku":"SKU-TEAPOT"}' };

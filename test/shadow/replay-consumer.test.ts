@@ -133,6 +133,26 @@ describe('ReplayConsumer (memory bus, real HTTP target)', () => {
     expect(data.repliedAt).toBeGreaterThanOrEqual(data.consumedAt!);
   });
 
+  it('stamps the shadow target\'s version from its response header, or the configured one, without comparing that header', async () => {
+    const t = await target((_r, n) => ({ status: 200, body: '{"ok":true}', headers: n === 1 ? { 'x-agent-version': '1.4.2' } : ({} as Record<string, string>) }));
+    cleanups.push(t.close);
+    const bus = new MemoryBus();
+    const consumer = new ReplayConsumer({
+      bus,
+      dedupe: new MemoryDedupeStore(),
+      flow: { ...FLOW, shadow: { ...flowShadowSchema.parse({ target: t.url }), target: t.url }, versions: { header: 'X-Agent-Version', shadow: 'configured-1' } },
+    });
+    await consumer.start();
+    cleanups.push(() => consumer.close());
+    await bus.publish(FLOW.topic, [callEvent()]);
+    await waitFor(() => bus.messages('test.replies').length === 1, { what: 'the first reply' });
+    await bus.publish(FLOW.topic, [callEvent()]);
+    await waitFor(() => bus.messages('test.replies').length === 2, { what: 'the second reply' });
+    const data = bus.messages('test.replies').map((m) => m.event.data as BusReplyData);
+    expect(data.map((d) => d.version)).toEqual(['1.4.2', 'configured-1']);
+    expect(data[0]!.headers!['x-agent-version']).toBeUndefined();
+  });
+
   it('retries 5xx answers with backoff and replies with the first good answer', async () => {
     const { t, bus, replies, consumer } = await setup((_r, n) => (n < 3 ? { status: 503, body: '{"busy":true}' } : { status: 200, body: '{"ok":true}' }));
     await bus.publish(FLOW.topic, [callEvent()]);
