@@ -7,7 +7,7 @@ import { VersionedFlow } from './versions.js';
 import { READINESS_DEFAULTS, resolveCriteria, type FlowReadinessConfig, type ReadinessConfig } from '../src/config/readiness.js';
 import { renderHtml } from './render-html.js';
 import { renderJson } from './render-json.js';
-import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type FlowReport, type InputStats, type Report, type VersionPair, type VerdictStatus } from './types.js';
+import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type Criteria, type FlowReport, type InputStats, type Report, type VersionPair, type VerdictStatus } from './types.js';
 import { decideVerdict, worstVerdict } from './verdict.js';
 
 /** A flow the report covers, with what config knows about it. */
@@ -92,28 +92,7 @@ export async function buildReport(records: AsyncIterable<ParityRecord> | Iterabl
   const ordered = options.flows ? options.flows.map((f) => aggregates.get(f.name)!) : [...aggregates.values()].sort((a, b) => a.info.name.localeCompare(b.info.name));
   for (const aggregate of ordered) {
     const flow = selected?.get(aggregate.info.name);
-    const criteria = resolveCriteria(options.readiness ?? READINESS_DEFAULTS, flow?.readiness);
-    // The flow is judged on the version pair seen last; the others are shown with their own verdicts.
-    const pairs = aggregate.byRecency();
-    const current = aggregate.current();
-    const facts = current.aggregate.summarize(baseUrl);
-    const versions: VersionPair[] = pairs.map((p) => {
-      const pairFacts = p === current ? facts : p.aggregate.summarize(baseUrl);
-      return {
-        direct: p.direct,
-        bus: p.bus,
-        current: p === current,
-        samples: pairFacts.samples,
-        parity: pairFacts.parity,
-        firstAt: new Date(p.firstMs).toISOString(),
-        lastAt: new Date(p.lastMs).toISOString(),
-        verdict: p === current ? 'INSUFFICIENT_DATA' : decideVerdict(pairFacts, criteria).status,
-      };
-    });
-    const verdict = decideVerdict(facts, criteria, { topic: flow?.topic });
-    const own = versions.find((v) => v.current);
-    if (own) own.verdict = verdict.status;
-    flows.push({ ...facts, versions, droppedVersionPairs: aggregate.droppedPairs, criteria, verdict });
+    flows.push(judgeFlow(aggregate, resolveCriteria(options.readiness ?? READINESS_DEFAULTS, flow?.readiness), { baseUrl, ...(flow?.topic ? { topic: flow.topic } : {}) }));
   }
   const summary: Record<VerdictStatus, number> = { READY: 0, NOT_READY: 0, INSUFFICIENT_DATA: 0 };
   for (const f of flows) summary[f.verdict.status]++;
@@ -127,6 +106,31 @@ export async function buildReport(records: AsyncIterable<ParityRecord> | Iterabl
     input,
     flows,
   };
+}
+
+/**
+ * A flow's section of the report with its verdict: the one rule the report, the gate, `cutover status`, the
+ * admin API and the automatic rollback all apply. The flow is judged on the version pair seen last; the
+ * others are shown with their own verdicts.
+ */
+export function judgeFlow(aggregate: VersionedFlow, criteria: Criteria, context: { baseUrl: string; topic?: string }): FlowReport {
+  const current = aggregate.current();
+  const facts = current.aggregate.summarize(context.baseUrl);
+  const verdict = decideVerdict(facts, criteria, context.topic ? { topic: context.topic } : {});
+  const versions: VersionPair[] = aggregate.byRecency().map((p) => {
+    const pairFacts = p === current ? facts : p.aggregate.summarize(context.baseUrl);
+    return {
+      direct: p.direct,
+      bus: p.bus,
+      current: p === current,
+      samples: pairFacts.samples,
+      parity: pairFacts.parity,
+      firstAt: new Date(p.firstMs).toISOString(),
+      lastAt: new Date(p.lastMs).toISOString(),
+      verdict: p === current ? verdict.status : decideVerdict(pairFacts, criteria).status,
+    };
+  });
+  return { ...facts, versions, droppedVersionPairs: aggregate.droppedPairs, criteria, verdict };
 }
 
 /**

@@ -58,6 +58,11 @@ export const flowObjectSchema = z
     /** The call may be repeated without harm (GET, HEAD and OPTIONS always are). Required for `verify` on other methods. */
     safe: z.boolean().optional(),
     /**
+     * In canary:N, and in bus with verify, evidence keeps coming; when the flow turns NOT_READY the sidecar
+     * rolls it back to the mode it came from (`auto`, the default), only alerts (`alert`), or does nothing.
+     */
+    rollback: z.enum(['auto', 'alert', 'off']).default('auto'),
+    /**
      * Where the version of each side's code comes from, so evidence is tied to the code that produced it:
      * `header` names a response header both agents set (like x-agent-version); `direct` and `shadow` are
      * fixed values used when the header is absent. A new version on either side starts the evidence afresh.

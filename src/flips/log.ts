@@ -40,6 +40,8 @@ const flipRecordSchema = z.object({
   at: z.string(),
   forced: z.boolean(),
   report: summarySchema.nullable(),
+  /** Written by the automatic rollback; absent in operators' flips. */
+  automatic: z.boolean().optional(),
 });
 
 /** `$USER@hostname`, the default `who` of a flip. */
@@ -69,12 +71,12 @@ export function flipFromDelivery(delivery: Delivery): FlipEntry | undefined {
  * Appends a flip to the log. Resolves once the bus durably holds it (publish semantics); followers apply
  * it from there. Keyed by flow name so one flow's flips keep their order on every adapter.
  */
-export async function appendFlip(bus: Bus, record: FlipRecord): Promise<FlipRecord & { id: string }> {
+export async function appendFlip(bus: Bus, record: FlipRecord, options: { id?: string } = {}): Promise<FlipRecord & { id: string }> {
   const checked = flipRecordSchema.safeParse(record);
   if (!checked.success) {
     throw new ValidationError(ErrorCodes.EVENT_INVALID, `invalid flip record: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
-  const event = buildEvent({ source: FLIP_SOURCE, type: FLIP_EVENT_TYPE, subject: record.flow, time: record.at, cutoverflow: record.flow, data: record });
+  const event = buildEvent({ source: FLIP_SOURCE, type: FLIP_EVENT_TYPE, subject: record.flow, time: record.at, cutoverflow: record.flow, data: record, ...(options.id ? { id: options.id } : {}) });
   await bus.publish(FLIP_TOPIC, [{ key: record.flow, event }]);
   return { ...record, id: event.id };
 }

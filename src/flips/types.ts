@@ -52,6 +52,8 @@ export interface FlipRecord {
   /** True when the gate refused and `--force` overrode it. */
   forced: boolean;
   report: FlipReportSummary | null;
+  /** Made by the automatic rollback (a flow that turned NOT_READY after moving towards the bus), not by an operator. */
+  automatic?: boolean;
 }
 
 /** A flip as read back from the log, with where it sits. */
