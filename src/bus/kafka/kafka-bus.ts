@@ -5,7 +5,7 @@ import type { CreateBusOptions } from '../options.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';
-import { createKafkaClient } from './client.js';
+import { createKafkaClient, KafkaSockets, type KafkaFactory } from './client.js';
 import { encodeMessages, type OutgoingMessage } from './codec.js';
 import { Publisher } from './publisher.js';
 import { KafkaReader } from './reader.js';
@@ -32,6 +32,8 @@ export class KafkaBus implements Bus {
   readonly kind = 'kafka' as const;
   private readonly log: Logger;
   private readonly kafka: Kafka;
+  /** The consumers' connections (subscriptions and readers share one kafkajs client). */
+  private readonly sockets: KafkaSockets;
   private readonly admin: TopicAdmin;
   private readonly publisher: Publisher;
   private readonly subscriptions = new Set<KafkaSubscription>();
@@ -45,9 +47,16 @@ export class KafkaBus implements Bus {
     options: CreateBusOptions = {},
   ) {
     this.log = logger.child({ brokers: config.brokers.join(',') });
-    this.kafka = createKafkaClient(config, this.log.child({ component: 'kafkajs' }), options);
-    this.admin = new TopicAdmin(this.kafka, config, this.log);
-    this.publisher = new Publisher(this.kafka, {
+    const kafkaLog = this.log.child({ component: 'kafkajs' });
+    const newClient: KafkaFactory = () => {
+      const sockets = new KafkaSockets(options.connect);
+      return { client: createKafkaClient(config, kafkaLog, sockets), sockets };
+    };
+    const shared = newClient();
+    this.kafka = shared.client;
+    this.sockets = shared.sockets!;
+    this.admin = new TopicAdmin(newClient, config, this.log);
+    this.publisher = new Publisher(newClient, {
       config,
       logger: this.log,
       ensureTopic: (topic, timeoutMs) => this.admin.ensureTopic(topic, timeoutMs),
@@ -170,6 +179,8 @@ export class KafkaBus implements Bus {
       await Promise.allSettled([...this.readers].map((r) => r.close()));
       await this.publisher.close();
       await this.admin.close();
+      // A consumer whose disconnect timed out may still be reconnecting inside kafkajs.
+      this.sockets.destroy();
       this.log.info('kafka bus closed');
     })();
     return this.closed;
