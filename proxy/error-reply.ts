@@ -18,8 +18,9 @@ function sendJson(res: ServerResponse, status: number, body: Buffer): void {
 
 /** Answers the caller with a typed JSON error, recorded on `ex` for the direct observation. */
 export function sendError(ex: Exchange, res: ServerResponse, status: number, code: string, message: string): void {
-  ex.failure = { code, message, body: errorBody(code, message) };
-  sendJson(res, status, ex.failure.body);
+  const body = errorBody(code, message);
+  ex.failure = { code, message, body };
+  sendJson(res, status, body);
 }
 
 /** What {@link UpstreamErrors} needs to answer, count and log upstream failures. */
@@ -70,15 +71,32 @@ export class UpstreamErrors {
     }
   }
 
+  /**
+   * The upstream dropped the connection after its response headers, so the caller already has a status
+   * and part of a body: its connection is destroyed, as it would be without the sidecar, instead of being
+   * left waiting for the rest.
+   */
+  aborted(ex: Exchange, req: IncomingMessage, res: ServerResponse, received: number): void {
+    if (ex.failure || res.destroyed) return; // answered already, or the caller left first
+    const code = ErrorCodes.UPSTREAM_ABORTED;
+    const message = `upstream closed the connection after ${received} body bytes of a ${res.statusCode} response`;
+    ex.failure = { code, message };
+    if (ex.entry) ex.entry.counters.upstreamErrors++;
+    this.opts.metrics.upstreamErrors.inc({ code });
+    this.opts.logger.warn({ method: req.method, url: this.loggableUrl(req.url), status: res.statusCode, received, eventId: ex.id }, 'upstream aborted its response; cutting the caller connection');
+    res.destroy();
+  }
+
   /** No response headers within `upstreamTimeout`: 504, and the upstream request is abandoned. */
   timedOut(ex: Exchange): void {
     ex.timer = undefined;
     const res = ex.res;
     const message = `upstream sent no response within ${this.opts.upstreamTimeout} ms`;
-    ex.failure = { code: ErrorCodes.UPSTREAM_TIMEOUT, message, body: errorBody(ErrorCodes.UPSTREAM_TIMEOUT, message) };
+    const body = errorBody(ErrorCodes.UPSTREAM_TIMEOUT, message);
+    ex.failure = { code: ErrorCodes.UPSTREAM_TIMEOUT, message, body };
     this.opts.metrics.upstreamErrors.inc({ code: ErrorCodes.UPSTREAM_TIMEOUT });
     if (ex.entry) ex.entry.counters.upstreamErrors++;
-    if (res && !res.headersSent) sendJson(res, 504, ex.failure.body);
+    if (res && !res.headersSent) sendJson(res, 504, body);
     ex.proxyReq?.destroy();
   }
 

@@ -247,7 +247,17 @@ export class DataPlane implements BusPathHost {
       ex.timer = undefined;
     }
     this.opts.metrics.forFlow(ex.entry?.config.name ?? UNMATCHED, ex.mode).upstream.observe((performance.now() - ex.upstreamStarted) / 1000);
-    if (ex.failure || !ex.reqCapture) return;
+    if (ex.failure) return;
+    const res = ex.res!;
+    let received = 0;
+    proxyRes.on('data', (chunk: Buffer) => (received += chunk.length));
+    // http-proxy pipes the response and never looks back: a response cut short would leave the caller
+    // waiting for bytes that never come. Node reports the cut only to an 'error' listener.
+    proxyRes.on('error', () => undefined);
+    proxyRes.once('close', () => {
+      if (!proxyRes.complete) this.upstreamErrors.aborted(ex, req, res, received);
+    });
+    if (!ex.reqCapture) return;
     const capture = new BodyCapture(this.opts.capture.maxResponseBytes);
     ex.resCapture = capture;
     proxyRes.on('data', (chunk: Buffer) => capture.push(chunk));

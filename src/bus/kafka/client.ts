@@ -32,7 +32,12 @@ function isExpectedError(namespace: string, message: string, extra: Record<strin
  * that its caller reports once (the sidecar: "bus unreachable ... retrying"), so the attempts are debug.
  */
 function isConnectionAttempt(namespace: string, message: string): boolean {
-  return (namespace === 'Connection' && message.startsWith('Connection error')) || (namespace === 'BrokerPool' && message.startsWith('Failed to connect to seed broker'));
+  return (
+    (namespace === 'Connection' && message.startsWith('Connection error')) ||
+    (namespace === 'BrokerPool' && message.startsWith('Failed to connect to seed broker')) ||
+    // A broker that accepts connections but never answers: each attempt ends in a timed-out handshake.
+    (namespace === 'BrokerPool' && /^Request ApiVersions\b.* timed out/.test(message))
+  );
 }
 
 /** Maps kafkajs log entries onto the injected pino logger (kafkajs would otherwise print to the console). */
@@ -138,6 +143,8 @@ export function createKafkaClient(config: KafkaBusConfig, logger: Logger, socket
     clientId: config.clientId,
     brokers: config.brokers,
     connectionTimeout: config.connectionTimeout,
+    // kafkajs's default is 10 s; a SASL handshake is a few round trips, bounded like connecting.
+    authenticationTimeout: config.connectionTimeout * 2,
     // A request outliving the publish deadline is useless to the caller, who has been told it failed.
     requestTimeout: Math.max(config.publishTimeout, 1_000),
     enforceRequestTimeout: true,
