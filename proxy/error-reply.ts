@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCodes } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
@@ -14,6 +14,18 @@ function errorBody(code: string, message: string): Buffer {
 function sendJson(res: ServerResponse, status: number, body: Buffer): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length });
   res.end(body);
+}
+
+/**
+ * Answers a connection the HTTP server handed over (an upgrade request) with a typed JSON error, if
+ * nothing was written to it yet, and closes it.
+ */
+export function sendRawError(socket: Socket, status: number, code: string, message: string): void {
+  if (socket.writable && socket.bytesWritten === 0) {
+    const body = errorBody(code, message);
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.toString()}`);
+  }
+  socket.destroySoon();
 }
 
 /** Answers the caller with a typed JSON error, recorded on `ex` for the direct observation. */
@@ -67,8 +79,27 @@ export class UpstreamErrors {
       if (!res.headersSent) sendJson(res, 502, ex?.failure?.body ?? errorBody(code, message));
       else res.destroy();
     } else {
-      res.destroy();
+      sendRawError(res, 502, code, message);
     }
+  }
+
+  /**
+   * An upgrade request sent upstream: no answer (101 or any response) within `upstreamTimeout` is a 504,
+   * as for any other request. Once upgraded, the tunnel has no timeout: long silences are normal there.
+   */
+  awaitUpgrade(proxyReq: ClientRequest, req: IncomingMessage, socket: Socket): void {
+    const timer = setTimeout(() => {
+      const code = ErrorCodes.UPSTREAM_TIMEOUT;
+      this.opts.metrics.upstreamErrors.inc({ code });
+      this.opts.logger.warn({ method: req.method, url: this.loggableUrl(req.url) }, 'upstream did not answer an upgrade in time; answered 504');
+      proxyReq.destroy();
+      sendRawError(socket, 504, code, `upstream sent no response within ${this.opts.upstreamTimeout} ms`);
+    }, this.opts.upstreamTimeout);
+    const answered = (): void => clearTimeout(timer);
+    proxyReq.once('upgrade', answered);
+    proxyReq.once('response', answered);
+    proxyReq.once('close', answered);
+    socket.once('close', answered);
   }
 
   /**

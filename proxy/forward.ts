@@ -1,5 +1,6 @@
 import { Notifier } from '../src/async.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Plugin } from 'http-proxy-middleware';
@@ -11,7 +12,7 @@ import { BusPath, type BusModeKind, type BusPathHost } from './bus-mode.js';
 import { CallEvents, type CallParts } from './call-parts.js';
 import { BodyCapture } from './capture.js';
 import type { FieldCipher } from './crypto.js';
-import { sendError, UpstreamErrors } from './error-reply.js';
+import { sendError, sendRawError, UpstreamErrors } from './error-reply.js';
 import { EXCHANGE, Exchange, type SidecarRequest } from './exchange.js';
 import type { FlowTable } from './flow-table.js';
 import { UNMATCHED, type SidecarMetrics, type SkipReason } from './metrics.js';
@@ -56,6 +57,8 @@ export class DataPlane implements BusPathHost {
   private readonly idle = new Notifier();
   private readonly log: Logger;
   private readonly busPath: BusPath;
+  /** Upgraded (WebSocket) connections: the HTTP server no longer tracks them, so closing must. */
+  private readonly tunnels = new Set<Socket>();
 
   constructor(options: DataPlaneOptions) {
     this.opts = options;
@@ -79,6 +82,7 @@ export class DataPlane implements BusPathHost {
     // Node's default 5 s keep-alive is shorter than most callers' pools expect; a caller reusing a
     // socket the sidecar just closed would see a spurious error the agent never caused.
     this.server.headersTimeout = 66_000;
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head));
   }
 
   /** Requests being handled right now. */
@@ -92,9 +96,29 @@ export class DataPlane implements BusPathHost {
     return this.idle.wait(timeoutMs);
   }
 
-  /** Closes the upstream keep-alive sockets. */
-  destroyAgents(): void {
+  /** Closes the upstream keep-alive sockets and the upgraded connections still open. */
+  destroyConnections(): void {
     this.upstreams.destroyAgents();
+    for (const socket of this.tunnels) socket.destroy();
+    this.tunnels.clear();
+  }
+
+  /**
+   * An upgrade (WebSocket) is tunnelled to the upstream as is, as a service mesh would: it takes no flow's
+   * path (nothing to dual-write in a byte stream) and is counted as unmatched.
+   */
+  private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    this.tunnels.add(socket);
+    socket.once('close', () => this.tunnels.delete(socket));
+    this.opts.metrics.unmatched.inc();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const upstream = this.upstreams.resolve(req, q === -1 ? url : url.slice(0, q));
+    if (!upstream) {
+      sendRawError(socket, 404, ErrorCodes.NOT_FOUND, `no route for ${req.headers.host ?? ''}${url} and no default upstream`);
+      return;
+    }
+    upstream.proxy.upgrade(req, socket, head);
   }
 
   private handle(req: SidecarRequest, res: ServerResponse): void {
@@ -191,9 +215,12 @@ export class DataPlane implements BusPathHost {
   private readonly plugin: Plugin = (proxy) => {
     proxy.on('start', (req) => this.onStart(req as SidecarRequest));
     proxy.on('proxyReq', (proxyReq, req) => {
+      // http-proxy joins the target's path and the request's: `*` would go out as `/*`.
+      if (req.url === '*') proxyReq.path = '*';
       const ex = (req as SidecarRequest)[EXCHANGE];
       if (ex) ex.proxyReq = proxyReq;
     });
+    proxy.on('proxyReqWs', (proxyReq, req, socket) => this.upstreamErrors.awaitUpgrade(proxyReq, req, socket));
     proxy.on('proxyRes', (proxyRes, req) => this.onProxyRes(proxyRes, req as SidecarRequest));
     proxy.on('error', (err, req, res) => this.upstreamErrors.failed((req as SidecarRequest)[EXCHANGE], req, res, err));
     // The caller went away mid-request: http-proxy aborts the upstream request; nothing to answer.

@@ -36,6 +36,8 @@ export interface SidecarOptions {
   env?: NodeJS.ProcessEnv;
   /** How long start waits for the flip log before serving with the config's modes (default 15 s). */
   flipLogBootWaitMs?: number;
+  /** How long start waits for the bus before listening anyway, unless `publisher.requireBus` (default 3 s). */
+  busBootWaitMs?: number;
 }
 
 export interface Address {
@@ -88,6 +90,12 @@ export function parseSidecarConfig(input: SidecarConfigInput | SidecarConfig): S
  */
 /** How long a starting sidecar waits for the flip log before it serves with the config's modes. */
 const FLIP_LOG_BOOT_WAIT_MS = 15_000;
+/**
+ * How long a starting sidecar waits for its first bus connection before it listens anyway. A broker that
+ * accepts connections but never answers would otherwise hold the direct path for a whole connect timeout;
+ * a reachable bus answers well within this, so its flip log is still applied before the first request.
+ */
+const BUS_BOOT_WAIT_MS = 3_000;
 
 export async function startSidecar(input: SidecarConfigInput | SidecarConfig, options: SidecarOptions = {}): Promise<SidecarHandle> {
   const config = parseSidecarConfig(input);
@@ -171,7 +179,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       await deliver?.close();
       await shadowSide?.close();
     });
-    await busLink.start();
+    await busLink.start(options.busBootWaitMs ?? BUS_BOOT_WAIT_MS);
     // With the bus reachable at boot, serve nothing before the log's modes are applied.
     // Bounded: a flip log that cannot be read in time must not keep the data plane from serving. The
     // follower keeps going and applies the log's modes as soon as it has read them.
@@ -230,7 +238,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     cleanup.unshift(async () => {
       plane.server.close();
       plane.server.closeAllConnections();
-      plane.destroyAgents();
+      plane.destroyConnections();
     });
     const adminAddress = await listen(admin, config.admin.listen);
     cleanup.unshift(() => closeServer(admin));
@@ -245,7 +253,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       const drained = await plane.drained(config.shutdownTimeout);
       if (!drained) logger.warn({ inFlight: plane.active }, 'shutdown timeout: closing requests still in flight');
       plane.server.closeAllConnections();
-      plane.destroyAgents();
+      plane.destroyConnections();
       await replyRunner?.close();
       await replies.close();
       await deliver?.close();
@@ -299,20 +307,36 @@ class BusLink {
     this.owned = options.bus === undefined;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Connects the bus, waiting at most `bootWaitMs` (all the way with `publisher.requireBus`); a start still
+   * under way goes on in the background, and one that fails is retried with backoff.
+   */
+  async start(bootWaitMs: number): Promise<void> {
     if (!this.owned) {
       this.current = this.options.bus;
       if (this.current) this.onConnected?.(this.current);
       return;
     }
-    try {
-      await this.tryStart();
-    } catch (err) {
+    let booting = true;
+    let settled = false;
+    const first = this.tryStart().finally(() => (settled = true)).catch((err: unknown) => {
       const { code } = describeError(err);
-      if (code === ErrorCodes.BUS_MISCONFIGURED || code === ErrorCodes.CONFIG_INVALID || this.config.publisher.requireBus) throw err;
+      if (code === ErrorCodes.BUS_MISCONFIGURED || code === ErrorCodes.CONFIG_INVALID || this.config.publisher.requireBus) {
+        if (booting) throw err;
+        this.logger.error({ err }, 'bus refused after the sidecar started listening; forwarding without dual-writes until restarted with a fixed bus');
+        return;
+      }
       this.logger.warn({ err }, 'bus unreachable at start; forwarding anyway, spooling events and retrying');
       this.schedule(this.config.publisher.backoff);
+    });
+    this.attempt = first;
+    try {
+      if (this.config.publisher.requireBus) await first;
+      else await Promise.race([first, new Promise<void>((resolve) => setTimeout(resolve, bootWaitMs).unref())]);
+    } finally {
+      booting = false;
     }
+    if (!settled) this.logger.warn({ waitedMs: bootWaitMs }, 'bus not connected yet; listening anyway, connecting in the background');
   }
 
   async health(): Promise<BusHealth | undefined> {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -28,11 +28,17 @@ afterEach(async () => {
 /** A local upstream whose behaviour each test writes; its sockets are ended with it. */
 async function upstream(handler: http.RequestListener): Promise<{ url: string; server: http.Server }> {
   const server = http.createServer(handler);
+  // Upgraded sockets leave the server's own tracking (closeAllConnections does not see them).
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(
     () =>
       new Promise<void>((resolve) => {
-        server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
         server.close(() => resolve());
       }),
   );
@@ -158,5 +164,88 @@ describe('exchanges that break', () => {
     await waitFor(async () => sc.flows.get('orders.get')!.counters.skipped.client_aborted === 1, { what: 'the skipped observation' });
     expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_ABORTED)).toBe(0);
     expect(bus.messages(OBSERVATIONS_TOPIC)).toHaveLength(0);
+  });
+});
+
+describe('requests beyond a plain path', () => {
+  it('forwards OPTIONS * to the upstream as OPTIONS *', async () => {
+    const seen: string[] = [];
+    const up = await upstream((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      res.writeHead(204, { allow: 'GET, POST, OPTIONS' });
+      res.end();
+    });
+    const { sc } = await sidecar(up.url);
+    const out = (await settled(call(sc.data.url, { method: 'OPTIONS', path: '*' }))) as Outcome;
+    expect(out).toMatchObject({ status: 204, ended: 'complete' });
+    expect(seen).toEqual(['OPTIONS *']);
+    expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_UNREACHABLE)).toBe(0);
+  });
+
+  /** An upstream that accepts upgrades on /ws and echoes every byte back, upper-cased. */
+  async function echoUpstream(): Promise<string> {
+    const up = await upstream((_req, res) => {
+      res.writeHead(426);
+      res.end();
+    });
+    up.server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
+      if (req.url !== '/ws') {
+        socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        return;
+      }
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n');
+      socket.on('data', (chunk: Buffer) => socket.write(chunk.toString().toUpperCase()));
+    });
+    return up.url;
+  }
+
+  /** Sends an upgrade request; resolves with the 101's socket, or the status of any other answer. */
+  function upgrade(url: string): Promise<{ socket?: Socket; status?: number }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(url, { agent: false, headers: { connection: 'Upgrade', upgrade: 'websocket' } });
+      req.on('upgrade', (_res, socket: Socket) => {
+        cleanups.push(async () => socket.destroy());
+        resolve({ socket });
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve({ status: res.statusCode });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('tunnels an upgrade (WebSocket) to the upstream, and ends the tunnel when it closes', async () => {
+    const { sc } = await sidecar(await echoUpstream());
+    const { socket } = await upgrade(`${sc.data.url}/ws`);
+    expect(socket).toBeDefined();
+    let echoed = '';
+    socket!.on('data', (chunk: Buffer) => (echoed += chunk.toString()));
+    socket!.write('hello');
+    await waitFor(() => echoed === 'HELLO', { what: 'the echo through the tunnel' });
+    const closed = new Promise<void>((resolve) => socket!.once('close', () => resolve()));
+    await sc.close();
+    await settled(closed, { what: 'the tunnel closing with the sidecar' });
+    expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_TIMEOUT)).toBe(0);
+  });
+
+  it('passes the upstream refusal of an upgrade through, and answers 502 when it is unreachable', async () => {
+    const { sc } = await sidecar(await echoUpstream());
+    expect(await upgrade(`${sc.data.url}/not-ws`)).toEqual({ status: 404 });
+    const refused = await upstream(() => undefined);
+    const port = (refused.server.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => refused.server.close(() => resolve()));
+    const { sc: orphan } = await sidecar(`http://127.0.0.1:${port}`);
+    expect(await upgrade(`${orphan.data.url}/ws`)).toEqual({ status: 502 });
+    expect(await upstreamErrors(orphan, ErrorCodes.UPSTREAM_UNREACHABLE)).toBe(1);
+  });
+
+  it('answers 504 when the upstream never answers an upgrade', async () => {
+    const up = await upstream(() => undefined);
+    up.server.on('upgrade', () => undefined);
+    const { sc } = await sidecar(up.url, { upstreamTimeout: '300ms' });
+    expect(await upgrade(`${sc.data.url}/ws`)).toEqual({ status: 504 });
+    expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_TIMEOUT)).toBe(1);
   });
 });
