@@ -323,7 +323,7 @@ class BusLink {
       const { code } = describeError(err);
       if (code === ErrorCodes.BUS_MISCONFIGURED || code === ErrorCodes.CONFIG_INVALID || this.config.publisher.requireBus) {
         if (booting) throw err;
-        this.logger.error({ err }, 'bus refused after the sidecar started listening; forwarding without dual-writes until restarted with a fixed bus');
+        this.logger.error({ err }, 'bus refused after the sidecar started listening; forwarding, events stay in the spool until restarted with a fixed bus');
         return;
       }
       this.logger.warn({ err }, 'bus unreachable at start; forwarding anyway, spooling events and retrying');
