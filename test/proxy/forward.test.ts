@@ -124,26 +124,18 @@ describe('exchanges that break', () => {
     expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_ABORTED)).toBe(1);
   });
 
-  it('answers 502 when the upstream resets before its headers, and records it', async () => {
-    const up = await upstream((req) => req.socket.destroy());
-    const { sc, bus } = await sidecar(up.url);
-    const out = (await settled(call(`${sc.data.url}/orders/o-2`))) as Outcome;
-    expect(out).toMatchObject({ status: 502, ended: 'complete' });
-    expect(JSON.parse(out.body)).toMatchObject({ error: { code: ErrorCodes.UPSTREAM_UNREACHABLE } });
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 1, { what: 'the direct observation' });
-    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.data).toMatchObject({ status: 502, error: { code: ErrorCodes.UPSTREAM_UNREACHABLE } });
-    expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_UNREACHABLE)).toBe(1);
-  });
-
-  it('answers 504 at upstreamTimeout when the upstream sends nothing, and records it', async () => {
-    const up = await upstream(() => undefined);
+  it.each([
+    { status: 502, code: ErrorCodes.UPSTREAM_UNREACHABLE, why: 'the upstream resets before its headers', handler: ((req) => req.socket.destroy()) as http.RequestListener },
+    { status: 504, code: ErrorCodes.UPSTREAM_TIMEOUT, why: 'the upstream sends nothing within upstreamTimeout', handler: (() => undefined) as http.RequestListener },
+  ])('answers $status when $why, and records it', async ({ status, code, handler }) => {
+    const up = await upstream(handler);
     const { sc, bus } = await sidecar(up.url, { upstreamTimeout: '300ms' });
-    const out = (await settled(call(`${sc.data.url}/orders/o-3`))) as Outcome;
-    expect(out).toMatchObject({ status: 504, ended: 'complete' });
-    expect(JSON.parse(out.body)).toMatchObject({ error: { code: ErrorCodes.UPSTREAM_TIMEOUT } });
+    const out = (await settled(call(`${sc.data.url}/orders/o-2`))) as Outcome;
+    expect(out).toMatchObject({ status, ended: 'complete' });
+    expect(JSON.parse(out.body)).toMatchObject({ error: { code } });
     await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 1, { what: 'the direct observation' });
-    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.data).toMatchObject({ status: 504, error: { code: ErrorCodes.UPSTREAM_TIMEOUT } });
-    expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_TIMEOUT)).toBe(1);
+    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.data).toMatchObject({ status, error: { code } });
+    expect(await upstreamErrors(sc, code)).toBe(1);
   });
 
   it('does not count a caller that leaves mid-response as an upstream failure', async () => {
