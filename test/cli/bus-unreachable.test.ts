@@ -29,8 +29,11 @@ async function cli(args: string[]): Promise<{ code: number | null; stderr: strin
   return { code: code ?? null, stderr };
 }
 
-describe('commands against a Kafka broker that accepts connections and never answers', () => {
-  it('print CUTOVER_BUS_UNAVAILABLE naming the brokers and exit 1', async () => {
+describe('commands against a bus that accepts connections and never answers', () => {
+  it.each([
+    { kind: 'kafka', bus: (address: string) => `{ kind: kafka, brokers: [${address}], connectionTimeout: 300ms, publishTimeout: 1s }` },
+    { kind: 'redis', bus: (address: string) => `{ kind: redis, url: "redis://${address}", publishTimeout: 1s }` },
+  ])('$kind: print a typed bus error naming the server and exit 1', async ({ bus }) => {
     const hole = await startBlackHole();
     cleanups.push(() => hole.close());
     const dir = await mkdtemp(path.join(tmpdir(), 'cutover-cli-bus-'));
@@ -43,7 +46,7 @@ describe('commands against a Kafka broker that accepts connections and never ans
         'listen: 127.0.0.1:0',
         'upstream: http://127.0.0.1:1',
         'admin: { listen: 127.0.0.1:0, auth: false }',
-        `bus: { kind: kafka, brokers: [${hole.address}], connectionTimeout: 300ms, publishTimeout: 1s }`,
+        `bus: ${bus(hole.address)}`,
         `dataDir: ${dir}`,
         'log: { level: error }',
         'flows:',
