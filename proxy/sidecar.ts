@@ -296,6 +296,8 @@ class BusLink {
   private closed = false;
   private readonly owned: boolean;
   private attempt: Promise<void> | undefined;
+  /** The bus of the attempt under way, not usable yet. */
+  private starting: Bus | undefined;
   /** Called once with the bus when it first becomes usable (at start or after retries). */
   onConnected: ((bus: Bus) => void) | undefined;
 
@@ -345,11 +347,14 @@ class BusLink {
 
   private async tryStart(): Promise<void> {
     const bus = await createBus(this.config.bus, { ...this.options.busOptions, logger: this.options.logger ?? silentLogger() });
+    this.starting = bus;
     try {
       await bus.start();
     } catch (err) {
       await bus.close().catch(() => undefined);
       throw err;
+    } finally {
+      this.starting = undefined;
     }
     if (this.closed) {
       await bus.close();
@@ -377,6 +382,8 @@ class BusLink {
     if (this.closed) return;
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    // A start still waiting on a silent broker is given up at once rather than waited out.
+    await this.starting?.close().catch(() => undefined);
     await this.attempt?.catch(() => undefined);
     if (this.owned) await this.current?.close();
   }

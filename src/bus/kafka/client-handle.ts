@@ -15,6 +15,8 @@ interface Handle<C> {
   release: () => void;
   /** Never connected: nothing to say goodbye to, only sockets to end. */
   failed: boolean;
+  /** Connected (the connect promise resolved). */
+  ready: boolean;
   connected: Promise<C>;
   inflight: Set<Promise<unknown>>;
 }
@@ -105,11 +107,14 @@ export class ClientHandle<C extends Connectable> {
   private handle(): Handle<C> {
     if (this.current) return this.current;
     const { client, release } = this.options.create();
-    const handle: Handle<C> = { client, release, failed: false, connected: Promise.resolve(client), inflight: new Set() };
+    const handle: Handle<C> = { client, release, failed: false, ready: false, connected: Promise.resolve(client), inflight: new Set() };
     handle.connected = withTimeout(client.connect(), this.options.connectTimeout, () =>
       timeoutError(`${this.options.what} connect`, this.options.connectTimeout, true, this.options.brokers),
     ).then(
-      () => client,
+      () => {
+        handle.ready = true;
+        return client;
+      },
       (err: unknown) => {
         this.lastUnreachableAt = Date.now();
         handle.failed = true;
@@ -129,6 +134,9 @@ export class ClientHandle<C extends Connectable> {
     const handle = this.current;
     this.current = undefined;
     if (handle) {
+      // Still connecting: nothing to say goodbye to, and a silent broker would hold close() for the whole
+      // connect timeout. Ending its sockets makes the connect fail now.
+      if (!handle.ready) handle.release();
       const done = this.disconnect(handle);
       this.retiring.add(done);
     }
