@@ -107,14 +107,14 @@ export class UpstreamErrors {
    * and part of a body: its connection is destroyed, as it would be without the sidecar, instead of being
    * left waiting for the rest.
    */
-  aborted(ex: Exchange, req: IncomingMessage, res: ServerResponse, received: number): void {
+  aborted(ex: Exchange, req: IncomingMessage, res: ServerResponse): void {
     if (ex.failure || res.destroyed) return; // answered already, or the caller left first
     const code = ErrorCodes.UPSTREAM_ABORTED;
-    const message = `upstream closed the connection after ${received} body bytes of a ${res.statusCode} response`;
+    const message = `upstream closed the connection in the middle of a ${res.statusCode} response`;
     ex.failure = { code, message };
     if (ex.entry) ex.entry.counters.upstreamErrors++;
     this.opts.metrics.upstreamErrors.inc({ code });
-    this.opts.logger.warn({ method: req.method, url: this.loggableUrl(req.url), status: res.statusCode, received, eventId: ex.id }, 'upstream aborted its response; cutting the caller connection');
+    this.opts.logger.warn({ method: req.method, url: this.loggableUrl(req.url), status: res.statusCode, eventId: ex.id }, 'upstream aborted its response; cutting the caller connection');
     res.destroy();
   }
 

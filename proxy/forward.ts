@@ -276,13 +276,11 @@ export class DataPlane implements BusPathHost {
     this.opts.metrics.forFlow(ex.entry?.config.name ?? UNMATCHED, ex.mode).upstream.observe((performance.now() - ex.upstreamStarted) / 1000);
     if (ex.failure) return;
     const res = ex.res!;
-    let received = 0;
-    proxyRes.on('data', (chunk: Buffer) => (received += chunk.length));
     // http-proxy pipes the response and never looks back: a response cut short would leave the caller
     // waiting for bytes that never come. Node reports the cut only to an 'error' listener.
     proxyRes.on('error', () => undefined);
     proxyRes.once('close', () => {
-      if (!proxyRes.complete) this.upstreamErrors.aborted(ex, req, res, received);
+      if (!proxyRes.complete) this.upstreamErrors.aborted(ex, req, res);
     });
     if (!ex.reqCapture) return;
     const capture = new BodyCapture(this.opts.capture.maxResponseBytes);

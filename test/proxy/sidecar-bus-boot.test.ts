@@ -21,7 +21,13 @@ describe('sidecar whose Kafka broker accepts connections and never answers', () 
     cleanups.push(() => hole.close());
     const agent = http.createServer((_req, res) => res.end('ok'));
     await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise((resolve) => agent.close(resolve)));
+    cleanups.push(
+      () =>
+        new Promise((resolve) => {
+          agent.closeAllConnections();
+          agent.close(resolve);
+        }),
+    );
     const dir = await mkdtemp(path.join(tmpdir(), 'cutover-bus-boot-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
 
@@ -33,7 +39,7 @@ describe('sidecar whose Kafka broker accepts connections and never answers', () 
         admin: { listen: '127.0.0.1:0', auth: false },
         dataDir: path.join(dir, randomUUID()),
         bus: { kind: 'kafka', brokers: [hole.address], connectionTimeout: '300ms', publishTimeout: '1s' },
-        publisher: { backoff: '50ms', maxBackoff: '100ms' },
+        publisher: { backoff: '50ms', maxBackoff: '100ms', drainTimeout: '500ms' },
         flows: [{ name: 'inventory.stock', match: { method: 'GET', path: '/stock/:sku' }, topic: 'commands.agent.inventory.stock', key: 'path.sku', mode: 'shadow' }],
       },
       // The default boot wait (a few seconds) would only slow the test: what matters is that it is bounded.
