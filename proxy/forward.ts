@@ -78,7 +78,8 @@ export class DataPlane implements BusPathHost {
       logger: options.logger,
     });
     this.upstreams = new Upstreams({ upstream: options.upstream, routes: options.routes, upstreamIdleTimeout: options.upstreamIdleTimeout, plugin: this.plugin });
-    this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req as SidecarRequest, res));
+    // The headers and request bounds are enforced on this period (Node's default, 30 s, would add up to that much).
+    this.server = http.createServer({ keepAliveTimeout: 65_000, connectionsCheckingInterval: 5_000 }, (req, res) => this.handle(req as SidecarRequest, res));
     // Node's default 5 s keep-alive is shorter than most callers' pools expect; a caller reusing a
     // socket the sidecar just closed would see a spurious error the agent never caused.
     this.server.headersTimeout = 66_000;
