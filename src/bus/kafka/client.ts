@@ -89,9 +89,9 @@ export class KafkaSockets {
 
   constructor(private readonly connect: (host: string, port: number) => net.Socket = (host, port) => net.connect({ host, port })) {}
 
-  /** Sockets still open (tests). */
-  get size(): number {
-    return this.open.size;
+  /** Whether {@link destroy} ran. */
+  get destroyed(): boolean {
+    return this.closed;
   }
 
   /** The kafkajs socket factory: every connection goes through `connect` and is tracked until it closes. */
