@@ -9,6 +9,14 @@ import type { Logger } from '../src/logger.js';
 import type { FlowTable } from './flow-table.js';
 import type { Outbox } from './outbox.js';
 
+
+/** Time for an admin client to send its request headers. */
+const ADMIN_HEADERS_TIMEOUT_MS = 10_000;
+/** Time for an admin client to send its whole request (headers and body). */
+const ADMIN_REQUEST_TIMEOUT_MS = 30_000;
+/** An idle keep-alive connection to the admin API is closed after this. */
+const ADMIN_KEEP_ALIVE_MS = 5_000;
+
 export interface AdminOptions {
   /** Bearer token; undefined only when auth is disabled (allowed on loopback listeners only). */
   token: string | undefined;
@@ -156,5 +164,11 @@ export function createAdminServer(options: AdminOptions): http.Server {
     res.status(500).json({ error: { code: ErrorCodes.INTERNAL, message: 'internal error' } });
   });
 
-  return http.createServer(app);
+  // Explicit bounds: a client that connects and trickles (or never sends) its request must not hold a
+  // socket. They cover receiving the request only; a slow answer (a report) is not cut.
+  // Node checks those bounds every `connectionsCheckingInterval` (30 s by default, which would triple them).
+  return http.createServer(
+    { headersTimeout: ADMIN_HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS, keepAliveTimeout: ADMIN_KEEP_ALIVE_MS, connectionsCheckingInterval: 1_000 },
+    app,
+  );
 }

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCodes } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
@@ -16,10 +16,23 @@ function sendJson(res: ServerResponse, status: number, body: Buffer): void {
   res.end(body);
 }
 
+/**
+ * Answers a connection the HTTP server handed over (an upgrade request) with a typed JSON error, if
+ * nothing was written to it yet, and closes it.
+ */
+export function sendRawError(socket: Socket, status: number, code: string, message: string): void {
+  if (socket.writable && socket.bytesWritten === 0) {
+    const body = errorBody(code, message);
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.toString()}`);
+  }
+  socket.destroySoon();
+}
+
 /** Answers the caller with a typed JSON error, recorded on `ex` for the direct observation. */
 export function sendError(ex: Exchange, res: ServerResponse, status: number, code: string, message: string): void {
-  ex.failure = { code, message, body: errorBody(code, message) };
-  sendJson(res, status, ex.failure.body);
+  const body = errorBody(code, message);
+  ex.failure = { code, message, body };
+  sendJson(res, status, body);
 }
 
 /** What {@link UpstreamErrors} needs to answer, count and log upstream failures. */
@@ -66,8 +79,43 @@ export class UpstreamErrors {
       if (!res.headersSent) sendJson(res, 502, ex?.failure?.body ?? errorBody(code, message));
       else res.destroy();
     } else {
-      res.destroy();
+      sendRawError(res, 502, code, message);
     }
+  }
+
+  /**
+   * An upgrade request sent upstream: no answer (101 or any response) within `upstreamTimeout` is a 504,
+   * as for any other request. Once upgraded, the tunnel has no timeout: long silences are normal there.
+   */
+  awaitUpgrade(proxyReq: ClientRequest, req: IncomingMessage, socket: Socket): void {
+    const timer = setTimeout(() => {
+      const code = ErrorCodes.UPSTREAM_TIMEOUT;
+      this.opts.metrics.upstreamErrors.inc({ code });
+      this.opts.logger.warn({ method: req.method, url: this.loggableUrl(req.url) }, 'upstream did not answer an upgrade in time; answered 504');
+      proxyReq.destroy();
+      sendRawError(socket, 504, code, `upstream sent no response within ${this.opts.upstreamTimeout} ms`);
+    }, this.opts.upstreamTimeout);
+    const answered = (): void => clearTimeout(timer);
+    proxyReq.once('upgrade', answered);
+    proxyReq.once('response', answered);
+    proxyReq.once('close', answered);
+    socket.once('close', answered);
+  }
+
+  /**
+   * The upstream dropped the connection after its response headers, so the caller already has a status
+   * and part of a body: its connection is destroyed, as it would be without the sidecar, instead of being
+   * left waiting for the rest.
+   */
+  aborted(ex: Exchange, req: IncomingMessage, res: ServerResponse): void {
+    if (ex.failure || res.destroyed) return; // answered already, or the caller left first
+    const code = ErrorCodes.UPSTREAM_ABORTED;
+    const message = `upstream closed the connection in the middle of a ${res.statusCode} response`;
+    ex.failure = { code, message };
+    if (ex.entry) ex.entry.counters.upstreamErrors++;
+    this.opts.metrics.upstreamErrors.inc({ code });
+    this.opts.logger.warn({ method: req.method, url: this.loggableUrl(req.url), status: res.statusCode, eventId: ex.id }, 'upstream aborted its response; cutting the caller connection');
+    res.destroy();
   }
 
   /** No response headers within `upstreamTimeout`: 504, and the upstream request is abandoned. */
@@ -75,10 +123,11 @@ export class UpstreamErrors {
     ex.timer = undefined;
     const res = ex.res;
     const message = `upstream sent no response within ${this.opts.upstreamTimeout} ms`;
-    ex.failure = { code: ErrorCodes.UPSTREAM_TIMEOUT, message, body: errorBody(ErrorCodes.UPSTREAM_TIMEOUT, message) };
+    const body = errorBody(ErrorCodes.UPSTREAM_TIMEOUT, message);
+    ex.failure = { code: ErrorCodes.UPSTREAM_TIMEOUT, message, body };
     this.opts.metrics.upstreamErrors.inc({ code: ErrorCodes.UPSTREAM_TIMEOUT });
     if (ex.entry) ex.entry.counters.upstreamErrors++;
-    if (res && !res.headersSent) sendJson(res, 504, ex.failure.body);
+    if (res && !res.headersSent) sendJson(res, 504, body);
     ex.proxyReq?.destroy();
   }
 

@@ -14,8 +14,8 @@ export type SidecarRequest = IncomingMessage & { [EXCHANGE]?: Exchange };
 export interface Failure {
   code: string;
   message: string;
-  /** The JSON error body the caller got. */
-  body: Buffer;
+  /** The JSON error body the caller got; absent when the caller got the upstream's own partial response. */
+  body?: Buffer;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Notifier } from '../src/async.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Plugin } from 'http-proxy-middleware';
@@ -11,7 +12,7 @@ import { BusPath, type BusModeKind, type BusPathHost } from './bus-mode.js';
 import { CallEvents, type CallParts } from './call-parts.js';
 import { BodyCapture } from './capture.js';
 import type { FieldCipher } from './crypto.js';
-import { sendError, UpstreamErrors } from './error-reply.js';
+import { sendError, sendRawError, UpstreamErrors } from './error-reply.js';
 import { EXCHANGE, Exchange, type SidecarRequest } from './exchange.js';
 import type { FlowTable } from './flow-table.js';
 import { UNMATCHED, type SidecarMetrics, type SkipReason } from './metrics.js';
@@ -56,6 +57,8 @@ export class DataPlane implements BusPathHost {
   private readonly idle = new Notifier();
   private readonly log: Logger;
   private readonly busPath: BusPath;
+  /** Upgraded (WebSocket) connections: the HTTP server no longer tracks them, so closing must. */
+  private readonly tunnels = new Set<Socket>();
 
   constructor(options: DataPlaneOptions) {
     this.opts = options;
@@ -75,10 +78,12 @@ export class DataPlane implements BusPathHost {
       logger: options.logger,
     });
     this.upstreams = new Upstreams({ upstream: options.upstream, routes: options.routes, upstreamIdleTimeout: options.upstreamIdleTimeout, plugin: this.plugin });
-    this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req as SidecarRequest, res));
+    // The headers and request bounds are enforced on this period (Node's default, 30 s, would add up to that much).
+    this.server = http.createServer({ keepAliveTimeout: 65_000, connectionsCheckingInterval: 5_000 }, (req, res) => this.handle(req as SidecarRequest, res));
     // Node's default 5 s keep-alive is shorter than most callers' pools expect; a caller reusing a
     // socket the sidecar just closed would see a spurious error the agent never caused.
     this.server.headersTimeout = 66_000;
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head));
   }
 
   /** Requests being handled right now. */
@@ -92,9 +97,29 @@ export class DataPlane implements BusPathHost {
     return this.idle.wait(timeoutMs);
   }
 
-  /** Closes the upstream keep-alive sockets. */
-  destroyAgents(): void {
+  /** Closes the upstream keep-alive sockets and the upgraded connections still open. */
+  destroyConnections(): void {
     this.upstreams.destroyAgents();
+    for (const socket of this.tunnels) socket.destroy();
+    this.tunnels.clear();
+  }
+
+  /**
+   * An upgrade (WebSocket) is tunnelled to the upstream as is, as a service mesh would: it takes no flow's
+   * path (nothing to dual-write in a byte stream) and is counted as unmatched.
+   */
+  private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    this.tunnels.add(socket);
+    socket.once('close', () => this.tunnels.delete(socket));
+    this.opts.metrics.unmatched.inc();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const upstream = this.upstreams.resolve(req, q === -1 ? url : url.slice(0, q));
+    if (!upstream) {
+      sendRawError(socket, 404, ErrorCodes.NOT_FOUND, `no route for ${req.headers.host ?? ''}${url} and no default upstream`);
+      return;
+    }
+    upstream.proxy.upgrade(req, socket, head);
   }
 
   private handle(req: SidecarRequest, res: ServerResponse): void {
@@ -191,9 +216,12 @@ export class DataPlane implements BusPathHost {
   private readonly plugin: Plugin = (proxy) => {
     proxy.on('start', (req) => this.onStart(req as SidecarRequest));
     proxy.on('proxyReq', (proxyReq, req) => {
+      // http-proxy joins the target's path and the request's: `*` would go out as `/*`.
+      if (req.url === '*') proxyReq.path = '*';
       const ex = (req as SidecarRequest)[EXCHANGE];
       if (ex) ex.proxyReq = proxyReq;
     });
+    proxy.on('proxyReqWs', (proxyReq, req, socket) => this.upstreamErrors.awaitUpgrade(proxyReq, req, socket));
     proxy.on('proxyRes', (proxyRes, req) => this.onProxyRes(proxyRes, req as SidecarRequest));
     proxy.on('error', (err, req, res) => this.upstreamErrors.failed((req as SidecarRequest)[EXCHANGE], req, res, err));
     // The caller went away mid-request: http-proxy aborts the upstream request; nothing to answer.
@@ -247,7 +275,15 @@ export class DataPlane implements BusPathHost {
       ex.timer = undefined;
     }
     this.opts.metrics.forFlow(ex.entry?.config.name ?? UNMATCHED, ex.mode).upstream.observe((performance.now() - ex.upstreamStarted) / 1000);
-    if (ex.failure || !ex.reqCapture) return;
+    if (ex.failure) return;
+    const res = ex.res!;
+    // http-proxy pipes the response and never looks back: a response cut short would leave the caller
+    // waiting for bytes that never come. Node reports the cut only to an 'error' listener.
+    proxyRes.on('error', () => undefined);
+    proxyRes.once('close', () => {
+      if (!proxyRes.complete) this.upstreamErrors.aborted(ex, req, res);
+    });
+    if (!ex.reqCapture) return;
     const capture = new BodyCapture(this.opts.capture.maxResponseBytes);
     ex.resCapture = capture;
     proxyRes.on('data', (chunk: Buffer) => capture.push(chunk));

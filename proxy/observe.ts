@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { BusMessage } from '../src/bus/types.js';
+import { ErrorCodes } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
 import { toNoiseObservation } from '../shadow/noise.js';
 import { buildObservationMessage } from './call-event.js';
@@ -58,7 +59,7 @@ export class DirectObserver {
     m.duration.observe(elapsed / 1000);
     m.request(res.statusCode);
     if (!ex.reqCapture) return;
-    if (!res.writableFinished) {
+    if (!res.writableFinished && ex.failure?.code !== ErrorCodes.UPSTREAM_ABORTED) {
       if (ex.published) this.skip(ex, 'client_aborted');
       return;
     }
@@ -82,7 +83,9 @@ export class DirectObserver {
       if (ex.sample) data.request = ex.sample;
       if (ex.failure) {
         data.error = { code: ex.failure.code, message: ex.failure.message };
-        Object.assign(data, encodeBody(ex.failure.body, 'application/json'));
+        if (ex.failure.body) Object.assign(data, encodeBody(ex.failure.body, 'application/json'));
+        // A response cut short: what arrived is not a body anyone could compare, only its size is kept.
+        else if (ex.resCapture) data.bodyBytes = ex.resCapture.bytes;
       } else if (ex.resCapture) {
         const capture = ex.resCapture;
         data.bodyBytes = capture.bytes;

@@ -36,6 +36,8 @@ export interface SidecarOptions {
   env?: NodeJS.ProcessEnv;
   /** How long start waits for the flip log before serving with the config's modes (default 15 s). */
   flipLogBootWaitMs?: number;
+  /** How long start waits for the bus before listening anyway, unless `publisher.requireBus` (default 3 s). */
+  busBootWaitMs?: number;
 }
 
 export interface Address {
@@ -88,6 +90,12 @@ export function parseSidecarConfig(input: SidecarConfigInput | SidecarConfig): S
  */
 /** How long a starting sidecar waits for the flip log before it serves with the config's modes. */
 const FLIP_LOG_BOOT_WAIT_MS = 15_000;
+/**
+ * How long a starting sidecar waits for its first bus connection before it listens anyway. A broker that
+ * accepts connections but never answers would otherwise hold the direct path for a whole connect timeout;
+ * a reachable bus answers well within this, so its flip log is still applied before the first request.
+ */
+const BUS_BOOT_WAIT_MS = 3_000;
 
 export async function startSidecar(input: SidecarConfigInput | SidecarConfig, options: SidecarOptions = {}): Promise<SidecarHandle> {
   const config = parseSidecarConfig(input);
@@ -171,7 +179,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       await deliver?.close();
       await shadowSide?.close();
     });
-    await busLink.start();
+    await busLink.start(options.busBootWaitMs ?? BUS_BOOT_WAIT_MS);
     // With the bus reachable at boot, serve nothing before the log's modes are applied.
     // Bounded: a flip log that cannot be read in time must not keep the data plane from serving. The
     // follower keeps going and applies the log's modes as soon as it has read them.
@@ -230,7 +238,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     cleanup.unshift(async () => {
       plane.server.close();
       plane.server.closeAllConnections();
-      plane.destroyAgents();
+      plane.destroyConnections();
     });
     const adminAddress = await listen(admin, config.admin.listen);
     cleanup.unshift(() => closeServer(admin));
@@ -245,7 +253,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       const drained = await plane.drained(config.shutdownTimeout);
       if (!drained) logger.warn({ inFlight: plane.active }, 'shutdown timeout: closing requests still in flight');
       plane.server.closeAllConnections();
-      plane.destroyAgents();
+      plane.destroyConnections();
       await replyRunner?.close();
       await replies.close();
       await deliver?.close();
@@ -288,6 +296,8 @@ class BusLink {
   private closed = false;
   private readonly owned: boolean;
   private attempt: Promise<void> | undefined;
+  /** The bus of the attempt under way, not usable yet. */
+  private starting: Bus | undefined;
   /** Called once with the bus when it first becomes usable (at start or after retries). */
   onConnected: ((bus: Bus) => void) | undefined;
 
@@ -299,20 +309,36 @@ class BusLink {
     this.owned = options.bus === undefined;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Connects the bus, waiting at most `bootWaitMs` (all the way with `publisher.requireBus`); a start still
+   * under way goes on in the background, and one that fails is retried with backoff.
+   */
+  async start(bootWaitMs: number): Promise<void> {
     if (!this.owned) {
       this.current = this.options.bus;
       if (this.current) this.onConnected?.(this.current);
       return;
     }
-    try {
-      await this.tryStart();
-    } catch (err) {
+    let booting = true;
+    let settled = false;
+    const first = this.tryStart().finally(() => (settled = true)).catch((err: unknown) => {
       const { code } = describeError(err);
-      if (code === ErrorCodes.BUS_MISCONFIGURED || code === ErrorCodes.CONFIG_INVALID || this.config.publisher.requireBus) throw err;
+      if (code === ErrorCodes.BUS_MISCONFIGURED || code === ErrorCodes.CONFIG_INVALID || this.config.publisher.requireBus) {
+        if (booting) throw err;
+        this.logger.error({ err }, 'bus refused after the sidecar started listening; forwarding, events stay in the spool until restarted with a fixed bus');
+        return;
+      }
       this.logger.warn({ err }, 'bus unreachable at start; forwarding anyway, spooling events and retrying');
       this.schedule(this.config.publisher.backoff);
+    });
+    this.attempt = first;
+    try {
+      if (this.config.publisher.requireBus) await first;
+      else await Promise.race([first, new Promise<void>((resolve) => setTimeout(resolve, bootWaitMs).unref())]);
+    } finally {
+      booting = false;
     }
+    if (!settled) this.logger.warn({ waitedMs: bootWaitMs }, 'bus not connected yet; listening anyway, connecting in the background');
   }
 
   async health(): Promise<BusHealth | undefined> {
@@ -321,11 +347,14 @@ class BusLink {
 
   private async tryStart(): Promise<void> {
     const bus = await createBus(this.config.bus, { ...this.options.busOptions, logger: this.options.logger ?? silentLogger() });
+    this.starting = bus;
     try {
       await bus.start();
     } catch (err) {
       await bus.close().catch(() => undefined);
       throw err;
+    } finally {
+      this.starting = undefined;
     }
     if (this.closed) {
       await bus.close();
@@ -353,6 +382,8 @@ class BusLink {
     if (this.closed) return;
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    // A start still waiting on a silent broker is given up at once rather than waited out.
+    await this.starting?.close().catch(() => undefined);
     await this.attempt?.catch(() => undefined);
     if (this.owned) await this.current?.close();
   }

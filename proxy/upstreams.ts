@@ -79,6 +79,9 @@ export class Upstreams {
       // Parsed once here: http-proxy would parse a string target again on every request.
       target: parseUrl(url),
       agent,
+      // Everything is forwarded: the default filter takes only paths starting with `/` and would hand
+      // `OPTIONS *` (a request about the server as a whole) back as an error.
+      pathFilter: () => true,
       // Forward the request as the caller sent it and the response as the agent sent it.
       changeOrigin: false,
       xfwd: false,

@@ -31,6 +31,8 @@ export const ErrorCodes = {
   UPSTREAM_UNREACHABLE: 'CUTOVER_UPSTREAM_UNREACHABLE',
   /** Upstream agent did not answer in time (HTTP 504). */
   UPSTREAM_TIMEOUT: 'CUTOVER_UPSTREAM_TIMEOUT',
+  /** Upstream agent dropped the connection after sending its response headers: the caller's connection is cut too. */
+  UPSTREAM_ABORTED: 'CUTOVER_UPSTREAM_ABORTED',
   /** Request body over a configured limit. */
   BODY_TOO_LARGE: 'CUTOVER_BODY_TOO_LARGE',
   /** Local spool has no room left. */

@@ -11,13 +11,19 @@ export interface Connectable {
 
 interface Handle<C> {
   client: C;
+  /** Ends whatever the client still holds (its sockets), once it is disconnected or given up on. */
+  release: () => void;
+  /** Never connected: nothing to say goodbye to, only sockets to end. */
+  failed: boolean;
+  /** Connected (the connect promise resolved). */
+  ready: boolean;
   connected: Promise<C>;
   inflight: Set<Promise<unknown>>;
 }
 
 export interface ClientHandleOptions<C> {
-  /** Makes a fresh, unconnected client. */
-  create: () => C;
+  /** Makes a fresh, unconnected client, and what ends every socket it will open. */
+  create: () => { client: C; release: () => void };
   /** Upper bound on connecting. */
   connectTimeout: number;
   /** Upper bound on waiting for abandoned calls before disconnecting a retired client. */
@@ -88,23 +94,30 @@ export class ClientHandle<C extends Connectable> {
   }
 
   private async disconnect(handle: Handle<C>): Promise<void> {
+    if (handle.failed) handle.release();
     const settle = Promise.allSettled([handle.connected, ...handle.inflight]);
     await withTimeout(settle, this.options.retireTimeout, () => new Error('retire timeout')).catch(() => undefined);
     await withTimeout(handle.client.disconnect(), this.options.retireTimeout, () => new Error('disconnect timeout')).catch((err: unknown) => {
       this.options.logger.debug({ err, client: this.options.what }, 'kafka client did not disconnect cleanly');
     });
+    // disconnect() does not stop a connect still retrying inside kafkajs: its sockets end here.
+    handle.release();
   }
 
   private handle(): Handle<C> {
     if (this.current) return this.current;
-    const client = this.options.create();
-    const handle: Handle<C> = { client, connected: Promise.resolve(client), inflight: new Set() };
+    const { client, release } = this.options.create();
+    const handle: Handle<C> = { client, release, failed: false, ready: false, connected: Promise.resolve(client), inflight: new Set() };
     handle.connected = withTimeout(client.connect(), this.options.connectTimeout, () =>
       timeoutError(`${this.options.what} connect`, this.options.connectTimeout, true, this.options.brokers),
     ).then(
-      () => client,
+      () => {
+        handle.ready = true;
+        return client;
+      },
       (err: unknown) => {
         this.lastUnreachableAt = Date.now();
+        handle.failed = true;
         this.retire(handle, err);
         throw toBusError(err, `${this.options.what} connect`, this.options.brokers);
       },
@@ -121,6 +134,9 @@ export class ClientHandle<C extends Connectable> {
     const handle = this.current;
     this.current = undefined;
     if (handle) {
+      // Still connecting: nothing to say goodbye to, and a silent broker would hold close() for the whole
+      // connect timeout. Ending its sockets makes the connect fail now.
+      if (!handle.ready) handle.release();
       const done = this.disconnect(handle);
       this.retiring.add(done);
     }

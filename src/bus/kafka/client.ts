@@ -2,7 +2,6 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Kafka, logLevel, type ISocketFactory, type LogEntry, type RetryOptions, type SASLOptions } from 'kafkajs';
 import type { Logger } from '../../logger.js';
-import type { CreateBusOptions } from '../options.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 
 /** Same keep-alive kafkajs's own socket factory sets, so swapping in `options.connect` changes nothing else. */
@@ -33,7 +32,12 @@ function isExpectedError(namespace: string, message: string, extra: Record<strin
  * that its caller reports once (the sidecar: "bus unreachable ... retrying"), so the attempts are debug.
  */
 function isConnectionAttempt(namespace: string, message: string): boolean {
-  return (namespace === 'Connection' && message.startsWith('Connection error')) || (namespace === 'BrokerPool' && message.startsWith('Failed to connect to seed broker'));
+  return (
+    (namespace === 'Connection' && message.startsWith('Connection error')) ||
+    (namespace === 'BrokerPool' && message.startsWith('Failed to connect to seed broker')) ||
+    // A broker that accepts connections but never answers: each attempt ends in a timed-out handshake.
+    (namespace === 'BrokerPool' && /^Request ApiVersions\b.* timed out/.test(message))
+  );
 }
 
 /** Maps kafkajs log entries onto the injected pino logger (kafkajs would otherwise print to the console). */
@@ -71,20 +75,52 @@ function kafkaLevel(logger: Logger): logLevel {
   return logLevel.NOTHING;
 }
 
-/** Routes every broker connection through `connect` (tests cut connections there). */
-function socketFactory(connect: NonNullable<CreateBusOptions['connect']>): ISocketFactory {
-  return ({ host, port, ssl, onConnect }) => {
-    const raw = connect(host, port);
+/**
+ * Every socket one kafkajs client opened, so closing it can end them all. kafkajs keeps connecting inside
+ * its own retries after a caller gave up on it (a broker that accepts TCP but never answers holds each
+ * attempt for a whole request timeout), and `disconnect()` does not stop a connect in progress: without
+ * this, each failed start would leave its sockets and retry timers behind, and a command that printed its
+ * error would never exit. Once closed, the factory refuses new connections, so kafkajs's remaining
+ * retries fail at once instead of opening more.
+ */
+export class KafkaSockets {
+  private readonly open = new Set<net.Socket>();
+  private closed = false;
+
+  constructor(private readonly connect: (host: string, port: number) => net.Socket = (host, port) => net.connect({ host, port })) {}
+
+  /** Whether {@link destroy} ran. */
+  get destroyed(): boolean {
+    return this.closed;
+  }
+
+  /** The kafkajs socket factory: every connection goes through `connect` and is tracked until it closes. */
+  readonly factory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
+    if (this.closed) throw new Error('the Kafka client is closed');
+    const raw = this.track(this.connect(host, port));
     raw.setKeepAlive(true, KEEP_ALIVE_MS);
     // kafkajs hands over its `ssl` setting as given: `true` or TLS options when on, falsy when off.
     if (ssl) {
       const tlsOptions = typeof ssl === 'object' ? ssl : {};
-      return tls.connect({ ...tlsOptions, socket: raw, ...(net.isIP(host) ? {} : { servername: host }) }, onConnect);
+      return this.track(tls.connect({ ...tlsOptions, socket: raw, ...(net.isIP(host) ? {} : { servername: host }) }, onConnect));
     }
     if (!raw.connecting && raw.readyState === 'open') queueMicrotask(onConnect);
     else raw.once('connect', onConnect);
     return raw;
   };
+
+  /** Refuses new connections and destroys the open ones. Idempotent. */
+  destroy(): void {
+    this.closed = true;
+    for (const socket of this.open) socket.destroy();
+    this.open.clear();
+  }
+
+  private track<S extends net.Socket>(socket: S): S {
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
+    return socket;
+  }
 }
 
 /**
@@ -95,11 +131,20 @@ export function clientRetry(config: KafkaBusConfig): RetryOptions {
   return { retries: 3, initialRetryTime: 100, maxRetryTime: Math.max(200, Math.min(1_000, config.publishTimeout / 4)) };
 }
 
-export function createKafkaClient(config: KafkaBusConfig, logger: Logger, options: CreateBusOptions): Kafka {
+/**
+ * Makes a kafkajs client with sockets of its own: a producer or admin that is replaced ends its own
+ * connections without touching the others'. `sockets` may be absent for a client that opens none (tests).
+ */
+export type KafkaFactory = () => { client: Kafka; sockets?: KafkaSockets };
+
+/** A kafkajs client whose every connection goes through `sockets`. */
+export function createKafkaClient(config: KafkaBusConfig, logger: Logger, sockets: KafkaSockets): Kafka {
   return new Kafka({
     clientId: config.clientId,
     brokers: config.brokers,
     connectionTimeout: config.connectionTimeout,
+    // kafkajs's default is 10 s; a SASL handshake is a few round trips, bounded like connecting.
+    authenticationTimeout: config.connectionTimeout * 2,
     // A request outliving the publish deadline is useless to the caller, who has been told it failed.
     requestTimeout: Math.max(config.publishTimeout, 1_000),
     enforceRequestTimeout: true,
@@ -107,7 +152,7 @@ export function createKafkaClient(config: KafkaBusConfig, logger: Logger, option
     ssl: config.ssl,
     // The config schema restricts the mechanism to the three kafkajs supports with username/password.
     ...(config.sasl ? { sasl: config.sasl as SASLOptions } : {}),
-    ...(options.connect ? { socketFactory: socketFactory(options.connect) } : {}),
+    socketFactory: sockets.factory,
     logLevel: kafkaLevel(logger),
     logCreator: kafkaLogCreator(logger),
   });

@@ -53,7 +53,7 @@ export function toBusError(err: unknown, what: string, brokers: readonly string[
     return new BusError(ErrorCodes.BUS_UNAVAILABLE, `${what}: Kafka brokers ${brokers.join(',')} unreachable (${detail})`, { cause: err, retriable: true });
   }
   if (links.some((e) => (e.name !== undefined && TIMEOUTS.has(e.name)) || (e.type !== undefined && TRANSIENT_TYPES.has(e.type)))) {
-    return new BusError(ErrorCodes.BUS_TIMEOUT, `${what}: Kafka did not answer in time (${detail})`, { cause: err, retriable: true });
+    return new BusError(ErrorCodes.BUS_TIMEOUT, `${what}: Kafka brokers ${brokers.join(',')} did not answer in time (${detail})`, { cause: err, retriable: true });
   }
   const type = links.find((e) => e.type)?.type;
   if (type === 'INVALID_SESSION_TIMEOUT') {
@@ -72,5 +72,5 @@ export function toBusError(err: unknown, what: string, brokers: readonly string[
 export function timeoutError(what: string, ms: number, unreachable: boolean, brokers: readonly string[]): BusError {
   return unreachable
     ? new BusError(ErrorCodes.BUS_UNAVAILABLE, `${what}: Kafka brokers ${brokers.join(',')} unreachable (gave up after ${ms} ms)`, { retriable: true })
-    : new BusError(ErrorCodes.BUS_TIMEOUT, `${what}: no answer from Kafka within ${ms} ms`, { retriable: true });
+    : new BusError(ErrorCodes.BUS_TIMEOUT, `${what}: no answer from Kafka brokers ${brokers.join(',')} within ${ms} ms`, { retriable: true });
 }

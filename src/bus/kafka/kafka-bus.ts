@@ -1,11 +1,10 @@
-import type { Kafka } from 'kafkajs';
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';
-import { createKafkaClient } from './client.js';
+import { createKafkaClient, KafkaSockets, type KafkaFactory } from './client.js';
 import { encodeMessages, type OutgoingMessage } from './codec.js';
 import { Publisher } from './publisher.js';
 import { KafkaReader } from './reader.js';
@@ -31,7 +30,10 @@ const HEALTH_TIMEOUT_MS = 2_000;
 export class KafkaBus implements Bus {
   readonly kind = 'kafka' as const;
   private readonly log: Logger;
-  private readonly kafka: Kafka;
+  /** Makes each kafkajs client (producer, admin, every consumer) with connections of its own. */
+  private readonly newClient: KafkaFactory;
+  /** Every client's connections not yet ended: close() ends whatever a client's own close left behind. */
+  private readonly sockets = new Set<KafkaSockets>();
   private readonly admin: TopicAdmin;
   private readonly publisher: Publisher;
   private readonly subscriptions = new Set<KafkaSubscription>();
@@ -45,9 +47,15 @@ export class KafkaBus implements Bus {
     options: CreateBusOptions = {},
   ) {
     this.log = logger.child({ brokers: config.brokers.join(',') });
-    this.kafka = createKafkaClient(config, this.log.child({ component: 'kafkajs' }), options);
-    this.admin = new TopicAdmin(this.kafka, config, this.log);
-    this.publisher = new Publisher(this.kafka, {
+    const kafkaLog = this.log.child({ component: 'kafkajs' });
+    this.newClient = () => {
+      for (const s of this.sockets) if (s.destroyed) this.sockets.delete(s);
+      const sockets = new KafkaSockets(options.connect);
+      this.sockets.add(sockets);
+      return { client: createKafkaClient(config, kafkaLog, sockets), sockets };
+    };
+    this.admin = new TopicAdmin(this.newClient, config, this.log);
+    this.publisher = new Publisher(this.newClient, {
       config,
       logger: this.log,
       ensureTopic: (topic, timeoutMs) => this.admin.ensureTopic(topic, timeoutMs),
@@ -117,7 +125,7 @@ export class KafkaBus implements Bus {
     }
     options.topics.forEach((t, i) => assertTopicPattern(t, `topics[${i}]`));
     const subscription = new KafkaSubscription(options, {
-      kafka: this.kafka,
+      kafka: this.newClient,
       config: this.config,
       logger: this.log,
       admin: this.admin,
@@ -139,7 +147,7 @@ export class KafkaBus implements Bus {
     assertTopicName(topic);
     if (this.closed) throw this.closedError(`read ${topic}`);
     const reader: KafkaReader = new KafkaReader(topic, options, {
-      kafka: this.kafka,
+      kafka: this.newClient,
       config: this.config,
       logger: this.log,
       admin: this.admin,
@@ -170,6 +178,9 @@ export class KafkaBus implements Bus {
       await Promise.allSettled([...this.readers].map((r) => r.close()));
       await this.publisher.close();
       await this.admin.close();
+      // A client whose disconnect timed out may still be reconnecting inside kafkajs.
+      for (const s of this.sockets) s.destroy();
+      this.sockets.clear();
       this.log.info('kafka bus closed');
     })();
     return this.closed;

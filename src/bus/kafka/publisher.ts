@@ -1,10 +1,10 @@
-import { Partitioners, type Kafka, type Message, type Producer, type TopicMessages } from 'kafkajs';
+import { Partitioners, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { CutoverError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 import { ClientHandle } from './client-handle.js';
 import type { OutgoingMessage } from './codec.js';
-import { clientRetry } from './client.js';
+import { clientRetry, type KafkaFactory } from './client.js';
 import { timeoutError, toBusError } from './errors.js';
 
 /**
@@ -55,20 +55,23 @@ export class Publisher {
   private readonly active = new Set<Promise<void>>();
 
   constructor(
-    kafka: Kafka,
+    kafka: KafkaFactory,
     private readonly options: PublisherOptions,
   ) {
     const { config, logger } = options;
     this.producers = new ClientHandle<Producer>({
-      create: () =>
-        kafka.producer({
+      create: () => {
+        const { client, sockets } = kafka();
+        const producer = client.producer({
           idempotent: true,
           // kafkajs's default for idempotent producers is to retry forever; every publish has a deadline.
           retry: clientRetry(config),
           allowAutoTopicCreation: false,
           // Passing it explicitly also silences kafkajs's notice about its v2 partitioner change.
           createPartitioner: Partitioners.DefaultPartitioner,
-        }),
+        });
+        return { client: producer, release: () => sockets?.destroy() };
+      },
       connectTimeout: config.connectionTimeout * 2,
       retireTimeout: config.publishTimeout + 1_000,
       what: 'producer',

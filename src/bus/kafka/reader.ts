@@ -1,10 +1,11 @@
 import { withTimeout } from '../../async.js';
 import { randomUUID } from 'node:crypto';
-import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { Consumer, EachBatchPayload } from 'kafkajs';
 import type { CutoverError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 import type { Delivery, ReadOptions, ReadStream } from '../types.js';
+import type { KafkaFactory, KafkaSockets } from './client.js';
 import { decodeMessage } from './codec.js';
 import { toBusError } from './errors.js';
 import { connectConsumer, consumerTiming, newConsumer, type ConsumerTiming } from './subscription.js';
@@ -16,7 +17,7 @@ const READER_SESSION_TIMEOUT = 10_000;
 const HIGH_WATER = 2_000;
 
 export interface ReaderDeps {
-  kafka: Kafka;
+  kafka: KafkaFactory;
   config: KafkaBusConfig;
   logger: Logger;
   admin: TopicAdmin;
@@ -44,6 +45,7 @@ export class KafkaReader implements ReadStream {
   private failure: CutoverError | undefined;
   private ended = false;
   private consumer: Consumer | undefined;
+  private consumerSockets: KafkaSockets | undefined;
   /** Partitions still short of their snapshot high watermark (follow: false). */
   private readonly pendingPartitions = new Map<number, number>();
   private readonly started: Promise<void>;
@@ -78,8 +80,10 @@ export class KafkaReader implements ReadStream {
     await admin.ensureTopic(this.topic);
     const startAt = this.options.from === 'end' ? await admin.offsetsSince(this.topic, since) : new Map<number, number>();
     if (this.stopping.signal.aborted) return;
-    const consumer = newConsumer(kafka, config, this.groupId, this.timing, this.stopping.signal);
+    const { client, sockets } = kafka();
+    const consumer = newConsumer(client, config, this.groupId, this.timing, this.stopping.signal);
     this.consumer = consumer;
+    this.consumerSockets = sockets;
     consumer.on(consumer.events.CRASH, (e) => {
       if (e.payload.restart || this.stopping.signal.aborted) return;
       this.fail(toBusError(e.payload.error, `read ${this.topic}`, config.brokers));
@@ -201,6 +205,7 @@ export class KafkaReader implements ReadStream {
         await withTimeout(consumer.disconnect(), bound, () => new Error('reader consumer did not stop in time')).catch((err: unknown) =>
           this.log.warn({ err }, 'kafka reader did not disconnect cleanly'),
         );
+        this.consumerSockets?.destroy();
         await this.deps.admin.deleteGroups([this.groupId]);
       }
       this.deps.onClosed?.();

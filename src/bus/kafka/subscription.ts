@@ -7,7 +7,7 @@ import { deliverWithRetry, KeyedScheduler, retryPolicy, type DeliveryOutcome, ty
 import type { KafkaBusConfig } from '../../config/bus.js';
 import { dlqTopic, isPattern, topicsMatcher } from '../topics.js';
 import { DlqHeaders, type BusMessage, type SubscribeOptions, type Subscription } from '../types.js';
-import { clientRetry } from './client.js';
+import { clientRetry, type KafkaFactory, type KafkaSockets } from './client.js';
 import { decodeHeaders, decodeMessage, type OutgoingMessage } from './codec.js';
 import { timeoutError, toBusError } from './errors.js';
 import type { TopicAdmin } from './topic-admin.js';
@@ -71,7 +71,7 @@ export function consumerTiming(config: KafkaBusConfig): ConsumerTiming {
 }
 
 export interface SubscriptionDeps {
-  kafka: Kafka;
+  kafka: KafkaFactory;
   config: KafkaBusConfig;
   logger: Logger;
   admin: TopicAdmin;
@@ -135,6 +135,7 @@ export class KafkaSubscription implements Subscription {
   /** Aborted per batch to abandon handlers still running after the grace period. */
   private readonly abandons = new Set<AbortController>();
   private consumer: Consumer | undefined;
+  private consumerSockets: KafkaSockets | undefined;
   private consumerDead = false;
   private topics: string[] = [];
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -208,8 +209,10 @@ export class KafkaSubscription implements Subscription {
   private async startConsumer(topics: string[]): Promise<void> {
     const { kafka, config } = this.deps;
     const t = this.timing;
-    const consumer = newConsumer(kafka, config, this.group, this.timing, this.closing.signal);
+    const { client, sockets } = kafka();
+    const consumer = newConsumer(client, config, this.group, this.timing, this.closing.signal);
     this.consumer = consumer;
+    this.consumerSockets = sockets;
     this.consumerDead = false;
     this.topics = topics;
     const waitFetch = this.options.from === 'end';
@@ -266,13 +269,17 @@ export class KafkaSubscription implements Subscription {
 
   private async stopConsumer(): Promise<void> {
     const consumer = this.consumer;
+    const sockets = this.consumerSockets;
     this.consumer = undefined;
+    this.consumerSockets = undefined;
     this.topics = [];
     if (!consumer) return;
     const bound = this.timing.handlerGrace + this.timing.maxWaitTimeInMs + this.deps.config.connectionTimeout * 2 + 1_000;
     await withTimeout(consumer.disconnect(), bound, () => new Error(`consumer of group ${this.group} did not stop within ${bound} ms`)).catch((err: unknown) =>
       this.log.warn({ err }, 'kafka consumer did not disconnect cleanly'),
     );
+    // A consumer that failed to start (a silent broker, a slow join) may still be retrying inside kafkajs.
+    sockets?.destroy();
   }
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {

@@ -1,7 +1,8 @@
-import kafkajs, { type Admin, type Kafka } from 'kafkajs';
+import kafkajs, { type Admin } from 'kafkajs';
 import type { Logger } from '../../logger.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 import { ClientHandle } from './client-handle.js';
+import type { KafkaFactory } from './client.js';
 
 export interface PartitionOffsets {
   partition: number;
@@ -48,12 +49,15 @@ export class TopicAdmin {
   private readonly ensured = new Map<string, Promise<void>>();
 
   constructor(
-    kafka: Kafka,
+    kafka: KafkaFactory,
     private readonly config: KafkaBusConfig,
     logger: Logger,
   ) {
     this.admin = new ClientHandle<Admin>({
-      create: () => kafka.admin(),
+      create: () => {
+        const { client, sockets } = kafka();
+        return { client: client.admin(), release: () => sockets?.destroy() };
+      },
       connectTimeout: config.connectionTimeout * 2,
       retireTimeout: config.publishTimeout + 1_000,
       what: 'admin',

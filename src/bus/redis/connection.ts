@@ -32,6 +32,12 @@ export interface ConnectionSettings {
   socketTimeout: number;
 }
 
+/**
+ * Upper bound on connecting (TCP, then the ready check). A server that accepts connections and never
+ * answers must fail a start within seconds, whatever publishTimeout says.
+ */
+const MAX_CONNECT_MS = 10_000;
+
 export function openConnection(config: RedisBusConfig, settings: ConnectionSettings, logger: Logger): RedisConnection {
   const options: RedisOptions = {
     lazyConnect: true,
@@ -42,7 +48,7 @@ export function openConnection(config: RedisBusConfig, settings: ConnectionSetti
     protocol: 2,
     disableClientInfo: true,
     connectionName: `cutover:${settings.role}`,
-    connectTimeout: Math.max(1_000, Math.min(config.publishTimeout, 10_000)),
+    connectTimeout: Math.max(1_000, Math.min(config.publishTimeout, MAX_CONNECT_MS)),
     socketTimeout: settings.socketTimeout,
     retryStrategy: (times) => Math.min(100 * times, 1_000),
     ...(config.tls ? { tls: {} } : {}),
@@ -67,8 +73,9 @@ export function openConnection(config: RedisBusConfig, settings: ConnectionSetti
   return conn;
 }
 
-/** Connects within `timeoutMs`; on failure stops the reconnect loop and throws CUTOVER_BUS_UNAVAILABLE. */
-export async function connect(conn: RedisConnection, config: RedisBusConfig, timeoutMs: number): Promise<void> {
+/** Connects within `timeoutMs` (at most 10 s); on failure stops the reconnect loop and throws CUTOVER_BUS_UNAVAILABLE. */
+export async function connect(conn: RedisConnection, config: RedisBusConfig, requestedMs: number): Promise<void> {
+  const timeoutMs = Math.min(requestedMs, MAX_CONNECT_MS);
   try {
     await withTimeout(conn.connect(), timeoutMs, () => new BusError(ErrorCodes.BUS_UNAVAILABLE, `Redis at ${redactUrl(config.url)} did not answer within ${timeoutMs} ms`, { retriable: true }));
   } catch (err) {

@@ -32,21 +32,21 @@ const unknownTopic = (): Error => Object.assign(new Error('This server does not 
 describe('TopicAdmin.ensureTopic (fake admin)', () => {
   it('waits for the leaders when creating answers a retriable "unknown topic"', async () => {
     const { kafka, metadataCalls } = fakeKafka(unknownTopic(), ['unknown', 'no-leader', 'ready']);
-    const admin = new TopicAdmin(kafka, config, silentLogger());
+    const admin = new TopicAdmin(() => ({ client: kafka }), config, silentLogger());
     await expect(admin.ensureTopic('t1', 2_000)).resolves.toBeUndefined();
     expect(metadataCalls()).toBe(3);
   });
 
   it('gives up at the deadline with a typed error', async () => {
     const { kafka } = fakeKafka(unknownTopic(), ['unknown']);
-    const admin = new TopicAdmin(kafka, config, silentLogger());
+    const admin = new TopicAdmin(() => ({ client: kafka }), config, silentLogger());
     await expect(admin.ensureTopic('t2', 500)).rejects.toMatchObject({ code: ErrorCodes.BUS_TIMEOUT });
   });
 
   it('does not wait on an error that is not retriable', async () => {
     const denied = Object.assign(new Error('Not authorized to access topics'), { retriable: false, type: 'TOPIC_AUTHORIZATION_FAILED' });
     const { kafka, metadataCalls } = fakeKafka(denied, ['ready']);
-    const admin = new TopicAdmin(kafka, config, silentLogger());
+    const admin = new TopicAdmin(() => ({ client: kafka }), config, silentLogger());
     await expect(admin.ensureTopic('t3', 2_000)).rejects.toMatchObject({ code: ErrorCodes.BUS_REJECTED });
     expect(metadataCalls()).toBe(0);
   });
