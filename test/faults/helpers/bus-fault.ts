@@ -62,10 +62,16 @@ export async function runBusFault(o: BusFaultOptions): Promise<BusFaultResult> {
   else o.broker.pause();
   o.defer(async () => (o.fault === 'pause' ? o.broker.resume() : undefined));
   await sleep(o.holdMs);
+  // A JVM takes many seconds to boot: calls during that time would only stretch the fault past its stated
+  // length and the scenario past a few hundred calls.
+  traffic.pause();
   if (o.fault === 'kill') await o.broker.restart();
   else o.broker.resume();
+  traffic.resume();
   const mark = traffic.done;
-  await waitFor(() => traffic.done >= mark + 50, { timeoutMs: 30_000, what: 'calls after the fault' });
+  await waitFor(() => traffic.done >= mark + 50, { timeoutMs: 30_000, what: 'calls after the fault' }).catch((err: Error) => {
+    throw new Error(`${err.message}: ${traffic.describe()}; sidecar stderr: ${sidecar.output().stderr.slice(-1500)}`);
+  });
   const results = await traffic.stop();
 
   const completed = results.filter((r) => r.status === 200).map((r) => r.id);

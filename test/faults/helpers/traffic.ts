@@ -72,6 +72,7 @@ export class Traffic {
   private issued = 0;
   private inFlight = 0;
   private stopped = false;
+  private paused = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   private readonly o: Required<TrafficOptions>;
@@ -92,9 +93,27 @@ export class Traffic {
     return this.results.length;
   }
 
+  /** Stops issuing calls until {@link resume} (calls in flight go on). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
+  /** For failure messages: where the traffic stands. */
+  describe(): string {
+    return `sent ${this.issued}, done ${this.done}, in flight ${this.inFlight}, failed ${this.failed().length}`;
+  }
+
   start(): this {
     const tick = (): void => {
       if (this.stopped || this.issued >= this.o.max) return;
+      if (this.paused) {
+        this.timer = setTimeout(tick, this.o.intervalMs);
+        return;
+      }
       if (this.inFlight < this.o.maxInFlight) this.fire(`${this.o.prefix}-${this.issued++}`);
       this.timer = setTimeout(tick, this.o.intervalMs);
     };
