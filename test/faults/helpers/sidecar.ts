@@ -28,7 +28,10 @@ export function newFlow(): FlowUnderTest {
 export interface SidecarConfig {
   /** YAML of the `bus:` value, e.g. `{ kind: redis, url: redis://127.0.0.1:6400, prefix: "t1:" }`. */
   bus: string;
-  upstream: string;
+  /** Omitted when `extra` routes every call. */
+  upstream?: string;
+  /** The flow's path template; default /calls. */
+  flowPath?: string;
   dataDir: string;
   flow: FlowUnderTest;
   /** More top-level YAML lines (spool, publisher, upstreamTimeout …). */
@@ -41,7 +44,7 @@ export async function writeSidecarConfig(file: string, c: SidecarConfig): Promis
     [
       'agent: faults',
       'listen: 127.0.0.1:0',
-      `upstream: ${c.upstream}`,
+      ...(c.upstream ? [`upstream: ${c.upstream}`] : []),
       'admin: { listen: 127.0.0.1:0, auth: false }',
       `bus: ${c.bus}`,
       `dataDir: ${c.dataDir}`,
@@ -49,7 +52,7 @@ export async function writeSidecarConfig(file: string, c: SidecarConfig): Promis
       ...(c.extra ?? []),
       'flows:',
       `  - name: ${c.flow.name}`,
-      '    match: { method: POST, path: /calls }',
+      `    match: { method: POST, path: ${c.flowPath ?? '/calls'} }`,
       `    topic: ${c.flow.topic}`,
       '    key: body.id',
       '    mode: shadow',

@@ -45,6 +45,8 @@ export async function startCountingUpstream(): Promise<CountingUpstream> {
 export interface CallResult {
   id: string;
   status?: number;
+  /** The first 4 KiB of the response body. */
+  body?: string;
   error?: string;
   /** Date.now() when the caller had the whole response (or the error). */
   doneAt: number;
@@ -147,7 +149,7 @@ export class Traffic {
 }
 
 /** One POST /calls carrying `id`; never rejects: an error or a timeout is part of the result. */
-export function callOnce(baseUrl: string, id: string, agent?: http.Agent, timeoutMs = 10_000): Promise<CallResult> {
+export function callOnce(baseUrl: string, id: string, agent?: http.Agent, timeoutMs = 10_000, path = '/calls'): Promise<CallResult> {
   const body = JSON.stringify({ id });
   return new Promise((resolve) => {
     let settled = false;
@@ -156,11 +158,12 @@ export function callOnce(baseUrl: string, id: string, agent?: http.Agent, timeou
       settled = true;
       resolve({ id, ...r, doneAt: Date.now() });
     };
-    const req = http.request(`${baseUrl}/calls`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => finish({ status: res.statusCode }));
-      res.on('error', (err) => finish({ status: res.statusCode, error: err.message }));
-      res.on('aborted', () => finish({ status: res.statusCode, error: 'aborted' }));
+    const req = http.request(`${baseUrl}${path}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => void (text.length < 4_096 && (text += c.toString())));
+      res.on('end', () => finish({ status: res.statusCode, body: text }));
+      res.on('error', (err) => finish({ status: res.statusCode, body: text, error: err.message }));
+      res.on('aborted', () => finish({ status: res.statusCode, body: text, error: 'aborted' }));
     });
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no complete response within ${timeoutMs} ms`)));
     req.on('error', (err) => finish({ error: err.message }));
