@@ -87,7 +87,7 @@ export async function startSidecarProcess(configFile: string): Promise<SidecarPr
     child.kill('SIGKILL');
     await exited;
   };
-  const m = await waitFor(() => child.exitCode === null && /on (http:\/\/[\d.]+:\d+) .*admin (http:\/\/[\d.]+:\d+)/.exec(stdout), {
+  const m = await waitFor(() => (child.exitCode === null ? /on (http:\/\/[\d.]+:\d+) .*admin (http:\/\/[\d.]+:\d+)/.exec(stdout) : null), {
     timeoutMs: 45_000,
     intervalMs: 100,
     what: `sidecar listening (exit ${child.exitCode}; stderr: ${stderr.slice(-2000)})`,
