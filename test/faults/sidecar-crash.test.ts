@@ -52,7 +52,7 @@ async function crashSetup(redisUrl: string): Promise<{ config: string; prefix: s
 }
 
 /** Polls the bus until at most `allowed` of the expected events are missing, or the time is up. */
-async function waitForEvents(read: () => Promise<Parameters<typeof tally>[1]>, expected: string[], prefix: string, allowed = 0, timeoutMs = 20_000): Promise<Tally> {
+async function waitForEvents(read: () => Promise<Parameters<typeof tally>[1]>, expected: string[], prefix: string, allowed = 0, timeoutMs = 15_000): Promise<Tally> {
   let t: Tally = { lost: -1, duplicated: 0, missing: [] };
   await waitFor(
     async () => {
