@@ -19,7 +19,7 @@ const WATCH_MS = 20_000;
  * one or two. A client that opens a new connection per retry and never closes the old one grows past this
  * within the watch.
  */
-const MAX_SOCKETS = 12;
+const MAX_SOCKETS = 16;
 /** A status command still running this long after its start is hanging, not waiting out a timeout. */
 const STATUS_HANG_MS = 40_000;
 
