@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/wait-for.js';
+import { startRedis } from './helpers/brokers.js';
+import { printRow, readRedis, tally, upstreamIds } from './helpers/count.js';
+import { canMount, mountTmpfs } from './helpers/disk.js';
+import { newFlow, startSidecarProcess, writeSidecarConfig, type SidecarProcess } from './helpers/sidecar.js';
+import { startCountingUpstream, Traffic, type CountingUpstream } from './helpers/traffic.js';
+
+let dir: string;
+let upstream: CountingUpstream;
+const cleanups: Array<() => Promise<unknown>> = [];
+const defer = (fn: () => Promise<unknown>): void => void cleanups.push(fn);
+const ci = Boolean(process.env.CI) && process.env.CI !== 'false';
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'cutover-faults-spool-'));
+  upstream = await startCountingUpstream();
+});
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+});
+afterAll(async () => {
+  await upstream?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** Asks /healthz every 100 ms until stopped; counts answers that were not a 200 within 5 s. */
+function probeHealth(sidecar: SidecarProcess): { stop(): Promise<{ probes: number; bad: number }> } {
+  let probes = 0;
+  let bad = 0;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      probes++;
+      const ok = await fetch(`${sidecar.adminUrl}/healthz`, { signal: AbortSignal.timeout(5_000) }).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (!ok) bad++;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return { probes, bad };
+    },
+  };
+}
+
+const dropped = (s: SidecarProcess): Promise<number> => s.metric('cutover_sidecar_events_dropped_total');
+
+describe.skipIf(!canMount() && !ci)('sidecar whose spool cannot take more (needs root to mount a tmpfs)', () => {
+  it('spool on a full disk, bus down: direct calls and /healthz unaffected, drops counted, the spooled rest arrives once space and bus return', async () => {
+    const redis = await startRedis();
+    defer(() => redis.close());
+    await redis.kill();
+    const prefix = `c${randomUUID().slice(0, 8)}`;
+    const disk = mountTmpfs(path.join(dir, `${prefix}-disk`), 'size=128k');
+    defer(async () => disk.unmount());
+    const config = await writeSidecarConfig(path.join(dir, `${prefix}.yaml`), {
+      bus: `{ kind: redis, url: "${redis.url}", prefix: "${prefix}:" }`,
+      upstream: upstream.url,
+      dataDir: path.join(dir, prefix),
+      flow: newFlow(),
+      extra: [`spool: { dir: ${path.join(disk.dir, 'spool')} }`, 'publisher: { backoff: 100ms, maxBackoff: 1s }'],
+    });
+    const sidecar = await startSidecarProcess(config);
+    defer(() => sidecar.kill());
+
+    const health = probeHealth(sidecar);
+    defer(() => health.stop());
+    // About 1 KiB per event, two per call: 300 calls overflow 128 KiB several times over.
+    const traffic = new Traffic(sidecar.url, { prefix, max: 300 }).start();
+    defer(() => traffic.stop());
+    await waitFor(() => traffic.done >= 300, { timeoutMs: 60_000, what: 'all calls answered' });
+    const results = await traffic.stop();
+    await waitFor(async () => (await dropped(sidecar)) > 0, { timeoutMs: 15_000, what: 'drops in /metrics' }).catch(() => undefined);
+
+    disk.remount('size=8m');
+    await redis.restart();
+    const answered = results.filter((r) => r.status === 200).map((r) => r.id);
+    // Conservation: every event of an answered call is on the bus or counted as dropped, never neither.
+    let unaccounted = -1;
+    let duplicated = 0;
+    await waitFor(
+      async () => {
+        const t = tally(answered, await readRedis(redis.url, `${prefix}:`), prefix);
+        unaccounted = t.lost - (await dropped(sidecar));
+        duplicated = t.duplicated;
+        return unaccounted <= 0;
+      },
+      { timeoutMs: 20_000, intervalMs: 500, what: 'spooled events on the bus' },
+    ).catch(() => undefined);
+    // Probed through the recovery too: draining a spool that overflowed must not stall the admin API.
+    const { probes, bad } = await health.stop();
+    const droppedEvents = await dropped(sidecar).catch(() => NaN);
+    printRow(`spool disk full (dropped ${droppedEvents})`, { calls: upstreamIds(upstream.seen, prefix).length, failed: results.length - answered.length, lost: Math.max(unaccounted, 0), duplicated });
+
+    expect(answered).toHaveLength(300);
+    expect(bad, `${bad} of ${probes} /healthz probes failed; sidecar stderr: ${sidecar.output().stderr.slice(-1500)}`).toBe(0);
+    expect(droppedEvents, `sidecar stderr: ${sidecar.output().stderr.slice(-1000)}`).toBeGreaterThan(0);
+    expect(unaccounted, `events neither on the bus nor counted as dropped; sidecar stderr: ${sidecar.output().stderr.slice(-1000)}`).toBeLessThanOrEqual(0);
+  });
+
+  it('spool turning read-only under a running sidecar, bus down: direct calls and /healthz unaffected, drops counted, the spooled rest arrives', async () => {
+    const redis = await startRedis();
+    defer(() => redis.close());
+    await redis.kill();
+    const prefix = `c${randomUUID().slice(0, 8)}`;
+    const disk = mountTmpfs(path.join(dir, `${prefix}-disk`), 'size=4m');
+    defer(async () => disk.unmount());
+    const spoolDir = path.join(disk.dir, 'spool');
+    const config = await writeSidecarConfig(path.join(dir, `${prefix}.yaml`), {
+      bus: `{ kind: redis, url: "${redis.url}", prefix: "${prefix}:" }`,
+      upstream: upstream.url,
+      dataDir: path.join(dir, prefix),
+      flow: newFlow(),
+      // Small segments: the spool soon needs a new file, which a read-only directory refuses.
+      extra: [`spool: { dir: ${spoolDir}, segmentBytes: 4KiB }`, 'publisher: { backoff: 100ms, maxBackoff: 1s }'],
+    });
+    const sidecar = await startSidecarProcess(config);
+    defer(() => sidecar.kill());
+    const health = probeHealth(sidecar);
+    defer(() => health.stop());
+
+    const traffic = new Traffic(sidecar.url, { prefix, max: 250 }).start();
+    defer(() => traffic.stop());
+    await waitFor(() => traffic.done >= 50, { timeoutMs: 30_000, what: 'calls before the spool turns read-only' });
+    // A read-only filesystem over the spool directory: files the sidecar holds open stay writable (as on a
+    // remount that the kernel lets through), every new segment or cursor file fails with EROFS.
+    const readOnly = mountTmpfs(spoolDir, 'ro,size=16k');
+    defer(async () => readOnly.unmount());
+    await waitFor(() => traffic.done >= 250, { timeoutMs: 60_000, what: 'all calls answered' });
+    const results = await traffic.stop();
+    await waitFor(async () => (await dropped(sidecar)) > 0, { timeoutMs: 15_000, what: 'drops in /metrics' }).catch(() => undefined);
+
+    readOnly.unmount();
+    await redis.restart();
+    const answered = results.filter((r) => r.status === 200).map((r) => r.id);
+    let unaccounted = -1;
+    let duplicated = 0;
+    await waitFor(
+      async () => {
+        const t = tally(answered, await readRedis(redis.url, `${prefix}:`), prefix);
+        unaccounted = t.lost - (await dropped(sidecar));
+        duplicated = t.duplicated;
+        return unaccounted <= 0;
+      },
+      { timeoutMs: 20_000, intervalMs: 500, what: 'spooled events on the bus' },
+    ).catch(() => undefined);
+    // Probed through the recovery too: draining a spool that overflowed must not stall the admin API.
+    const { probes, bad } = await health.stop();
+    const droppedEvents = await dropped(sidecar).catch(() => NaN);
+    printRow(`spool read-only (dropped ${droppedEvents})`, { calls: upstreamIds(upstream.seen, prefix).length, failed: results.length - answered.length, lost: Math.max(unaccounted, 0), duplicated });
+
+    expect(answered).toHaveLength(250);
+    expect(bad, `${bad} of ${probes} /healthz probes failed; sidecar stderr: ${sidecar.output().stderr.slice(-1500)}`).toBe(0);
+    expect(droppedEvents, `sidecar stderr: ${sidecar.output().stderr.slice(-1000)}`).toBeGreaterThan(0);
+    expect(unaccounted, `events neither on the bus nor counted as dropped; sidecar stderr: ${sidecar.output().stderr.slice(-1000)}`).toBeLessThanOrEqual(0);
+  });
+});
