@@ -297,13 +297,16 @@ export class BusPath {
   private async verifyDirect(req: SidecarRequest, ex: Exchange, raw: Buffer, upstream: Upstream): Promise<void> {
     const entry = ex.entry!;
     const headers = replayHeaders(req.headers);
+    const versions = entry.config.versions;
     try {
       const r = await sendReplay(new URL(upstream.url), { method: req.method ?? 'GET', target: req.url ?? '/', headers, body: raw.length ? raw : undefined }, {
         timeout: entry.config.timeout ?? DEFAULT_REPLY_TIMEOUT,
         maxResponseBytes: this.o.maxBodyBytes,
         keepHeaders: new Set(DEFAULT_REPLY_HEADERS),
         agent: upstream.agent,
+        ...(versions?.header ? { versionHeader: versions.header.toLowerCase() } : {}),
       });
+      const version = r.version ?? versions?.direct;
       this.o.outbox.enqueue(
         this.o.observationsTopic,
         buildObservationMessage({
@@ -311,7 +314,7 @@ export class BusPath {
           flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: ex.mode },
           correlationId: ex.id!,
           traceparent: ex.traceparent!,
-          data: { status: r.status, headers: r.headers, ...r.body, latencyMs: Math.round(r.latencyMs * 1000) / 1000 },
+          data: { status: r.status, headers: r.headers, ...r.body, latencyMs: Math.round(r.latencyMs * 1000) / 1000, ...(version ? { version } : {}) },
         }),
       );
       entry.counters.observations++;

@@ -20,6 +20,7 @@ import { DirectObserver } from './observe.js';
 import type { CaptureConfig, RedactConfig, RouteConfig } from '../src/config/sidecar.js';
 import type { Outbox } from './outbox.js';
 import type { ReplyChannel } from './reply.js';
+import { forwardRepeatedHeaders } from './raw-headers.js';
 import { Upstreams, type Upstream } from './upstreams.js';
 
 /** The data plane's config and collaborators, made by the sidecar at start. */
@@ -214,7 +215,11 @@ export class DataPlane implements BusPathHost {
 
   /** http-proxy events, registered on each upstream's proxy server. */
   private readonly plugin: Plugin = (proxy) => {
-    proxy.on('start', (req) => this.onStart(req as SidecarRequest));
+    proxy.on('start', (req) => {
+      // Before http-proxy copies req.headers (where Node merged repeated lines): forward them as sent.
+      forwardRepeatedHeaders(req);
+      this.onStart(req as SidecarRequest);
+    });
     proxy.on('proxyReq', (proxyReq, req) => {
       // http-proxy joins the target's path and the request's: `*` would go out as `/*`.
       if (req.url === '*') proxyReq.path = '*';

@@ -81,6 +81,8 @@ export class DirectObserver {
         latencyMs: Math.round(elapsed * 1000) / 1000,
       };
       if (ex.sample) data.request = ex.sample;
+      const version = directVersion(entry.config.versions, res);
+      if (version) data.version = version;
       if (ex.failure) {
         data.error = { code: ex.failure.code, message: ex.failure.message };
         if (ex.failure.body) Object.assign(data, encodeBody(ex.failure.body, 'application/json'));
@@ -141,4 +143,11 @@ export class DirectObserver {
   private addResponseBody(data: ObservationData, raw: Buffer, res: ServerResponse): void {
     Object.assign(data, encodeContent(raw, headerValue(res.getHeader('content-type')), headerValue(res.getHeader('content-encoding')), this.opts.capture.maxResponseBytes));
   }
+}
+
+/** The direct agent's code version: the flow's version header on the response, else its fixed value. */
+function directVersion(versions: { header?: string | undefined; direct?: string | undefined } | undefined, res: ServerResponse): string | undefined {
+  if (!versions) return undefined;
+  const fromHeader = versions.header ? headerValue(res.getHeader(versions.header)) : undefined;
+  return (fromHeader || versions.direct)?.slice(0, 100);
 }

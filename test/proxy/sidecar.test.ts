@@ -111,6 +111,25 @@ describe('sidecar (in process, memory bus)', () => {
     expect(everything).not.toContain('query-secret');
   });
 
+  it('stamps the direct agent\'s version on its observation: the flow\'s version header, else the fixed value', async () => {
+    let version: string | undefined = '7.1.0';
+    const upstream = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', ...(version ? { 'x-agent-version': version } : {}) }).end('{"ok":true}');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => upstream.close(() => r())));
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    const { sc, bus } = await sidecar({
+      upstream: url,
+      flows: [{ name: 'inventory.stock', match: { method: 'GET', path: '/stock/:sku' }, topic: STOCK_TOPIC, key: 'path.sku', mode: 'shadow', versions: { header: 'X-Agent-Version', direct: 'configured-7' } }],
+    });
+    expect((await request(sc.data.url, { method: 'GET', path: '/stock/a' })).status).toBe(200);
+    version = undefined;
+    expect((await request(sc.data.url, { method: 'GET', path: '/stock/b' })).status).toBe(200);
+    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 2, { what: 'two observations' });
+    expect(bus.messages(OBSERVATIONS_TOPIC).map((m) => (m.event.data as { version?: string }).version)).toEqual(['7.1.0', 'configured-7']);
+  });
+
   it('takes path params as the key, creates a traceparent when the request has none', async () => {
     const { sc, bus } = await sidecar();
     const res = await request(sc.data.url, { path: '/stock/SKU-TEAPOT', headers: { traceparent: 'garbage' } });
