@@ -96,6 +96,17 @@ export const spoolSchema = z
     maxBytes: byteSizeSchema.default('256MiB'),
     /** Size at which the spool starts a new segment file (drained segments are deleted whole). */
     segmentBytes: byteSizeSchema.default('8MiB'),
+    /**
+     * What a crash (SIGKILL, OOM kill, power loss) may lose of the events the sidecar accepted. `interval`:
+     * every event is journaled in the spool directory with one write + fdatasync per `commitInterval`, and
+     * sent again after a crash: at most one commit interval of events is lost. `strict`: the next journal
+     * write starts as soon as the previous fdatasync returns: at most the events of one write is lost, for
+     * more disk writes. `none`: no journal; events waiting in memory (up to `publisher.linger` plus a publish
+     * round, up to `publisher.publishTimeout`) are lost. The caller never waits for the journal.
+     */
+    durability: z.enum(['none', 'interval', 'strict']).default('interval'),
+    /** `durability: interval`: time between journal group commits (a crash loses at most this much). */
+    commitInterval: durationSchema.default('10ms'),
   })
   .strict();
 
