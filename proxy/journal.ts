@@ -7,10 +7,7 @@ import type { SpoolRecord } from './spool-types.js';
 export interface JournalOptions {
   dir: string;
   fs: SpoolFs;
-  /**
-   * Wait between group commits in ms. 0 commits continuously: the next write starts as soon as the
-   * previous fdatasync returned (`strict`).
-   */
+  /** ms between fdatasyncs of the journal; 0 syncs after every write (`strict`). Writes never wait for it. */
   commitInterval: number;
   /** A journal file at or above this size is closed; closed files go once everything in them is settled. */
   segmentBytes: number;
@@ -28,19 +25,24 @@ interface JournalSegment {
   size: number;
   /** Highest sequence number written to it. */
   lastSeq: number;
+  /** Written since its last fdatasync. */
+  dirty: boolean;
 }
 
 /**
- * The outbox's write-ahead log: every event the outbox accepts is appended here (group commit: one write
- * plus one fdatasync per commit interval) while it is published from memory as before. Settling an event
- * (the bus acknowledged it, the spool fsynced it, or it was dropped and counted) moves a watermark — the
- * lowest sequence number not yet settled — that each commit writes beside the records. After a crash,
- * `recover` returns every journaled record at or above the last watermark on disk; the spool takes them
- * and sends them (at-least-once: those that did land on the bus are sent twice).
+ * The outbox's write-ahead log: every event the outbox accepts is appended here while it is published
+ * from memory as before. Records are written as soon as the event loop is free, one write() for all that
+ * one turn accepted; fdatasync follows once per commit interval (`interval`) or right after every write
+ * (`strict`, interval 0). Settling an event (the bus acknowledged it, the spool fsynced it, or it was
+ * dropped and counted) moves a watermark — the lowest sequence number not yet settled — that is written
+ * beside the records. After a crash, `recover` returns every journaled record at or above the last
+ * watermark on disk; the spool takes them and sends them (at-least-once: those that did land on the bus
+ * are sent twice).
  *
- * A crash loses only what was accepted after the last write began: at most one commit interval plus one
- * write and fdatasync. The journal never blocks or fails `add`: when the disk fails, records are counted as
- * unjournaled (still published from memory) and the journal retries after a backoff.
+ * A killed process (SIGKILL, OOM) loses only what was accepted after the last write() began; a power loss
+ * or kernel crash also loses what was written since the last fdatasync (one commit interval). The journal
+ * never blocks or fails `add`: when the disk fails, records are counted as unjournaled (still published
+ * from memory) and the journal tries again after a backoff.
  */
 export class Journal {
   private readonly opts: JournalOptions;
@@ -54,8 +56,12 @@ export class Journal {
   private active: JournalSegment | undefined;
   private closedSegments: JournalSegment[] = [];
   private writtenWatermark = -1;
-  private timer: NodeJS.Timeout | undefined;
+  private writeImmediate: NodeJS.Immediate | undefined;
+  private writeTimer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
+  private syncAgain = false;
   private closed = false;
   private recoveredFiles: string[] = [];
   /** Journal files are numbered, not named by sequence: a file rotated while nothing settles must not clash. */
@@ -127,7 +133,7 @@ export class Journal {
     this.order.push(record.seq);
     this.highest = record.seq;
     record.journaled = true;
-    this.schedule();
+    this.scheduleWrite(true);
   }
 
   /** The record is held elsewhere (bus, spool) or was dropped and counted: a crash must not resend it. */
@@ -144,73 +150,126 @@ export class Journal {
       this.order = this.order.slice(this.head);
       this.head = 0;
     }
-    this.schedule();
+    this.scheduleWrite(false);
   }
 
-  /** Writes what is pending and removes the journal files when everything in them is settled. Idempotent. */
+  /** Writes and syncs what is pending and removes the journal files when everything in them is settled. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.writing;
-    if (this.pending.length > 0 && !this.opts.backoff.waiting) await this.commit();
     this.closed = true;
+    clearTimeout(this.writeTimer);
+    clearTimeout(this.syncTimer);
+    await this.writing;
+    if (this.pending.length > 0) await this.write();
+    await this.syncing;
     if (this.active) this.closedSegments.push(this.active);
     this.active = undefined;
     const everythingSettled = this.watermark > this.highest;
     for (const segment of this.closedSegments) {
+      if (!everythingSettled && segment.dirty) await segment.file?.datasync().catch(() => undefined);
       await segment.file?.close().catch(() => undefined);
       if (everythingSettled) await this.opts.fs.rm(path.join(this.opts.dir, segment.name)).catch(() => undefined);
     }
     this.closedSegments = [];
   }
 
-  private schedule(): void {
-    if (this.timer || this.writing || this.closed) return;
-    if (this.pending.length === 0 && this.watermark === this.writtenWatermark) return;
-    const run = (): void => {
-      this.timer = undefined;
-      this.writing = this.commit().finally(() => {
-        this.writing = undefined;
-        this.schedule();
-      });
-    };
-    // Strict commits on the next turn of the event loop, so one write gathers what this turn accepted.
-    this.timer = setTimeout(run, this.opts.commitInterval);
+  /**
+   * Records are written as soon as the event loop is free (a write() reaches the page cache, which a
+   * killed process cannot take back); only the fdatasync waits for the commit interval. A watermark
+   * alone waits for the interval too: it only spares duplicates.
+   */
+  private scheduleWrite(urgent: boolean): void {
+    if (this.closed || this.writing) return;
+    if (urgent) {
+      if (this.writeImmediate) return;
+      clearTimeout(this.writeTimer);
+      this.writeTimer = undefined;
+      this.writeImmediate = setImmediate(() => this.startWrite());
+      return;
+    }
+    if (this.writeTimer || this.writeImmediate || this.watermark === this.writtenWatermark) return;
+    this.writeTimer = setTimeout(() => this.startWrite(), Math.max(this.opts.commitInterval, 10));
   }
 
-  private async commit(): Promise<void> {
+  private startWrite(): void {
+    this.writeImmediate = undefined;
+    this.writeTimer = undefined;
+    this.writing = this.write().finally(() => {
+      this.writing = undefined;
+      if (this.pending.length > 0) this.scheduleWrite(true);
+      else this.scheduleWrite(false);
+    });
+  }
+
+  private async write(): Promise<void> {
     if (this.opts.backoff.waiting) {
       this.drop(this.pending.length);
+      this.pending = [];
       return;
     }
     const lines = this.pending;
     const maxSeq = this.pendingMaxSeq;
     this.pending = [];
+    const records = lines.length;
     const watermark = this.watermark;
     if (watermark !== this.writtenWatermark) lines.push(Buffer.from(`{"w":${watermark}}\n`));
-    const records = lines.length - (watermark !== this.writtenWatermark ? 1 : 0);
     if (lines.length === 0) return;
     const buf = lines.length === 1 ? lines[0]! : Buffer.concat(lines);
     let segment: JournalSegment | undefined;
     try {
       segment = this.active ?? (await this.openSegment());
       await writeFully(segment.file!, buf, segment.size);
-      // A watermark alone only spares duplicates after a crash: it is not worth an fdatasync.
-      if (records > 0) await segment.file!.datasync();
       segment.size += buf.length;
       segment.lastSeq = Math.max(segment.lastSeq, maxSeq);
       this.writtenWatermark = watermark;
       this.opts.backoff.succeeded();
     } catch (err) {
-      this.drop(records);
-      this.opts.backoff.failed();
-      this.opts.onError?.(spoolErrorReason(err), err);
-      this.opts.logger.error({ err: spoolDiskError(err, `cannot write the spool journal in ${this.opts.dir}`), records }, 'spool journal write failed: these events are published from memory only until it works again');
+      this.failed(err, records);
       if (segment) await this.abandon(segment);
       return;
     }
+    if (records > 0) {
+      segment.dirty = true;
+      this.scheduleSync();
+    }
     await this.housekeep();
+  }
+
+  /** `strict`: fdatasync right after each write (one at a time); `interval`: once per commit interval. */
+  private scheduleSync(): void {
+    if (this.syncTimer || this.closed) return;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    const run = (): void => {
+      this.syncTimer = undefined;
+      const segment = this.active;
+      if (!segment?.file || !segment.dirty) return;
+      segment.dirty = false;
+      this.syncing = segment.file
+        .datasync()
+        .catch((err: unknown) => {
+          segment.dirty = true;
+          this.failed(err, 0);
+        })
+        .finally(() => {
+          this.syncing = undefined;
+          if (this.syncAgain) {
+            this.syncAgain = false;
+            this.scheduleSync();
+          }
+        });
+    };
+    if (this.opts.commitInterval === 0) run();
+    else this.syncTimer = setTimeout(run, this.opts.commitInterval);
+  }
+
+  private failed(err: unknown, records: number): void {
+    this.drop(records);
+    this.opts.backoff.failed();
+    this.opts.onError?.(spoolErrorReason(err), err);
+    this.opts.logger.error({ err: spoolDiskError(err, `cannot write the spool journal in ${this.opts.dir}`), records }, 'spool journal write failed: events are published from memory only until it works again');
   }
 
   private drop(records: number): void {
@@ -222,7 +281,7 @@ export class Journal {
     const name = `wal-${String(this.nextFile++).padStart(20, '0')}.jsonl`;
     const file = await this.opts.fs.open(path.join(this.opts.dir, name), fsConstants.O_CREAT | fsConstants.O_WRONLY | fsConstants.O_EXCL, 0o600);
     await syncDir(this.opts.fs, this.opts.dir);
-    this.active = { name, file, size: 0, lastSeq: -1 };
+    this.active = { name, file, size: 0, lastSeq: -1, dirty: false };
     return this.active;
   }
 
@@ -240,10 +299,14 @@ export class Journal {
 
   private async housekeep(): Promise<void> {
     if (this.active && this.active.size >= this.opts.segmentBytes) {
-      this.closedSegments.push(this.active);
-      const file = this.active.file;
+      const rotated = this.active;
       this.active = undefined;
-      await file?.close().catch(() => undefined);
+      this.closedSegments.push(rotated);
+      // Its records must be as durable as any other before the handle goes.
+      await this.syncing;
+      if (rotated.dirty) await rotated.file?.datasync().then(() => void (rotated.dirty = false), (err: unknown) => this.failed(err, 0));
+      await rotated.file?.close().catch(() => undefined);
+      rotated.file = undefined;
     }
     // Only what is on disk counts: a file may go once the written watermark is past its last record.
     const keep: JournalSegment[] = [];

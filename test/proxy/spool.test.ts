@@ -386,16 +386,30 @@ describe('Journal', () => {
 
   it('a journal that cannot write counts what it missed and never throws', async () => {
     const { fs, state } = faultyFs();
+    state.budget = 0;
+    state.enospcThrows = true;
+    const reasons: string[] = [];
+    const j = new Journal({ ...journalOpts(await tempDir(), fs), backoff: new DiskBackoff(60_000, 60_000), onError: (reason) => reasons.push(reason) });
+    await j.recover();
+    for (const r of records(0, 5)) j.add(r);
+    await waitFor(() => j.unjournaled === 5);
+    expect(j.healthy).toBe(false);
+    expect(reasons).toEqual(['no_space']);
+    j.add(records(5, 1)[0]!); // within the backoff: not even tried
+    expect(j.unjournaled).toBe(6);
+    await j.close();
+  });
+
+  it('a failing fdatasync is reported and marks the journal unhealthy', async () => {
+    const { fs, state } = faultyFs();
     state.datasyncError = 'EIO';
     const reasons: string[] = [];
     const j = new Journal({ ...journalOpts(await tempDir(), fs), onError: (reason) => reasons.push(reason) });
     await j.recover();
     for (const r of records(0, 5)) j.add(r);
-    await waitFor(() => j.unjournaled === 5);
+    await waitFor(() => reasons.length > 0);
+    expect(reasons[0]).toBe('io_error');
     expect(j.healthy).toBe(false);
-    expect(reasons).toEqual(['io_error']);
-    j.add(records(5, 1)[0]!); // within the backoff: not even tried
-    expect(j.unjournaled).toBe(6);
     await j.close();
   });
 });
