@@ -132,7 +132,7 @@ describe('Outbox', () => {
   });
 
   it('after a crash, sends again what was accepted but not acknowledged (journal)', async () => {
-    const { bus, outbox, dir } = await setup({ publishTimeout: '1s' }, { durability: 'interval', commitInterval: 5 });
+    const { bus, outbox, dir } = await setup({ publishTimeout: '1s' }, { durability: 'strict' });
     bus.hangs(true);
     for (let i = 0; i < 50; i++) outbox.enqueue('topic.a', message(i));
     // What a SIGKILL leaves on disk: a copy of the directory while the publish still hangs.
