@@ -22,11 +22,11 @@ export interface SpoolOptions {
   segmentBytes: number;
   logger: Logger;
   /**
-   * `interval` and `strict` keep a journal of every event the outbox accepts (group commit every
-   * `commitInterval`, or continuously for strict); `none` spools only what the bus did not take.
+   * `interval` and `strict` keep a journal of every event the outbox accepts (fdatasync every
+   * `commitInterval`, or after every write for strict); `none` spools only what the bus did not take.
    */
   durability?: Durability;
-  /** ms between journal group commits under `interval` (default 10). */
+  /** ms between journal fdatasyncs under `interval` (default 10). */
   commitInterval?: number;
   /** Wait after a disk failure before touching the disk again, doubling up to `maxBackoff` (ms). */
   backoff?: number;

@@ -10,6 +10,11 @@ import { ErrorCodes } from '../../src/errors.js';
 import { pino } from 'pino';
 import { silentLogger } from '../../src/logger.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { start as startInventory } from '../../examples/agents/inventory.js';
+import { startSidecar } from '../../proxy/sidecar.js';
+import { createRegistry } from '../../src/metrics.js';
+import { request } from '../helpers/http.js';
+import { MemoryBus } from '../helpers/memory-bus.js';
 
 const dirs: string[] = [];
 const spools: Spool[] = [];
@@ -419,3 +424,38 @@ async function segmentLinesOf(dir: string, prefix: string): Promise<number> {
   for (const name of (await readdir(dir)).filter((f) => f.startsWith(prefix))) n += (await readFile(path.join(dir, name), 'utf8')).split('\n').filter((l) => l.startsWith('{"s"')).length;
   return n;
 }
+
+describe('a sidecar whose spool cannot open', () => {
+  it('starts, forwards and publishes from memory, and says so in its metrics', async () => {
+    const dir = await tempDir();
+    // A file where the spool's directory should be: mkdir fails (ENOTDIR), as under a read-only mount.
+    await writeFile(path.join(dir, 'not-a-dir'), '');
+    const agent = await startInventory();
+    const bus = new MemoryBus();
+    const registry = createRegistry();
+    const sidecar = await startSidecar(
+      {
+        agent: 'inventory',
+        listen: '127.0.0.1:0',
+        upstream: agent.url,
+        admin: { listen: '127.0.0.1:0', auth: false },
+        bus: { kind: 'embedded', path: path.join(dir, 'bus.db') },
+        dataDir: dir,
+        spool: { dir: path.join(dir, 'not-a-dir', 'spool') },
+        flows: [{ name: 'inventory.reserve', match: { method: 'POST', path: '/reservations' }, topic: 'commands.agent.inventory.reserve', key: 'body.sku', mode: 'shadow' }],
+      },
+      { registry, bus },
+    );
+    try {
+      const res = await request(sidecar.data.url, { method: 'POST', path: '/reservations', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sku: 'SKU-RED-MUG', qty: 1 }) });
+      expect(res.status).toBe(201);
+      await waitFor(() => bus.messages('commands.agent.inventory.reserve').length === 1);
+      const metrics = await registry.metrics();
+      expect(metrics).toContain('cutover_sidecar_spool_healthy 0');
+      expect(metrics).toMatch(/cutover_sidecar_spool_errors_total\{op="open",reason="missing"\} [1-9]/);
+    } finally {
+      await sidecar.close();
+      await agent.close();
+    }
+  });
+});
