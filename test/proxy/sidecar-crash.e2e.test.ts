@@ -168,24 +168,20 @@ async function crashRun(redis: string, durability: 'none' | 'interval' | 'strict
   cleanups.push(() => proxy.close());
   const topic = `commands.agent.inventory.crash-${id}`;
   const observations = `cutover.observations.crash-${id}`;
+  // JSON is YAML too: the config file the CLI reads.
   const config = (busPort: number): string =>
-    [
-      'agent: inventory',
-      'listen: 127.0.0.1:0',
-      `upstream: ${upstream.url}`,
-      'admin: { listen: 127.0.0.1:0, auth: false }',
-      `bus: { kind: redis, url: "redis://127.0.0.1:${busPort}", prefix: "${prefix}" }`,
-      `dataDir: ${dir}`,
-      `observationsTopic: ${observations}`,
-      `spool: { durability: ${durability} }`,
-      'log: { level: error }',
-      'flows:',
-      '  - name: inventory.reserve',
-      '    match: { method: POST, path: /reservations }',
-      `    topic: ${topic}`,
-      '    key: body.sku',
-      '    mode: shadow',
-    ].join('\n');
+    JSON.stringify({
+      agent: 'inventory',
+      listen: '127.0.0.1:0',
+      upstream: upstream.url,
+      admin: { listen: '127.0.0.1:0', auth: false },
+      bus: { kind: 'redis', url: `redis://127.0.0.1:${busPort}`, prefix },
+      dataDir: dir,
+      observationsTopic: observations,
+      spool: { durability },
+      log: { level: 'error' },
+      flows: [{ name: 'inventory.reserve', match: { method: 'POST', path: '/reservations' }, topic, key: 'body.sku', mode: 'shadow' }],
+    });
   const first = path.join(dir, 'first.yaml');
   await writeFile(first, config(proxy.port));
   const a = startSidecar(first);

@@ -433,17 +433,9 @@ describe('a sidecar whose spool cannot open', () => {
     const agent = await startInventory();
     const bus = new MemoryBus();
     const registry = createRegistry();
+    const flow = { name: 'inventory.reserve', match: { method: 'POST' as const, path: '/reservations' }, topic: 'commands.agent.inventory.reserve', key: 'body.sku', mode: 'shadow' as const };
     const sidecar = await startSidecar(
-      {
-        agent: 'inventory',
-        listen: '127.0.0.1:0',
-        upstream: agent.url,
-        admin: { listen: '127.0.0.1:0', auth: false },
-        bus: { kind: 'embedded', path: path.join(dir, 'bus.db') },
-        dataDir: dir,
-        spool: { dir: path.join(dir, 'not-a-dir', 'spool') },
-        flows: [{ name: 'inventory.reserve', match: { method: 'POST', path: '/reservations' }, topic: 'commands.agent.inventory.reserve', key: 'body.sku', mode: 'shadow' }],
-      },
+      { agent: 'inventory', listen: '127.0.0.1:0', upstream: agent.url, admin: { listen: '127.0.0.1:0', auth: false }, bus: { kind: 'embedded', path: path.join(dir, 'bus.db') }, dataDir: dir, spool: { dir: path.join(dir, 'not-a-dir', 'spool') }, flows: [flow] },
       { registry, bus },
     );
     try {
