@@ -446,12 +446,15 @@ async function main(): Promise<void> {
   const pad = (s: string, n: number): string => s.padEnd(n);
   const num = (n: number | undefined, d = 0): string => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
   out('');
-  out(`${pad('scenario', 30)}${pad('max req/s', 11)}${pad('vs fwd', 8)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('+p50 ms', 9)}${pad('CPU-s/1k', 10)}${pad('errors', 8)}notes`);
+  const nameWidth = Math.max(30, ...rows.map((r) => r.name.length + 2));
+  const percent = (ratio: number): string => (Number.isNaN(ratio) ? '-' : (ratio * 100).toFixed(0) + '%');
+  out(`${pad('scenario', nameWidth)}${pad('max req/s', 11)}${pad('vs fwd', 8)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('+p50 ms', 9)}${pad('CPU-s/1k', 10)}${pad('CPU/fwd', 9)}${pad('errors', 8)}notes`);
   for (const r of rows) {
     const ratio = base ? r.rps / base.rps : NaN;
+    const cpuRatio = base?.cpuPer1k !== undefined && r.cpuPer1k !== undefined ? r.cpuPer1k / base.cpuPer1k : NaN;
     const added = direct ? r.p50 - direct.p50 : NaN;
     out(
-      `${pad(r.name, 30)}${pad(num(r.rps), 11)}${pad(Number.isNaN(ratio) ? '-' : (ratio * 100).toFixed(0) + '%', 8)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(added, 2), 9)}${pad(num(r.cpuPer1k, 3), 10)}${pad(String(r.tpErrors + r.rateErrors), 8)}${r.note}`,
+      `${pad(r.name, nameWidth)}${pad(num(r.rps), 11)}${pad(percent(ratio), 8)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(added, 2), 9)}${pad(num(r.cpuPer1k, 3), 10)}${pad(percent(cpuRatio), 9)}${pad(String(r.tpErrors + r.rateErrors), 8)}${r.note}`,
     );
   }
   const kafkaRow = rows.find((r) => r.name === 'sidecar shadow kafka');
