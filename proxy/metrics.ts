@@ -84,7 +84,7 @@ export class SidecarMetrics {
     });
     this.spoolHealthy = new Gauge({
       name: 'cutover_sidecar_spool_healthy',
-      help: '1 while the spool and its journal can write; 0 after a disk failure until a write succeeds again (events the bus does not take are dropped meanwhile)',
+      help: '1 while the spool and its journal can write; 0 after a disk failure until a later spool operation succeeds (events the bus does not take are dropped meanwhile)',
       registers,
       collect() {
         this.set(sources.spoolHealthy() ? 1 : 0);

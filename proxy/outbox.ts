@@ -359,7 +359,7 @@ export class Outbox {
         this.opts.hooks?.dropped?.('spool_full', dropped.length);
         this.opts.logger.error(
           { dropped: dropped.length, spoolBytes: this.opts.spool.sizeOnDisk, firstEventId: dropped[0]!.message.event.id },
-          'spool full: events dropped (raise spool.maxBytes or bring the bus back)',
+          'spool full: events dropped (raise spool.maxBytes, free disk space or bring the bus back)',
         );
       }
     } catch (err) {

@@ -108,17 +108,29 @@ const HINTS: Partial<Record<SpoolErrorReason, string>> = {
 
 /**
  * Writes all of `buf` at `position`, looping on short writes (POSIX allows them, and a nearly full file
- * system returns them). A write that makes no progress at all fails, so a full disk never spins here.
+ * system returns them). A write that makes no progress at all fails, so a full disk never spins here. A
+ * failure carries how many bytes did land (`bytesWrittenBefore`).
  */
 export async function writeFully(file: SpoolFile, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
-    const { bytesWritten } = await file.write(buf, done, buf.length - done, position + done);
+    let bytesWritten: number;
+    try {
+      ({ bytesWritten } = await file.write(buf, done, buf.length - done, position + done));
+    } catch (err) {
+      throw Object.assign(err as Error, { bytesWritten: done });
+    }
     if (bytesWritten <= 0) {
-      throw Object.assign(new Error(`write made no progress after ${done} of ${buf.length} bytes`), { code: SHORT_WRITE });
+      throw Object.assign(new Error(`write made no progress after ${done} of ${buf.length} bytes`), { code: SHORT_WRITE, bytesWritten: done });
     }
     done += bytesWritten;
   }
+}
+
+/** How many bytes of a failed `writeFully` did reach the file. */
+export function bytesWrittenBefore(err: unknown): number {
+  const n = (err as { bytesWritten?: unknown } | undefined)?.bytesWritten;
+  return typeof n === 'number' ? n : 0;
 }
 
 /** Doubling wait between attempts on a failing disk, reset by the first success. */

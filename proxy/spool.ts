@@ -6,7 +6,7 @@ import type { BusMessage } from '../src/bus/types.js';
 import { CutoverError, ErrorCodes, isCutoverError } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
 import { Journal } from './journal.js';
-import { DiskBackoff, nodeSpoolFs, spoolDiskError, spoolErrorReason, syncDir, writeFully, type SpoolErrorReason, type SpoolFile, type SpoolFs, type SpoolOp } from './spool-fs.js';
+import { bytesWrittenBefore, DiskBackoff, nodeSpoolFs, spoolDiskError, spoolErrorReason, syncDir, writeFully, type SpoolErrorReason, type SpoolFile, type SpoolFs, type SpoolOp } from './spool-fs.js';
 import type { SpoolRecord } from './spool-types.js';
 
 export type { SpoolRecord } from './spool-types.js';
@@ -119,6 +119,7 @@ export class Spool {
   private closed = false;
   private openError: CutoverError | undefined;
   private lastError: CutoverError | undefined;
+  private diskErrors = 0;
   private readonly backoff: DiskBackoff;
   private readonly cursorFile: string;
   /** Records skipped because they did not parse (each logged as CUTOVER_SPOOL_CORRUPT). */
@@ -261,21 +262,17 @@ export class Spool {
       }
       // Right after a disk failure, refuse without touching the disk: a full disk must cost nothing per event.
       if (op === 'append' && this.backoff.waiting && this.lastError) throw this.lastError;
+      const errorsBefore = this.diskErrors;
       try {
         const result = await fn();
-        if (this.lastError) {
+        if (this.lastError && this.diskErrors === errorsBefore) {
           this.lastError = undefined;
           this.backoff.succeeded();
         }
         return result;
       } catch (err) {
-        const typed = spoolDiskError(err, `spool ${op} failed in ${this.opts.dir}`);
-        if (!isCutoverError(err)) {
-          this.opts.onError?.(op, spoolErrorReason(err), err);
-          this.lastError = typed;
-          this.backoff.failed();
-        }
-        throw typed;
+        if (isCutoverError(err)) throw err;
+        throw this.noteDiskError(op, err);
       }
     };
     const next = this.chain.then(guarded, guarded);
@@ -373,11 +370,9 @@ export class Spool {
       size += line.length;
       fit++;
     }
-    const dropped = records.slice(fit);
-    if (fit === 0) return { written: 0, dropped };
+    if (fit === 0) return { written: 0, dropped: records.slice(0) };
     const buf = lines.length === 1 ? lines[0]! : Buffer.concat(lines, size);
     const firstSeq = records[0]!.seq;
-    const lastSeq = records[fit - 1]!.seq;
 
     if (firstSeq <= this.maxSeq) {
       // Older than something already spooled: its own segment, named so it sorts (and is read) first.
@@ -389,18 +384,62 @@ export class Spool {
         await writeFully(handle, buf, segment.size);
         await handle.datasync();
       } catch (err) {
-        await this.cutBack(segment, handle);
-        throw err;
+        const keptBytes = await this.keepWhole(segment, handle, lines, bytesWrittenBefore(err));
+        if (keptBytes === 0) throw err;
+        // The records that reached the disk whole are kept; the rest is reported dropped, and the spool backs off.
+        this.noteDiskError('append', err);
+        let kept = 0;
+        for (let sum = 0; sum < keptBytes; kept++) sum += lines[kept]!.length;
+        return this.counted(segment, records, kept, keptBytes);
       }
       // Counted only now: a write the disk did not finish is never reported as spooled.
-      segment.size += buf.length;
-      segment.pending += fit;
+      return this.counted(segment, records, fit, buf.length);
     }
-    this.total += buf.length;
-    this.pendingBytes += buf.length;
-    this.pendingCount += fit;
-    this.maxSeq = Math.max(this.maxSeq, lastSeq);
-    return { written: fit, dropped };
+    return this.counted(undefined, records, fit, buf.length);
+  }
+
+  private counted(segment: Segment | undefined, records: readonly SpoolRecord[], count: number, bytes: number): AppendResult {
+    if (segment) {
+      segment.size += bytes;
+      segment.pending += count;
+    }
+    this.total += bytes;
+    this.pendingBytes += bytes;
+    this.pendingCount += count;
+    this.maxSeq = Math.max(this.maxSeq, records[count - 1]!.seq);
+    return { written: count, dropped: records.slice(count) };
+  }
+
+  /**
+   * After a failed append of `lines`, of which `written` bytes reached the file: keeps the whole records
+   * among them (cut, then fdatasync) and returns their bytes, or cuts back to before the append and returns 0.
+   */
+  private async keepWhole(segment: Segment, handle: SpoolFile, lines: readonly Buffer[], written: number): Promise<number> {
+    let whole = 0;
+    for (const line of lines) {
+      if (whole + line.length > written) break;
+      whole += line.length;
+    }
+    if (whole > 0) {
+      try {
+        await handle.truncate(segment.size + whole);
+        await handle.datasync();
+        return whole;
+      } catch {
+        // fall through: keep nothing of this append
+      }
+    }
+    await this.cutBack(segment, handle);
+    return 0;
+  }
+
+  private noteDiskError(op: SpoolOp, err: unknown): CutoverError {
+    const typed = spoolDiskError(err, `spool ${op} failed in ${this.opts.dir}`);
+    this.diskErrors++;
+    this.opts.onError?.(op, spoolErrorReason(err), err);
+    this.lastError = typed;
+    this.backoff.failed();
+    return typed;
   }
 
   /**

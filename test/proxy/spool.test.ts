@@ -221,18 +221,27 @@ describe('Spool under disk faults', () => {
     expect(await drainAll(s)).toEqual(Array.from({ length: 20 }, (_, i) => i));
   });
 
-  it('never counts a write the disk cut short: cut back, typed, backed off, and read back exactly', async () => {
+  it('never counts a write the disk cut short: whole records kept, the rest cut back and reported, then backed off', async () => {
     const { fs, state } = faultyFs();
     const errors: string[] = [];
     const dir = await tempDir();
     const s = await openSpool(dir, { fs, backoff: 30, maxBackoff: 30, onError: (op, reason) => errors.push(`${op}:${reason}`) });
     await s.append(records(0, 5));
-    state.budget = 400; // part of the next batch fits, then the disk takes nothing
-    await expect(s.append(records(5, 16))).rejects.toMatchObject({ code: ErrorCodes.SPOOL_FULL, details: { reason: 'short_write' } });
+    state.budget = 400; // two records and a half fit, then the disk takes nothing
+    const partial = await s.append(records(5, 16));
+    expect(partial.written).toBe(2);
+    expect(partial.dropped.map((r) => r.seq)).toEqual(Array.from({ length: 14 }, (_, i) => i + 7));
     expect(errors).toEqual(['append:short_write']);
-    expect(s.depth).toBe(5);
+    expect(s.depth).toBe(7);
     expect(s.healthy).toBe(false);
-    expect(await segmentLines(dir)).toBe(5);
+    expect(await segmentLines(dir)).toBe(7);
+
+    // Nothing whole fits: the append fails, typed, and leaves no partial record behind.
+    await new Promise((r) => setTimeout(r, 40));
+    state.budget = 50;
+    await expect(s.append(records(21, 3))).rejects.toMatchObject({ code: ErrorCodes.SPOOL_FULL, details: { reason: 'short_write' } });
+    expect(await segmentLines(dir)).toBe(7);
+    expect(s.depth).toBe(7);
 
     // Within the backoff: refused without touching the disk.
     const writes = state.writes;
@@ -242,7 +251,7 @@ describe('Spool under disk faults', () => {
     state.budget = Infinity;
     await waitFor(async () => (await s.append(records(30, 3)).catch(() => undefined)) !== undefined);
     expect(s.healthy).toBe(true);
-    expect(await drainAll(s)).toEqual([0, 1, 2, 3, 4, 30, 31, 32]);
+    expect(await drainAll(s)).toEqual([0, 1, 2, 3, 4, 5, 6, 30, 31, 32]);
     expect(await s.read(10)).toBeNull();
   });
 
@@ -302,7 +311,10 @@ describe('Spool under disk faults', () => {
       let failures = 0;
       for (let i = 0; i < 100; i += 16) {
         await s.append(big(i, 16)).then(
-          (r) => acknowledged.push(...Array.from({ length: r.written }, (_, k) => i + k)),
+          (r) => {
+            acknowledged.push(...Array.from({ length: r.written }, (_, k) => i + k));
+            if (r.dropped.length > 0) failures++;
+          },
           (err: { code: string }) => {
             expect(err.code).toBe(ErrorCodes.SPOOL_FULL);
             failures++;
