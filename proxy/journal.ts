@@ -17,6 +17,8 @@ export interface JournalOptions {
 }
 
 const JOURNAL = /^wal-(\d{20})\.jsonl$/;
+/** Bytes waiting for a write that does not return (a hung disk): past this, records go unjournaled instead of piling up. */
+const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 const NEWLINE = 0x0a;
 
 interface JournalSegment {
@@ -47,6 +49,7 @@ interface JournalSegment {
 export class Journal {
   private readonly opts: JournalOptions;
   private pending: Buffer[] = [];
+  private pendingBytes = 0;
   private pendingMaxSeq = -1;
   /** Journaled sequence numbers in order; `head` is the first one not settled. */
   private order: number[] = [];
@@ -124,11 +127,13 @@ export class Journal {
 
   /** Journals one record; it must be settled later. Never blocks, never throws. */
   add(record: SpoolRecord): void {
-    if (this.closed || this.opts.backoff.waiting) {
+    if (this.closed || this.opts.backoff.waiting || this.pendingBytes > MAX_PENDING_BYTES) {
       this.unjournaled++;
       return;
     }
-    this.pending.push(Buffer.from(JSON.stringify({ s: record.seq, t: record.topic, m: record.message }) + '\n', 'utf8'));
+    const line = Buffer.from(JSON.stringify({ s: record.seq, t: record.topic, m: record.message }) + '\n', 'utf8');
+    this.pending.push(line);
+    this.pendingBytes += line.length;
     this.pendingMaxSeq = record.seq;
     this.order.push(record.seq);
     this.highest = record.seq;
@@ -157,6 +162,8 @@ export class Journal {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.writeImmediate) clearImmediate(this.writeImmediate);
+    this.writeImmediate = undefined;
     clearTimeout(this.writeTimer);
     clearTimeout(this.syncTimer);
     await this.writing;
@@ -205,11 +212,13 @@ export class Journal {
     if (this.opts.backoff.waiting) {
       this.drop(this.pending.length);
       this.pending = [];
+      this.pendingBytes = 0;
       return;
     }
     const lines = this.pending;
     const maxSeq = this.pendingMaxSeq;
     this.pending = [];
+    this.pendingBytes = 0;
     const records = lines.length;
     const watermark = this.watermark;
     if (watermark !== this.writtenWatermark) lines.push(Buffer.from(`{"w":${watermark}}\n`));

@@ -388,6 +388,25 @@ describe('Journal', () => {
     expect((await readdir(dir)).filter((n) => n.startsWith('wal-'))).toEqual([]);
   });
 
+  it('a clean close removes a settled journal and keeps one that is not', async () => {
+    const dir = await tempDir();
+    const wal = async (): Promise<string[]> => (await readdir(dir)).filter((n) => n.startsWith('wal-'));
+    const settled = new Journal(journalOpts(dir));
+    await settled.recover();
+    const recs = records(0, 3);
+    for (const r of recs) settled.add(r);
+    for (const r of recs) settled.settle(r);
+    await settled.close();
+    expect(await wal()).toEqual([]);
+
+    const unsettled = new Journal(journalOpts(dir));
+    await unsettled.recover();
+    for (const r of records(3, 2)) unsettled.add(r);
+    await unsettled.close();
+    expect((await wal()).length).toBe(1);
+    expect((await new Journal(journalOpts(dir)).recover()).records.map((r) => r.seq)).toEqual([3, 4]);
+  });
+
   it('a spool with durability moves what the journal held into the spool on open', async () => {
     const dir = await tempDir();
     const j = new Journal(journalOpts(dir));
@@ -421,7 +440,7 @@ describe('Journal', () => {
     const { fs, state } = faultyFs();
     state.datasyncError = 'EIO';
     const reasons: string[] = [];
-    const j = new Journal({ ...journalOpts(await tempDir(), fs), onError: (reason) => reasons.push(reason) });
+    const j = new Journal({ ...journalOpts(await tempDir(), fs), backoff: new DiskBackoff(60_000, 60_000), onError: (reason) => reasons.push(reason) });
     await j.recover();
     for (const r of records(0, 5)) j.add(r);
     await waitFor(() => reasons.length > 0);
