@@ -246,7 +246,7 @@ describe.skipIf(!url)('sidecar SIGKILL (process, Redis)', () => {
 
   for (const state of ['paused', 'healthy', 'down'] as const) {
     for (const durability of ['interval', 'strict'] as const) {
-      it(`durability ${durability}, bus ${state}: loses at most one commit of events`, async () => {
+      it(`durability ${durability}, bus ${state}: loses at most 100 ms of events`, async () => {
         const r = await crashRun(url!, durability, state);
         expect(r.found).toBeGreaterThan(0);
         expect(r.lost).toBeLessThanOrEqual(bound);
