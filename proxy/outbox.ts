@@ -375,6 +375,8 @@ export class Outbox {
       this.spoolWrites--;
       // Held by the spool or counted as dropped: either way a crash must not send them again.
       this.settle(records);
+      // An idle loop must learn that the spool holds something now.
+      this.signal();
     }
   }
 
