@@ -3,7 +3,8 @@
  *
  * In one run, against the same agent: the agent called directly, a minimal Node forwarding proxy (the
  * baseline every ratio is against), the sidecar with its flow in direct mode, and in shadow mode on the
- * embedded, Redis and Kafka buses. For each:
+ * embedded, Redis and Kafka buses (with the default `spool.durability: interval`; to price the journal,
+ * also embedded and Redis with `none` and Redis with `strict`). For each:
  * - max throughput: closed loop, fixed concurrency, fixed duration;
  * - latency at a fixed 1,000 req/s: open loop (requests are sent on schedule whether or not earlier ones
  *   returned; latency counts from the scheduled time, so a stall is not hidden), p50 and p99;
@@ -313,7 +314,7 @@ async function main(): Promise<void> {
   const lingerMs = (process.env.BENCH_LINGER ? parseDuration(process.env.BENCH_LINGER) : undefined) ?? publisherSchema.parse({}).linger;
   const rows: Row[] = [];
 
-  const sidecarConfig = (name: string, mode: 'direct' | 'shadow', bus: unknown) =>
+  const sidecarConfig = (name: string, mode: 'direct' | 'shadow', bus: unknown, durability?: 'none' | 'interval' | 'strict') =>
     JSON.stringify({
       agent: 'inventory',
       listen: '127.0.0.1:0',
@@ -323,6 +324,7 @@ async function main(): Promise<void> {
       dataDir: path.join(dir, name),
       log: { level: 'warn' },
       ...(process.env.BENCH_LINGER ? { publisher: { linger: process.env.BENCH_LINGER } } : {}),
+      ...(durability ? { spool: { durability } } : {}),
       // Keep the bench's events apart from anything else on a shared broker.
       observationsTopic: `cutover.observations.bench-${id}`,
       flows: [{ name: 'inventory.reserve', match: { method: 'POST', path: '/reservations' }, topic: `commands.agent.inventory.bench-${id}`, key: 'body.sku', mode }],
@@ -334,6 +336,10 @@ async function main(): Promise<void> {
     { name: 'sidecar direct mode', start: () => spawnChild(['sidecar', sidecarConfig('direct', 'direct', { kind: 'embedded', path: path.join(dir, 'direct.db') })]) },
     { name: 'sidecar shadow embedded', start: () => spawnChild(['sidecar', sidecarConfig('embedded', 'shadow', { kind: 'embedded', path: path.join(dir, 'shadow.db') })]) },
     { name: 'sidecar shadow redis', start: () => spawnChild(['sidecar', sidecarConfig('redis', 'shadow', { kind: 'redis', url: redisUrl, prefix: redisPrefix })]) },
+    // What the journal (spool.durability, default interval) costs: the same sidecars without it, and strict.
+    { name: 'sidecar shadow embedded, durability none', start: () => spawnChild(['sidecar', sidecarConfig('embedded-none', 'shadow', { kind: 'embedded', path: path.join(dir, 'shadow-none.db') }, 'none')]) },
+    { name: 'sidecar shadow redis, durability none', start: () => spawnChild(['sidecar', sidecarConfig('redis-none', 'shadow', { kind: 'redis', url: redisUrl, prefix: `${redisPrefix}none:` }, 'none')]) },
+    { name: 'sidecar shadow redis, durability strict', start: () => spawnChild(['sidecar', sidecarConfig('redis-strict', 'shadow', { kind: 'redis', url: redisUrl, prefix: `${redisPrefix}strict:` }, 'strict')]) },
     { name: 'sidecar shadow kafka', start: () => spawnChild(['sidecar', sidecarConfig('kafka', 'shadow', { kind: 'kafka', brokers: kafka })]) },
     { name: 'kafkajs alone (floor)', start: () => spawnChild(['kafka-floor', kafka.join(','), id, String(lingerMs)]) },
     {
@@ -440,12 +446,15 @@ async function main(): Promise<void> {
   const pad = (s: string, n: number): string => s.padEnd(n);
   const num = (n: number | undefined, d = 0): string => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
   out('');
-  out(`${pad('scenario', 30)}${pad('max req/s', 11)}${pad('vs fwd', 8)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('+p50 ms', 9)}${pad('CPU-s/1k', 10)}${pad('errors', 8)}notes`);
+  const nameWidth = Math.max(30, ...rows.map((r) => r.name.length + 2));
+  const percent = (ratio: number): string => (Number.isNaN(ratio) ? '-' : (ratio * 100).toFixed(0) + '%');
+  out(`${pad('scenario', nameWidth)}${pad('max req/s', 11)}${pad('vs fwd', 8)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('+p50 ms', 9)}${pad('CPU-s/1k', 10)}${pad('CPU/fwd', 9)}${pad('errors', 8)}notes`);
   for (const r of rows) {
     const ratio = base ? r.rps / base.rps : NaN;
+    const cpuRatio = base?.cpuPer1k !== undefined && r.cpuPer1k !== undefined ? r.cpuPer1k / base.cpuPer1k : NaN;
     const added = direct ? r.p50 - direct.p50 : NaN;
     out(
-      `${pad(r.name, 30)}${pad(num(r.rps), 11)}${pad(Number.isNaN(ratio) ? '-' : (ratio * 100).toFixed(0) + '%', 8)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(added, 2), 9)}${pad(num(r.cpuPer1k, 3), 10)}${pad(String(r.tpErrors + r.rateErrors), 8)}${r.note}`,
+      `${pad(r.name, nameWidth)}${pad(num(r.rps), 11)}${pad(percent(ratio), 8)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(added, 2), 9)}${pad(num(r.cpuPer1k, 3), 10)}${pad(percent(cpuRatio), 9)}${pad(String(r.tpErrors + r.rateErrors), 8)}${r.note}`,
     );
   }
   const kafkaRow = rows.find((r) => r.name === 'sidecar shadow kafka');

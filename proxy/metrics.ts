@@ -36,10 +36,12 @@ export class SidecarMetrics {
   readonly queueDepth: Gauge;
   readonly spoolDepth: Gauge;
   readonly spoolBytes: Gauge;
+  readonly spoolErrors: Counter<'op' | 'reason'>;
+  readonly spoolHealthy: Gauge;
   private readonly agent: string;
   private readonly perFlow = new Map<string, FlowMetrics>();
 
-  constructor(registry: Registry, agent: string, sources: { queueDepth: () => number; spoolDepth: () => number; spoolBytes: () => number }) {
+  constructor(registry: Registry, agent: string, sources: { queueDepth: () => number; spoolDepth: () => number; spoolBytes: () => number; spoolHealthy: () => boolean }) {
     const registers = [registry];
     this.requestDuration = new Histogram({
       name: 'cutover_sidecar_request_duration_seconds',
@@ -74,6 +76,20 @@ export class SidecarMetrics {
     this.queueDepth = new Gauge({ name: 'cutover_sidecar_publish_queue_depth', help: 'Events waiting in memory to be published', registers, collect() { this.set(sources.queueDepth()); } });
     this.spoolDepth = new Gauge({ name: 'cutover_sidecar_spool_depth', help: 'Events waiting in the local spool', registers, collect() { this.set(sources.spoolDepth()); } });
     this.spoolBytes = new Gauge({ name: 'cutover_sidecar_spool_bytes', help: 'Bytes of the local spool files', registers, collect() { this.set(sources.spoolBytes()); } });
+    this.spoolErrors = new Counter({
+      name: 'cutover_sidecar_spool_errors_total',
+      help: 'Disk failures of the spool and its journal, by operation (open, append, read, commit, journal) and reason (no_space, short_write, io_error, read_only, permission, missing, other)',
+      labelNames: ['op', 'reason'],
+      registers,
+    });
+    this.spoolHealthy = new Gauge({
+      name: 'cutover_sidecar_spool_healthy',
+      help: '1 while the spool and its journal can write; 0 after a disk failure until a later spool operation succeeds (events the bus does not take are dropped meanwhile)',
+      registers,
+      collect() {
+        this.set(sources.spoolHealthy() ? 1 : 0);
+      },
+    });
     this.agent = agent;
   }
 

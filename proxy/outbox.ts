@@ -59,6 +59,7 @@ export class Outbox {
   private stopDeadline = Infinity;
   private readonly counts: OutboxStats = { enqueued: 0, published: 0, spooled: 0, dropped: 0, failures: 0 };
   private lastError: { code: string; message: string; at: string } | undefined;
+  private lastDropLog = 0;
 
   constructor(options: OutboxOptions) {
     this.opts = options;
@@ -98,6 +99,7 @@ export class Outbox {
   enqueue(topic: string, message: BusMessage): void {
     const record: SpoolRecord = { seq: this.seq++, topic, message };
     this.counts.enqueued++;
+    this.opts.spool.journal?.add(record);
     if (this.queue.length >= this.cfg.queueSize) {
       // Full: the whole queue moves to the spool ahead of this record, so order holds.
       const moved = this.queue;
@@ -187,8 +189,12 @@ export class Outbox {
     }
   }
 
+  /**
+   * While the spool holds something, newer events go behind it to keep the order. A spool that cannot use
+   * its disk is bypassed instead: events then go to the bus out of order rather than be dropped.
+   */
   private spoolBusy(): boolean {
-    return this.spoolWrites > 0 || this.opts.spool.depth > 0;
+    return this.spoolWrites > 0 || (this.opts.spool.depth > 0 && this.opts.spool.healthy);
   }
 
   private async loop(): Promise<void> {
@@ -201,9 +207,10 @@ export class Outbox {
         return;
       }
       let worked = false;
-      if (this.spoolBusy() && Date.now() >= this.retryAt) {
-        worked = true;
-        await this.drainSpool();
+      if (this.opts.spool.depth > 0 && Date.now() >= this.retryAt) {
+        // A round that moved nothing waits for the backoff: no loop may spin without I/O.
+        if (await this.drainSpool()) worked = true;
+        else this.backOff();
       }
       if (this.queue.length > 0) {
         worked = true;
@@ -222,7 +229,7 @@ export class Outbox {
         }
       }
       if (worked) continue;
-      if (this.stopping && this.queue.length === 0 && !this.spoolBusy()) return;
+      if (this.stopping && this.queue.length === 0 && this.spoolWrites === 0 && this.opts.spool.depth === 0) return;
       await this.idle();
     }
   }
@@ -242,7 +249,7 @@ export class Outbox {
         resolve();
       };
       this.wake = done;
-      const until = Math.min(this.spoolBusy() ? this.retryAt : Infinity, this.stopping ? this.stopDeadline : Infinity);
+      const until = Math.min(this.opts.spool.depth > 0 ? this.retryAt : Infinity, this.stopping ? this.stopDeadline : Infinity);
       if (until !== Infinity) timer = setTimeout(() => {
         if (this.wake === done) this.wake = undefined;
         done();
@@ -255,21 +262,20 @@ export class Outbox {
     this.backoffMs = Math.min(this.cfg.maxBackoff, this.backoffMs * 2);
   }
 
-  private async drainSpool(): Promise<void> {
+  /** Sends one batch from the spool's head. False when nothing moved (the caller backs off). */
+  private async drainSpool(): Promise<boolean> {
     let batch;
     try {
       batch = await this.opts.spool.read(this.cfg.maxBatch);
     } catch (err) {
       this.opts.logger.error({ err }, 'cannot read the spool; retrying later');
-      this.backOff();
-      return;
+      return false;
     }
-    if (!batch) return;
+    if (!batch) return false;
     const failed = await this.publishRecords(batch.records);
     if (failed.length > 0) {
       // Nothing is committed: the whole batch is read again later (what did land is sent twice).
-      this.backOff();
-      return;
+      return false;
     }
     this.backoffMs = this.cfg.backoff;
     try {
@@ -277,6 +283,7 @@ export class Outbox {
     } catch (err) {
       this.opts.logger.error({ err }, 'cannot record spool progress; the batch may be sent again');
     }
+    return true;
   }
 
   /** Publishes records grouped by topic (order kept within each topic). Returns the records that failed. */
@@ -311,6 +318,7 @@ export class Outbox {
       this.opts.hooks?.publishLatency?.((performance.now() - started) / 1000, true);
       this.counts.published += list.length;
       this.opts.hooks?.published?.(topic, list.length);
+      this.settle(list);
       return [];
     } catch (err) {
       this.opts.hooks?.publishLatency?.((performance.now() - started) / 1000, false);
@@ -320,6 +328,7 @@ export class Outbox {
         this.counts.dropped++;
         this.opts.hooks?.dropped?.('rejected', 1);
         this.opts.logger.error({ err, topic, eventId: list[0]!.message.event.id }, 'the bus refused an event for good; dropping it');
+        this.settle(list);
         return [];
       }
       // One bad message fails the whole call: send one by one to keep the good ones.
@@ -350,16 +359,30 @@ export class Outbox {
         this.opts.hooks?.dropped?.('spool_full', dropped.length);
         this.opts.logger.error(
           { dropped: dropped.length, spoolBytes: this.opts.spool.sizeOnDisk, firstEventId: dropped[0]!.message.event.id },
-          'spool full: events dropped (raise spool.maxBytes or bring the bus back)',
+          'spool full: events dropped (raise spool.maxBytes, free disk space or bring the bus back)',
         );
       }
     } catch (err) {
       this.counts.dropped += records.length;
-      this.opts.hooks?.dropped?.('spool_error', records.length);
-      this.opts.logger.error({ err, dropped: records.length }, 'cannot write the spool: events dropped');
+      const full = isCutoverError(err) && err.code === ErrorCodes.SPOOL_FULL;
+      this.opts.hooks?.dropped?.(full ? 'spool_full' : 'spool_error', records.length);
+      // A failing disk refuses every round until its backoff passes: one line per second is enough.
+      if (Date.now() - this.lastDropLog >= 1_000) {
+        this.lastDropLog = Date.now();
+        this.opts.logger.error({ err, dropped: records.length }, 'cannot write the spool: events dropped');
+      }
     } finally {
       this.spoolWrites--;
+      // Held by the spool or counted as dropped: either way a crash must not send them again.
+      this.settle(records);
+      // An idle loop must learn that the spool holds something now.
+      this.signal();
     }
+  }
+
+  private settle(records: readonly SpoolRecord[]): void {
+    const journal = this.opts.spool.journal;
+    if (journal) for (const r of records) journal.settle(r);
   }
 }
 

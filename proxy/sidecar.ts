@@ -105,13 +105,33 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
   const registry = options.registry ?? createRegistry();
   const flows = new FlowTable(config.flows);
 
+  let outbox: Outbox | undefined;
+  const metrics = new SidecarMetrics(registry, config.agent, {
+    queueDepth: () => outbox?.queueDepth ?? 0,
+    spoolDepth: () => spool.depth,
+    spoolBytes: () => spool.sizeOnDisk,
+    spoolHealthy: () => spool.healthy,
+  });
   const spool = new Spool({
     dir: config.spool.dir ?? path.join(config.dataDir, 'spool', config.agent),
     maxBytes: config.spool.maxBytes,
     segmentBytes: config.spool.segmentBytes,
+    durability: config.spool.durability,
+    commitInterval: config.spool.commitInterval,
+    backoff: config.publisher.backoff,
+    maxBackoff: config.publisher.maxBackoff,
     logger: logger.child({ component: 'spool' }),
+    onError: (op, reason) => metrics.spoolErrors.inc({ op, reason }),
   });
-  await spool.open();
+  try {
+    await spool.open();
+  } catch (err) {
+    // Two sidecars on one spool would corrupt it: refuse. A disk that cannot hold a spool must not stop
+    // the direct path: forward, publish from memory, drop (and count) what the bus does not take, and
+    // retry opening the spool as events come.
+    if (describeError(err).code === ErrorCodes.SPOOL_LOCKED) throw err;
+    logger.error({ err }, 'spool unusable: forwarding anyway; events the bus does not take are dropped until the spool opens');
+  }
 
   const cleanup: Array<() => Promise<void>> = [() => spool.close()];
   try {
@@ -193,12 +213,6 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     // A Kafka group join takes seconds: wait for the reply channel only when a flow starts on the bus path.
     if (flows.entries.some((e) => e.mode === 'bus' || e.mode.startsWith('canary:'))) await replyRunner?.ready;
 
-    let outbox: Outbox | undefined;
-    const metrics = new SidecarMetrics(registry, config.agent, {
-      queueDepth: () => outbox?.queueDepth ?? 0,
-      spoolDepth: () => spool.depth,
-      spoolBytes: () => spool.sizeOnDisk,
-    });
     outbox = new Outbox({ config: config.publisher, bus: () => busLink.current, spool, logger: logger.child({ component: 'publisher' }), hooks: metrics.outboxHooks() });
     outbox.start();
     const out = outbox;

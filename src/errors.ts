@@ -35,10 +35,12 @@ export const ErrorCodes = {
   UPSTREAM_ABORTED: 'CUTOVER_UPSTREAM_ABORTED',
   /** Request body over a configured limit. */
   BODY_TOO_LARGE: 'CUTOVER_BODY_TOO_LARGE',
-  /** Local spool has no room left. */
+  /** Local spool has no room left: spool.maxBytes reached, or the file system is full (ENOSPC, a write that took nothing). */
   SPOOL_FULL: 'CUTOVER_SPOOL_FULL',
   /** Local spool file is unreadable or corrupt. */
   SPOOL_CORRUPT: 'CUTOVER_SPOOL_CORRUPT',
+  /** The spool directory or a spool file cannot be written or read: read-only file system, permissions, I/O error. */
+  SPOOL_UNWRITABLE: 'CUTOVER_SPOOL_UNWRITABLE',
   /** Another live process holds the spool directory (two sidecars must not share one spool). */
   SPOOL_LOCKED: 'CUTOVER_SPOOL_LOCKED',
   /** Missing or wrong bearer token on the admin API (HTTP 401). */

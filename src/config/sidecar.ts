@@ -96,6 +96,19 @@ export const spoolSchema = z
     maxBytes: byteSizeSchema.default('256MiB'),
     /** Size at which the spool starts a new segment file (drained segments are deleted whole). */
     segmentBytes: byteSizeSchema.default('8MiB'),
+    /**
+     * What a crash may lose of the events the sidecar accepted. With `interval` and `strict` every event is
+     * also written to a journal in the spool directory as soon as the event loop is free, and sent again
+     * after a crash (at-least-once), so a killed process (SIGKILL, OOM kill) loses only what it accepted
+     * after its last journal write began. They differ on a power loss or kernel crash: `interval` fdatasyncs
+     * the journal every `commitInterval` (at most that much is lost), `strict` after every write (at most
+     * one write is lost), for more disk flushes. `none`: no journal; a crash loses everything waiting in
+     * memory (up to `publisher.linger` plus a publish round, up to `publisher.publishTimeout`). The caller
+     * never waits for the journal.
+     */
+    durability: z.enum(['none', 'interval', 'strict']).default('interval'),
+    /** `durability: interval`: time between fdatasyncs of the journal (what a power loss may lose). */
+    commitInterval: durationSchema.default('10ms'),
   })
   .strict();
 
