@@ -41,10 +41,10 @@ export const nodeSpoolFs: SpoolFs = {
  */
 async function mkdirWithCause(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    const direct = await mkdir(dir).then(
+    const direct = await mkdir(dir, { mode: 0o700 }).then(
       () => undefined,
       (e: NodeJS.ErrnoException) => e,
     );
