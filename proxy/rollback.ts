@@ -68,6 +68,8 @@ export class RollbackWatcher {
   private readonly log: Logger;
   private readonly watched = new Map<string, Watched>();
   private readonly configured: ReadonlyMap<string, RollbackFlow>;
+  /** Flows some flip has moved (the others are in their configured mode). */
+  private readonly flipped = new Set<string>();
   private follower: FlipFollower | undefined;
   private parity: ReadStream | undefined;
   private reading: Promise<void> | undefined;
@@ -81,8 +83,8 @@ export class RollbackWatcher {
     this.log = (options.logger ?? silentLogger()).child({ component: 'rollback' });
     this.configured = new Map(options.flows.filter((f) => f.rollback !== 'off').map((f) => [f.name, f]));
     this.actions = options.registry
-      ? (options.registry.getSingleMetric('cutover_flow_rollbacks_total') as Counter<'flow' | 'action'> | undefined) ??
-        new Counter({ name: 'cutover_flow_rollbacks_total', help: 'Flows that turned NOT_READY after moving towards the bus: rolled back automatically, or alerted only', labelNames: ['flow', 'action'], registers: [options.registry] })
+      ? (options.registry.getSingleMetric('cutover_sidecar_rollbacks_total') as Counter<'flow' | 'action'> | undefined) ??
+        new Counter({ name: 'cutover_sidecar_rollbacks_total', help: 'Flows that turned NOT_READY after moving towards the bus: rolled back automatically, or alerted only', labelNames: ['flow', 'action'], registers: [options.registry] })
       : undefined;
   }
 
@@ -95,10 +97,22 @@ export class RollbackWatcher {
       logger: this.log,
     });
     await this.follower.start();
-    this.parity = this.opts.bus.read(PARITY_TOPIC, { from: 'start', follow: true });
-    this.reading = this.readParity(this.parity);
+    // A flow configured in canary or bus that no flip has moved: its run began no later than now.
+    const now = Date.now();
+    for (const flow of this.configured.values()) {
+      if (this.flipped.has(flow.name)) continue;
+      const kind = parseMode(flow.mode)?.kind;
+      if (kind === 'canary' || kind === 'bus') this.watch(flow, flow.mode, now, 'shadow');
+    }
     this.timer = setInterval(() => void this.judge(), this.opts.intervalMs ?? 1_000);
     this.timer.unref();
+  }
+
+  /** The parity records are read only once some flow is in a run worth watching (most sidecars never are). */
+  private readParityOnce(): void {
+    if (this.parity || this.closed) return;
+    this.parity = this.opts.bus.read(PARITY_TOPIC, { from: 'start', follow: true });
+    this.reading = this.readParity(this.parity);
   }
 
   async close(): Promise<void> {
@@ -118,6 +132,7 @@ export class RollbackWatcher {
   private onFlip(flip: FlipEntry): void {
     const flow = this.configured.get(flip.flow);
     if (!flow) return;
+    this.flipped.add(flip.flow);
     const kind = parseMode(flip.to)?.kind;
     const runs = kind === 'canary' || kind === 'bus';
     const current = this.watched.get(flip.flow);
@@ -130,12 +145,17 @@ export class RollbackWatcher {
       current.mode = flip.to;
       return;
     }
-    this.watched.set(flip.flow, {
+    this.watch(flow, flip.to, Date.parse(flip.at), isTowardsBus(flip.from, flip.to) ? flip.from : 'shadow');
+  }
+
+  private watch(flow: RollbackFlow, mode: FlowMode, sinceMs: number, safe: FlowMode): void {
+    this.readParityOnce();
+    this.watched.set(flow.name, {
       flow,
-      mode: flip.to,
-      sinceMs: Date.parse(flip.at),
-      safe: isTowardsBus(flip.from, flip.to) ? flip.from : 'shadow',
-      evidence: new VersionedFlow({ name: flow.name, mode: flip.to, ...(flow.match?.method ? { method: flow.match.method } : {}) }, DEFAULT_LIMITS),
+      mode,
+      sinceMs,
+      safe,
+      evidence: new VersionedFlow({ name: flow.name, mode, ...(flow.match?.method ? { method: flow.match.method } : {}) }, DEFAULT_LIMITS),
       acted: false,
     });
   }

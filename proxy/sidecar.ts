@@ -15,6 +15,7 @@ import { parseListen, sidecarBaseUrl } from '../src/net.js';
 import { FieldCipher } from './crypto.js';
 import { DeliverRuntime } from './deliver.js';
 import { Restarting, type Startable } from './restarting.js';
+import { RollbackWatcher } from './rollback.js';
 import { shadowInProcess } from '../src/config/shadow.js';
 import { ShadowRuntime } from '../shadow/runtime.js';
 import { FlowTable } from './flow-table.js';
@@ -149,6 +150,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     let replyRunner: Restarting<Startable> | undefined;
     let deliver: Restarting<DeliverRuntime> | undefined;
     let shadowSide: Restarting<ShadowRuntime> | undefined;
+    let rollback: Restarting<RollbackWatcher> | undefined;
     busLink.onConnected = (bus) => {
       follower = createFlipFollower({ bus, flows, logger });
       followerReady = follower.start().catch(() => undefined);
@@ -192,12 +194,21 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
         );
         void shadowSide.start();
       }
+      if (config.flows.some((f) => f.rollback !== 'off')) {
+        rollback = new Restarting(
+          'automatic rollback watch',
+          () => new RollbackWatcher({ bus, flows: config.flows, readiness: config.readiness, logger, registry }),
+          logger,
+        );
+        void rollback.start();
+      }
     };
     cleanup.unshift(async () => {
       await replyRunner?.close();
       await replies.close();
       await deliver?.close();
       await shadowSide?.close();
+      await rollback?.close();
     });
     await busLink.start(options.busBootWaitMs ?? BUS_BOOT_WAIT_MS);
     // With the bus reachable at boot, serve nothing before the log's modes are applied.
@@ -274,6 +285,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       await out.close();
       // After the outbox: the last direct observations still reach the in-process comparator's topic.
       await shadowSide?.close();
+      await rollback?.close();
       logger.info({ ...out.stats, leftInSpool: spool.depth }, 'publisher drained');
       await closeServer(admin);
       await follower?.close();

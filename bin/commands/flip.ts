@@ -112,7 +112,7 @@ export async function statusCommand(argv: string[], io: CliIo, deps: CommandDeps
       pct(r.missing.rate),
       pct(r.errorBus.rate),
       ms(r.latency.bus?.p99),
-      s.lastFlip ? `${s.lastFlip.at} ${s.lastFlip.from} -> ${s.lastFlip.to}${s.lastFlip.forced ? ' (forced)' : ''}` : '(config)',
+      s.lastFlip ? `${s.lastFlip.at} ${s.lastFlip.from} -> ${s.lastFlip.to}${s.lastFlip.forced ? ' (forced)' : ''}${s.lastFlip.automatic ? ' (automatic rollback)' : ''}` : '(config)',
     ]);
   }
   io.out(textTable(['FLOW', 'MODE', 'VERDICT', 'SAMPLES', 'PARITY', 'LOWER 95%', 'MISSING', 'BUS ERR', 'BUS P99', 'LAST FLIP'], rows).join('\n'));
@@ -125,7 +125,7 @@ export async function statusCommand(argv: string[], io: CliIo, deps: CommandDeps
 /** One line of `cutover history`. */
 export function historyLine(f: FlipEntry): string {
   const verdict = f.report ? ` [${f.report.verdict}, ${int(f.report.samples)} samples, parity ${pct(f.report.parity)}]` : '';
-  return `${f.at}  ${f.from} -> ${f.to}  by ${f.who}${f.forced ? '  FORCED' : ''}${f.reason ? `  reason: ${f.reason}` : ''}${verdict}`;
+  return `${f.at}  ${f.from} -> ${f.to}  by ${f.who}${f.automatic ? '  AUTOMATIC' : ''}${f.forced ? '  FORCED' : ''}${f.reason ? `  reason: ${f.reason}` : ''}${verdict}`;
 }
 
 /** `cutover history FLOW`: the flow's flips, oldest first. Exit 0. */

@@ -66,7 +66,7 @@ describe('RollbackWatcher', () => {
     expect(last).toMatchObject({ from: 'canary:20', to: 'shadow', who: ROLLBACK_WHO, automatic: true, forced: false });
     expect(last.reason).toMatch(/^automatic rollback: NOT_READY in canary:20 since .*parity/);
     expect(last.report).toMatchObject({ verdict: 'NOT_READY', basis: 'canary' });
-    expect(await registry.getSingleMetricAsString('cutover_flow_rollbacks_total')).toContain('cutover_flow_rollbacks_total{flow="orders.create",action="rolled_back"} 1');
+    expect(await registry.getSingleMetricAsString('cutover_sidecar_rollbacks_total')).toContain('cutover_sidecar_rollbacks_total{flow="orders.create",action="rolled_back"} 1');
     await waitFor(() => watcher.watching().length === 0, { what: 'the watch to end once the flow is back in shadow' });
   });
 
