@@ -126,7 +126,7 @@ export interface FlowStatus {
 export async function flowStatus(ctx: ControlContext): Promise<{ report: Report; flows: FlowStatus[] }> {
   const flips = await readFlips(ctx.bus);
   const modes = currentModes(flips, configModes(ctx));
-  const reportFlows = reportFlowsFromConfig(ctx.flows, modes);
+  const reportFlows = reportFlowsFromConfig(ctx.flows, modes, flips);
   const report = await buildReport(parityRecordsFromBus(ctx.bus), { flows: reportFlows, readiness: ctx.readiness, now: (ctx.now ?? (() => new Date()))(), baseUrl: ctx.baseUrl, logger: ctx.logger });
   const flows = report.flows.map((r) => ({
     flow: r.flow,

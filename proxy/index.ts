@@ -16,7 +16,7 @@ import * as errors from '../src/errors.js';
 import { ConfigError, ControlError, ErrorCodes } from '../src/errors.js';
 import { silentLogger, type Logger as PinoLogger } from '../src/logger.js';
 import type { Registry as PromRegistry } from '../src/metrics.js';
-import { modesFromLog } from '../src/flips/log.js';
+import { currentModes, readFlips } from '../src/flips/log.js';
 import { sidecarBaseUrl } from '../src/net.js';
 import { renderHtml as renderHtmlPage } from '../reports/render-html.js';
 import type * as html from '../reports/render-html.js';
@@ -212,9 +212,10 @@ export async function buildReportForConfig(config: ConfigSource<CutoverConfigInp
   const logger = options.logger ?? silentLogger();
   const bus = await openBus(parsed.bus, { logger });
   try {
-    const modes = await modesFromLog(bus, flows);
+    const flips = await readFlips(bus);
+    const modes = currentModes(flips, new Map(flows.map((f) => [f.name, f.mode])));
     return await buildReport(parityRecordsFromBus(bus), {
-      flows: reportFlowsFromConfig(flows, modes),
+      flows: reportFlowsFromConfig(flows, modes, flips),
       readiness: parsed.readiness,
       since: options.since ?? null,
       now: options.now ?? new Date(),

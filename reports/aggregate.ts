@@ -178,7 +178,7 @@ export class FlowAggregate {
   }
 
   /** The flow's section of the report, minus criteria and verdict (verdict.ts adds those). */
-  summarize(baseUrl: string): Omit<FlowReport, 'criteria' | 'verdict' | 'versions' | 'droppedVersionPairs'> {
+  summarize(baseUrl: string): Omit<FlowReport, 'criteria' | 'verdict' | 'versions' | 'droppedVersionPairs' | 'lastFlip'> {
     const samples = this.samples;
     const rate = (count: number): RateStat => ({ count, rate: samples > 0 ? count / samples : null });
     const topDiffs: DiffField[] = [...this.fields.entries()]

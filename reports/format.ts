@@ -88,3 +88,9 @@ export function versionLines(pairs: ReadonlyArray<{ direct: string | null; bus: 
       `${p.current ? 'now' : 'before'}: direct ${p.direct ?? '(no version)'} · bus ${p.bus ?? '(no version)'}, ${p.current ? `since ${p.firstAt}` : `${p.firstAt} → ${p.lastAt}`}: ${int(p.samples)} samples, parity ${pct(p.parity.value)}, ${p.verdict}${p.current ? ' (judged)' : ' (shown, not counted)'}`,
   );
 }
+
+/** One sentence on a flow's last flip, or null when it has none. */
+export function lastFlipText(f: { at: string; from: string; to: string; who: string; reason: string | null; forced: boolean; automatic: boolean } | null): string | null {
+  if (!f) return null;
+  return `${f.at} ${f.from} -> ${f.to} by ${f.who}${f.automatic ? ' (automatic rollback)' : ''}${f.forced ? ' (forced)' : ''}${f.reason ? `: ${f.reason}` : ''}`;
+}

@@ -1,5 +1,5 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines } from './format.js';
+import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines, lastFlipText } from './format.js';
 import type { FlowReport, Percentiles, Report, Timeline, VerdictStatus } from './types.js';
 
 /**
@@ -171,6 +171,8 @@ function flowSection(f: FlowReport, index: number, flips?: readonly HtmlFlip[]):
   );
   const change = changeText(f.change);
   if (change) parts.push(`<p class="change">${esc(change)}</p>`);
+  const flip = lastFlipText(f.lastFlip);
+  if (flip) parts.push(`<p class="flip">Last flip: ${esc(flip)}</p>`);
   const versions = versionLines(f.versions);
   if (versions.length > 0) parts.push(`<h3>Versions</h3><ul class="versions">${versions.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>`);
   if (f.verdict.reasons.length > 0) {

@@ -1,5 +1,5 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines } from './format.js';
+import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines, lastFlipText } from './format.js';
 import type { FlowReport, Percentiles, Report, VerdictStatus } from './types.js';
 
 const ICON: Record<VerdictStatus, string> = { READY: '✅', NOT_READY: '❌', INSUFFICIENT_DATA: '⚠️' };
@@ -74,6 +74,8 @@ function flowSection(f: FlowReport): string[] {
   out.push(`Parity ${pct(f.parity.value)} of ${int(f.parity.compared)} compared; ${parityIntervalText(f.parity)}.`, '');
   const change = changeText(f.change);
   if (change) out.push(`**Change:** ${change}.`, '');
+  const flip = lastFlipText(f.lastFlip);
+  if (flip) out.push(`**Last flip:** ${text(flip)}.`, '');
   const versions = versionLines(f.versions);
   if (versions.length > 0) out.push('**Versions**', '', ...versions.map((l) => `- ${text(l)}`), '');
   out.push('| Latency | p50 | p95 | p99 | max | count |', '|---|--:|--:|--:|--:|--:|');

@@ -1,5 +1,5 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, textTable, valueText, changeText, parityIntervalText, versionLines } from './format.js';
+import { bytes, criterionValue, int, ms, pct, textTable, valueText, changeText, parityIntervalText, versionLines, lastFlipText } from './format.js';
 import type { FlowReport, Percentiles, Report, VerdictStatus } from './types.js';
 
 export interface TextOptions {
@@ -68,6 +68,8 @@ function flowSection(f: FlowReport, paint: Paint, verdict: (s: VerdictStatus) =>
   );
   const change = changeText(f.change);
   if (change) out.push(`  change     ${change}`);
+  const flip = lastFlipText(f.lastFlip);
+  if (flip) out.push(`  last flip  ${clean(flip)}`);
   for (const [i, line] of versionLines(f.versions).entries()) out.push(`  ${i === 0 ? 'versions' : ''.padEnd(8)}   ${clean(line)}`);
   out.push(
     `  rates      missing bus ${pct(f.missingBus.rate)} · missing direct ${pct(f.missingDirect.rate)} · error bus ${pct(f.errorBus.rate)} · error direct ${pct(f.errorDirect.rate)} · DLQ ${pct(f.dlq.rate)} (${int(f.dlq.count)})`,

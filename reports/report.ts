@@ -7,7 +7,8 @@ import { VersionedFlow } from './versions.js';
 import { READINESS_DEFAULTS, resolveCriteria, type FlowReadinessConfig, type ReadinessConfig } from '../src/config/readiness.js';
 import { renderHtml } from './render-html.js';
 import { renderJson } from './render-json.js';
-import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type Criteria, type FlowReport, type InputStats, type Report, type VersionPair, type VerdictStatus } from './types.js';
+import type { FlipEntry } from '../src/flips/types.js';
+import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type Criteria, type FlowReport, type LastFlip, type InputStats, type Report, type VersionPair, type VerdictStatus } from './types.js';
 import { decideVerdict, worstVerdict } from './verdict.js';
 
 /** A flow the report covers, with what config knows about it. */
@@ -16,6 +17,8 @@ export interface ReportFlow extends FlowInfo {
   topic?: string;
   /** The flow's `readiness:` overrides. */
   readiness?: FlowReadinessConfig;
+  /** The flow's last flip, as the log has it. */
+  lastFlip?: LastFlip | null;
 }
 
 export interface BuildReportOptions {
@@ -92,7 +95,8 @@ export async function buildReport(records: AsyncIterable<ParityRecord> | Iterabl
   const ordered = options.flows ? options.flows.map((f) => aggregates.get(f.name)!) : [...aggregates.values()].sort((a, b) => a.info.name.localeCompare(b.info.name));
   for (const aggregate of ordered) {
     const flow = selected?.get(aggregate.info.name);
-    flows.push(judgeFlow(aggregate, resolveCriteria(options.readiness ?? READINESS_DEFAULTS, flow?.readiness), { baseUrl, ...(flow?.topic ? { topic: flow.topic } : {}) }));
+    const judged = judgeFlow(aggregate, resolveCriteria(options.readiness ?? READINESS_DEFAULTS, flow?.readiness), { baseUrl, ...(flow?.topic ? { topic: flow.topic } : {}) });
+    flows.push({ ...judged, lastFlip: flow?.lastFlip ?? null });
   }
   const summary: Record<VerdictStatus, number> = { READY: 0, NOT_READY: 0, INSUFFICIENT_DATA: 0 };
   for (const f of flows) summary[f.verdict.status]++;
@@ -130,7 +134,7 @@ export function judgeFlow(aggregate: VersionedFlow, criteria: Criteria, context:
       verdict: p === current ? verdict.status : decideVerdict(pairFacts, criteria).status,
     };
   });
-  return { ...facts, versions, droppedVersionPairs: aggregate.droppedPairs, criteria, verdict };
+  return { ...facts, versions, droppedVersionPairs: aggregate.droppedPairs, lastFlip: null, criteria, verdict };
 }
 
 /**
@@ -158,8 +162,21 @@ export async function* parityRecordsFromBus(bus: Bus): AsyncGenerator<ParityReco
 export function reportFlowsFromConfig(
   flows: ReadonlyArray<FlowConfig & { readiness?: FlowReadinessConfig }>,
   modes: ReadonlyMap<string, string> = new Map(),
+  flips: readonly FlipEntry[] = [],
 ): ReportFlow[] {
-  return flows.map((flow) => ({ name: flow.name, mode: modes.get(flow.name) ?? flow.mode, method: flow.match.method, topic: flow.topic, readiness: flow.readiness }));
+  const last = new Map<string, FlipEntry>();
+  for (const f of flips) last.set(f.flow, f);
+  return flows.map((flow) => {
+    const f = last.get(flow.name);
+    return {
+      name: flow.name,
+      mode: modes.get(flow.name) ?? flow.mode,
+      method: flow.match.method,
+      topic: flow.topic,
+      readiness: flow.readiness,
+      lastFlip: f ? { at: f.at, from: f.from, to: f.to, who: f.who, reason: f.reason, forced: f.forced, automatic: f.automatic === true } : null,
+    };
+  });
 }
 
 /** What the admin API serves: `GET /report` (JSON) and `GET /report.html`. */

@@ -82,6 +82,18 @@ export interface Segment {
   dlq: RateStat;
 }
 
+/** A flow's last flip as the report shows it. */
+export interface LastFlip {
+  at: string;
+  from: string;
+  to: string;
+  who: string;
+  reason: string | null;
+  forced: boolean;
+  /** Made by the automatic rollback. */
+  automatic: boolean;
+}
+
 /** One version pair of a flow: the direct side's code version and the bus side's, with its own evidence. */
 export interface VersionPair {
   /** `null` when that side reports no version. */
@@ -196,6 +208,8 @@ export interface FlowReport {
   versions: VersionPair[];
   /** Version pairs left out because more than 20 were seen. */
   droppedVersionPairs: number;
+  /** The flow's last flip (null: none, or the report was built without the flip log). */
+  lastFlip: LastFlip | null;
   timeline: Timeline;
   firstAt: string | null;
   lastAt: string | null;

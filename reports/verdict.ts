@@ -2,7 +2,7 @@ import { bytes, criterionValue, int, ms, pct } from './format.js';
 import { samplesNeeded, wilson } from './stats.js';
 import type { Advice, Criteria, FlowReport, Reason, Segment, Verdict, VerdictStatus } from './types.js';
 
-type FlowFacts = Omit<FlowReport, 'criteria' | 'verdict' | 'versions' | 'droppedVersionPairs'>;
+type FlowFacts = Omit<FlowReport, 'criteria' | 'verdict' | 'versions' | 'droppedVersionPairs' | 'lastFlip'>;
 
 /**
  * Decides a flow's verdict. The rule, in order:

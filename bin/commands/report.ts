@@ -1,7 +1,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseDuration } from '../../src/duration.js';
-import { modesFromLog } from '../../src/flips/log.js';
+import { currentModes, readFlips } from '../../src/flips/log.js';
 import { sidecarBaseUrl } from '../../src/net.js';
 import { renderHtml } from '../../reports/render-html.js';
 import { renderJson } from '../../reports/render-json.js';
@@ -69,16 +69,17 @@ export async function reportCommand(argv: string[], io: CliIo, deps: CommandDeps
   }
 
   const now = (deps.now ?? (() => new Date()))();
-  const report = await withBus(config, deps, async (bus, logger) =>
-    buildReport(parityRecordsFromBus(bus), {
-      flows: reportFlowsFromConfig(flows, await modesFromLog(bus, flows)),
+  const report = await withBus(config, deps, async (bus, logger) => {
+    const flips = await readFlips(bus);
+    return buildReport(parityRecordsFromBus(bus), {
+      flows: reportFlowsFromConfig(flows, currentModes(flips, new Map(flows.map((f) => [f.name, f.mode]))), flips),
       readiness: config.readiness,
       since: sinceMs === undefined ? null : new Date(now.getTime() - sinceMs),
       now,
       baseUrl: sidecarBaseUrl(config.listen),
       logger,
-    }),
-  );
+    });
+  });
 
   const colour = !values.out && io.isTTY === true && !env.NO_COLOR;
   const rendered = format === 'json' ? renderJson(report) : format === 'md' ? renderMarkdown(report) : format === 'html' ? renderHtml(report) : renderText(report, { colour });

@@ -135,7 +135,9 @@ describe('cutover report (reportCommand) over the embedded bus', () => {
     }
     const c = capture();
     await reportCommand(['--config', configFile('all.yaml'), '--flow', 'catalog.lookup', '--format', 'json'], c.io, deps);
-    expect((JSON.parse(c.out.join('\n')) as Report).flows[0]!.mode).toBe('canary:10');
+    const flow = (JSON.parse(c.out.join('\n')) as Report).flows[0]!;
+    expect(flow.mode).toBe('canary:10');
+    expect(flow.lastFlip).toEqual({ at: NOW.toISOString(), from: 'direct', to: 'canary:10', who: 'test', reason: null, forced: false, automatic: false });
   });
 
   it('writes md and html to --out and says where', async () => {
