@@ -56,6 +56,16 @@ export const cutoverConfigSchema = z
         seenField.set(field, i);
       });
     }
+    // A key from a redacted header is published as an HMAC digest, which needs the encryption key; an
+    // unkeyed hash of a token or cookie can be checked against guesses, so no key means no such flow key.
+    if (!config.encryption) {
+      const redacted = new Set(config.redact.headers);
+      config.flows.forEach((flow, i) => {
+        const header = flow.key?.startsWith('header.') ? flow.key.slice('header.'.length).toLowerCase() : undefined;
+        if (header === undefined || !redacted.has(header)) return;
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['flows', i, 'key'], message: `${flow.key} is a credential header (in redact.headers): a partition key from it is published as a keyed digest, which needs encryption.keyEnv; configure encryption or key the flow on something else` });
+      });
+    }
     if (config.spool.segmentBytes > config.spool.maxBytes) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['spool', 'segmentBytes'], message: 'must not exceed spool.maxBytes' });
     }

@@ -187,6 +187,9 @@ export function rebuildRequest(delivery: Delivery, flow: { match: { method: stri
   if (credential !== undefined) throw refused(id, 'credential_header', `carries the credential header ${credential}, which cutover never publishes`);
   const allowAll = policy.headers.has('*');
   const headers = replayHeaders(Object.fromEntries(Object.entries(sent).filter(([name]) => allowAll || policy.headers.has(name))));
+  // The sidecar withheld a body it could not encrypt: replaying the call without it would run another call.
+  const skipped = (data as { bodySkipped?: unknown }).bodySkipped;
+  if (skipped !== undefined) throw new ValidationError(ErrorCodes.EVENT_INVALID, `event ${id}: its body was not published (bodySkipped: ${JSON.stringify(String(skipped).slice(0, 40))}), so the call cannot be replayed`);
   const body = data.body === undefined ? undefined : bodyBytes(data);
   if (body && headers['content-type'] === undefined) {
     headers['content-type'] = data.contentType ?? (data.bodyEncoding === undefined ? 'application/json' : 'application/octet-stream');

@@ -302,3 +302,11 @@ describe('replay policy: what a command may make the target do', () => {
     }
   });
 });
+
+describe('replay of a withheld body', () => {
+  it('refuses an event whose body the sidecar could not encrypt, rather than replaying it without', () => {
+    const m = callEvent('w', { data: { bodySkipped: 'unencryptable', params: {}, query: {} } });
+    const d: Delivery = { topic: FLOW.topic, key: m.key, event: m.event, headers: m.headers ?? {}, position: '1', publishedAt: 0, attempt: 1 };
+    expect(() => rebuildRequest(d, FLOW)).toThrow(expect.objectContaining({ code: 'CUTOVER_EVENT_INVALID', message: expect.stringContaining('unencryptable') }));
+  });
+});
