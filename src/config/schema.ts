@@ -7,14 +7,40 @@ import { flowShadowKeys, shadowConfigSchema } from './shadow.js';
 import { sidecarConfigShape } from './sidecar.js';
 
 
+/** What an admin token may do: `read` every GET route (status, flows, history, report, metrics), `flip` flows. */
+export const ADMIN_SCOPES = ['read', 'flip'] as const;
+export type AdminScope = (typeof ADMIN_SCOPES)[number];
+
+const adminToken = z.string().min(16, 'expected at least 16 characters');
+
+export const adminTokenSchema = z
+  .object({
+    token: adminToken,
+    scopes: z.array(z.enum(ADMIN_SCOPES)).min(1, 'expected at least one scope (read, flip)'),
+  })
+  .strict();
+
 export const adminSchema = z
   .object({
     listen: hostPort.default('127.0.0.1:15001'),
-    /** Bearer token for the admin API. Required unless `auth: false` on a loopback listener. */
-    token: z.string().min(16, 'expected at least 16 characters').optional(),
+    /** Bearer token with every scope. Required unless `tokens` are given or `auth: false` on a loopback listener. */
+    token: adminToken.optional(),
+    /** Bearer tokens with their own scopes: a scraper gets `[read]`, an operator `[read, flip]`. */
+    tokens: z.array(adminTokenSchema).default([]),
     auth: z.boolean().default(true),
+    /** Failed authentications one client address may make per minute; past it every request gets 429. */
+    maxAuthFailures: z.number().int().min(1).max(10_000).default(10),
   })
-  .strict();
+  .strict()
+  .superRefine((admin, ctx) => {
+    const seen = new Map<string, number>();
+    admin.tokens.forEach((t, i) => {
+      const first = seen.get(t.token) ?? (t.token === admin.token ? -1 : undefined);
+      // The message points at the entries, never at the value: it is a secret.
+      if (first !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tokens', i, 'token'], message: `the same token as ${first === -1 ? 'admin.token' : `admin.tokens[${first}]`}: give each token one entry` });
+      else seen.set(t.token, i);
+    });
+  });
 
 /** A flow as the config file declares it: routing and keys, plus shadow, compare, noise and readiness. */
 export const configFlowSchema = flowObjectSchema
@@ -72,8 +98,8 @@ export const cutoverConfigSchema = z
     if (config.admin.listen === config.listen && !config.listen.endsWith(':0')) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'listen'], message: 'must differ from listen (the admin API has its own listener)' });
     }
-    if (config.admin.auth && !config.admin.token) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'token'], message: 'required (or set admin.auth: false on a loopback listen address)' });
+    if (config.admin.auth && !config.admin.token && config.admin.tokens.length === 0) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'token'], message: 'required, or admin.tokens (or set admin.auth: false on a loopback listen address)' });
     }
     if (!config.admin.auth && !/^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):/.test(config.admin.listen)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'auth'], message: 'auth may only be disabled on a loopback listen address' });
