@@ -30,9 +30,12 @@ export class AdminTokens {
   /** The scopes of `presented`, or undefined when it is no configured token. */
   scopesOf(presented: string): ReadonlySet<AdminScope> | undefined {
     const d = digest(presented);
-    let found: ReadonlySet<AdminScope> | undefined;
+    // A token listed twice has the scopes of all its entries.
+    let found: Set<AdminScope> | undefined;
     for (const entry of this.entries) {
-      if (timingSafeEqual(d, entry.digest) && !found) found = entry.scopes;
+      if (!timingSafeEqual(d, entry.digest)) continue;
+      found ??= new Set();
+      for (const scope of entry.scopes) found.add(scope);
     }
     return found;
   }

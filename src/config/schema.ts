@@ -31,16 +31,7 @@ export const adminSchema = z
     /** Failed authentications one client address may make per minute; past it every request gets 429. */
     maxAuthFailures: z.number().int().min(1).max(10_000).default(10),
   })
-  .strict()
-  .superRefine((admin, ctx) => {
-    const seen = new Map<string, number>();
-    admin.tokens.forEach((t, i) => {
-      const first = seen.get(t.token) ?? (t.token === admin.token ? -1 : undefined);
-      // The message points at the entries, never at the value: it is a secret.
-      if (first !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tokens', i, 'token'], message: `the same token as ${first === -1 ? 'admin.token' : `admin.tokens[${first}]`}: give each token one entry` });
-      else seen.set(t.token, i);
-    });
-  });
+  .strict();
 
 /** A flow as the config file declares it: routing and keys, plus shadow, compare, noise and readiness. */
 export const configFlowSchema = flowObjectSchema

@@ -120,7 +120,7 @@ flows:
   it('checks cross-field rules: duplicate flow names and admin auth', () => {
     const dup = `agent: a\nadmin: { auth: false }\nflows:\n  - { name: x, match: { method: GET, path: /a }, topic: events.a.b }\n  - { name: x, match: { method: GET, path: /b }, topic: events.a.c }\n`;
     expect(issuesOf(dup)).toEqual(['flows[1].name: duplicate flow name (also flows[0])']);
-    expect(issuesOf('agent: a\n')).toEqual(['admin.token: required (or set admin.auth: false on a loopback listen address)']);
+    expect(issuesOf('agent: a\n')).toEqual(['admin.token: required, or admin.tokens (or set admin.auth: false on a loopback listen address)']);
     expect(issuesOf('agent: a\nadmin: { auth: false, listen: 0.0.0.0:1 }\n')).toEqual(['admin.auth: auth may only be disabled on a loopback listen address']);
   });
 

@@ -89,6 +89,7 @@ describe('admin auth parts', () => {
     expect([...tokens.scopesOf(READ)!]).toEqual(['read']);
     expect([...tokens.scopesOf(OPERATOR)!]).toEqual(['read', 'flip']);
     for (const bad of [READ.slice(0, -1), `${READ}x`, '', READ.toUpperCase()]) expect(tokens.scopesOf(bad)).toBeUndefined();
+    expect([...new AdminTokens([{ token: READ, scopes: ['read'] }, { token: READ, scopes: ['flip'] }]).scopesOf(READ)!]).toEqual(['read', 'flip']);
   });
 
   it('counts failures per address in a sliding window and forgets the oldest address past its bound', () => {
@@ -107,7 +108,7 @@ describe('admin auth parts', () => {
     expect(limit.retryAfter('a')).toBe(0);
   });
 
-  it('validates admin.tokens: scopes, length, duplicates named without the value; tokens alone satisfy auth', () => {
+  it('validates admin.tokens: scopes and length; tokens alone satisfy auth', () => {
     const parse = (admin: unknown) => cutoverConfigSchema.safeParse({ agent: 'inventory', admin });
     expect(parse({ tokens: [{ token: READ, scopes: ['read'] }] }).success).toBe(true);
     const bad = parse({ token: OPERATOR, tokens: [{ token: 'short', scopes: ['read'] }, { token: READ, scopes: [] }, { token: READ, scopes: ['write'] }, { token: OPERATOR, scopes: ['read'] }] });
@@ -116,12 +117,6 @@ describe('admin auth parts', () => {
     expect(text).toContain('admin.tokens.0.token');
     expect(text).toContain('admin.tokens.1.scopes');
     expect(text).toContain('admin.tokens.2.scopes.0');
-    const dup = parse({ token: OPERATOR, tokens: [{ token: READ, scopes: ['read'] }, { token: READ, scopes: ['flip'] }, { token: OPERATOR, scopes: ['read'] }] });
-    const dupText = JSON.stringify(dup.error!.issues.map((i) => [i.path.join('.'), i.message]));
-    expect(dupText).toContain('["admin.tokens.1.token","the same token as admin.tokens[0]');
-    expect(dupText).toContain('["admin.tokens.2.token","the same token as admin.token');
-    expect(dupText).not.toContain(OPERATOR);
-    expect(dupText).not.toContain(READ);
     expect(parse({}).success).toBe(false);
   });
 });
