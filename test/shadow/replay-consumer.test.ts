@@ -8,7 +8,7 @@ import { MemoryDedupeStore } from '../../src/handling/dedupe/memory.js';
 import { ReplayConsumer, shadowGroup } from '../../shadow/replay-consumer.js';
 import { CallHeaders, ObservationTypes, type BusReplyData } from '../../src/events/wire.js';
 import { flowShadowSchema } from '../../src/config/shadow.js';
-import { checkReplyTo, isReplyChannel, rebuildRequest, replayPolicy } from '../../src/http/replay.js';
+import { checkReplyTo, isReplyChannel, rebuildRequest, replayPolicy, shadowReplyTopics } from '../../src/http/replay.js';
 import { Registry } from 'prom-client';
 import { waitFor } from '../helpers/wait-for.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
@@ -271,6 +271,9 @@ describe('replay policy: what a command may make the target do', () => {
       expect(code(() => checkReplyTo({ ...callEvent().event, replyto: topic }, policy)), topic).toEqual({ code: 'CUTOVER_AUTH_REPLYTO_REFUSED', reason: 'replyto' });
     }
     expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations' }, replayPolicy(FLOW, { replyTo: isReplyChannel })))).toMatchObject({ reason: 'replyto' });
+    const staging = replayPolicy(FLOW, { replyTo: shadowReplyTopics('cutover.observations-staging') });
+    expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations-staging' }, staging))).toEqual({});
+    expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations' }, staging))).toMatchObject({ reason: 'replyto' });
   });
 
   it('a forged DELETE /admin/users/all with stolen credentials never reaches the target, is dead-lettered with its reason and counted', async () => {
