@@ -65,9 +65,12 @@ export function isReplyChannel(topic: string): boolean {
  */
 const CREDENTIAL_HEADER = /^(?:authorization|proxy-authorization|cookie|set-cookie)$|api[-_]?key|auth|token|secret|password|session|credential/;
 
-/** Whether a (lowercase) header name carries credentials. */
-export function isCredentialHeader(name: string, denied: ReadonlySet<string> = DEFAULT_DENIED): boolean {
-  return denied.has(name) || CREDENTIAL_HEADER.test(name);
+/**
+ * Whether a (lowercase) header name carries credentials: a denied one always, one whose name looks like
+ * a credential unless the allow-list names it (an operator who captures `x-session-id` on purpose).
+ */
+export function isCredentialHeader(name: string, denied: ReadonlySet<string> = DEFAULT_DENIED, allowed: ReadonlySet<string> = new Set()): boolean {
+  return denied.has(name) || (CREDENTIAL_HEADER.test(name) && !allowed.has(name));
 }
 
 const DEFAULT_DENIED: ReadonlySet<string> = new Set(DEFAULT_REDACTED_HEADERS);
@@ -182,7 +185,7 @@ export function rebuildRequest(delivery: Delivery, flow: { match: { method: stri
       throw new ValidationError(ErrorCodes.EVENT_INVALID, `event ${id}: ${CallHeaders.headers} is not a JSON object of strings`, { cause: err });
     }
   }
-  const credential = Object.keys(sent).find((name) => isCredentialHeader(name, policy.denied));
+  const credential = Object.keys(sent).find((name) => isCredentialHeader(name, policy.denied, policy.headers));
   // Named, never quoted with its value: the value is someone's credential.
   if (credential !== undefined) throw refused(id, 'credential_header', `carries the credential header ${credential}, which cutover never publishes`);
   const allowAll = policy.headers.has('*');

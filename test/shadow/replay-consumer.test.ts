@@ -262,6 +262,12 @@ describe('replay policy: what a command may make the target do', () => {
     expect(rebuildRequest(delivery(m), FLOW, custom).headers).toEqual({ 'x-admin': 'yes', 'content-type': 'application/json' });
     const internal = { ...callEvent(), headers: { ...ok, [CallHeaders.headers]: JSON.stringify({ 'x-internal': 'very-secret-value' }) } };
     expect(() => rebuildRequest(delivery(internal), FLOW, custom)).toThrow(expect.objectContaining({ message: expect.not.stringContaining('very-secret-value') }));
+    // A credential-looking name the operator allow-listed passes; a denied one never does, allow-listed or not.
+    const session = { ...callEvent(), headers: { ...ok, [CallHeaders.headers]: JSON.stringify({ 'x-session-id': 's1' }) } };
+    expect(() => rebuildRequest(delivery(session), FLOW)).toThrow(expect.objectContaining({ code: 'CUTOVER_AUTH_REPLAY_REFUSED' }));
+    expect(rebuildRequest(delivery(session), FLOW, replayPolicy(FLOW, { headers: ['x-session-id'] })).headers['x-session-id']).toBe('s1');
+    const cookie = { ...callEvent(), headers: { ...ok, [CallHeaders.headers]: JSON.stringify({ cookie: 'a=1' }) } };
+    expect(() => rebuildRequest(delivery(cookie), FLOW, replayPolicy(FLOW, { headers: ['*', 'cookie'] }))).toThrow(expect.objectContaining({ code: 'CUTOVER_AUTH_REPLAY_REFUSED' }));
   });
 
   it('accepts as replyto only the observations topic and sidecars\' reply channels', () => {
