@@ -1,10 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import type { BusHealth } from '../src/bus/types.js';
 import { ErrorCodes, isCutoverError } from '../src/errors.js';
 import type { AdminControl } from './admin-control.js';
+import { AdminTokens, FailureLimit, type AdminToken } from './admin-auth.js';
 import type { Logger } from '../src/logger.js';
 import type { FlowTable } from './flow-table.js';
 import type { Outbox } from './outbox.js';
@@ -18,9 +18,15 @@ const ADMIN_REQUEST_TIMEOUT_MS = 30_000;
 const ADMIN_KEEP_ALIVE_MS = 5_000;
 
 export interface AdminOptions {
-  /** Bearer token; undefined only when auth is disabled (allowed on loopback listeners only). */
+  /** Bearer token with every scope; undefined when `tokens` are given or auth is disabled (loopback only). */
   token: string | undefined;
+  /** Bearer tokens with their own scopes (`admin.tokens`). */
+  tokens?: readonly AdminToken[];
   auth: boolean;
+  /** Failed authentications one client address may make per minute before every request gets 429. Default 10. */
+  maxAuthFailures?: number;
+  /** Clock of the failure limit (tests). */
+  now?: () => number;
   agent: string;
   flows: FlowTable;
   publisher: Outbox;
@@ -39,28 +45,41 @@ export interface AdminOptions {
   control?: AdminControl;
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
-}
-
 /**
  * The admin API (own listener; express is fine off the hot path): `/healthz` (process up), `/readyz` (bus
  * reachable), `/flows` (mode and counters per flow), `/metrics` (Prometheus). Every route needs
- * `Authorization: Bearer <token>` unless auth is disabled.
+ * `Authorization: Bearer <token>` unless auth is disabled: GET routes the `read` scope, the rest `flip`.
+ * Failed authentications are limited per client address (429 with Retry-After past the limit).
  */
 export function createAdminServer(options: AdminOptions): http.Server {
   const app = express();
   app.disable('x-powered-by');
-  const expected = options.token ? digest(options.token) : undefined;
+  const tokens = new AdminTokens([...(options.token ? [{ token: options.token, scopes: ['read', 'flip'] as const }] : []), ...(options.tokens ?? [])]);
+  const failures = new FailureLimit({ limit: options.maxAuthFailures ?? 10, ...(options.now ? { now: options.now } : {}) });
 
   app.use((req: Request, res: Response, next: NextFunction) => {
     if (!options.auth) return next();
-    const header = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(.+)$/i.exec(header);
-    // Compare digests: equal length always, so the comparison time says nothing about the token.
-    if (m && expected && timingSafeEqual(digest(m[1]!.trim()), expected)) return next();
-    res.setHeader('www-authenticate', 'Bearer realm="cutover-admin"');
-    res.status(401).json({ error: { code: ErrorCodes.UNAUTHORIZED, message: 'missing or wrong bearer token' } });
+    const client = req.socket.remoteAddress ?? 'unknown';
+    // Checked before the token: once over the limit a correct guess is refused too, or the limit would
+    // only slow the guessing down.
+    const blocked = failures.retryAfter(client);
+    if (blocked > 0) return rateLimited(res, blocked);
+    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    const scopes = m ? tokens.scopesOf(m[1]!.trim()) : undefined;
+    if (!scopes) {
+      const retryAfter = failures.fail(client);
+      if (retryAfter > 0) {
+        options.logger.warn({ client, retryAfter }, 'too many failed admin authentications; refusing this client for a while');
+        return rateLimited(res, retryAfter);
+      }
+      res.setHeader('www-authenticate', 'Bearer realm="cutover-admin"');
+      res.status(401).json({ error: { code: ErrorCodes.UNAUTHORIZED, message: 'missing or wrong bearer token' } });
+      return;
+    }
+    // Reading is GET and HEAD; anything that changes state (a flip) needs the flip scope.
+    const needed = req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'flip';
+    if (scopes.has(needed)) return next();
+    res.status(403).json({ error: { code: ErrorCodes.AUTH_FORBIDDEN, message: `this token lacks the ${needed} scope for ${req.method} ${req.path} (it has: ${[...scopes].join(', ')})` } });
   });
 
   app.get('/healthz', (_req, res) => {
@@ -171,4 +190,9 @@ export function createAdminServer(options: AdminOptions): http.Server {
     { headersTimeout: ADMIN_HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS, keepAliveTimeout: ADMIN_KEEP_ALIVE_MS, connectionsCheckingInterval: 1_000 },
     app,
   );
+}
+
+function rateLimited(res: Response, retryAfter: number): void {
+  res.setHeader('retry-after', String(retryAfter));
+  res.status(429).json({ error: { code: ErrorCodes.AUTH_RATE_LIMITED, message: `too many failed authentications from this address; retry after ${retryAfter} s` } });
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { BusMessage } from '../src/bus/types.js';
 import { isTraceparent, newTraceparent } from '../src/events/cloudevent.js';
@@ -7,12 +6,12 @@ import type { FlowMode } from '../src/config/flow.js';
 import { buildCallMessage } from './call-event.js';
 import { callSample } from '../src/events/wire.js';
 import { encodeBody, type EncodedBody } from '../src/events/body.js';
-import type { FieldCipher } from './crypto.js';
+import type { FieldCipher, FieldContext } from './crypto.js';
 import type { Exchange } from './exchange.js';
 import type { FlowEntry } from './flow-table.js';
 import type { SidecarMetrics } from './metrics.js';
 import type { CaptureConfig, RedactConfig } from '../src/config/sidecar.js';
-import { headerPolicy, headerValue, pickHeaders, redactQuery, redactSearch, type HeaderPolicy } from './redact.js';
+import { REDACTED, headerPolicy, headerValue, pickHeaders, redactQuery, redactSearch, type HeaderPolicy } from './redact.js';
 
 /** A call event waiting for its id, mode and replyto: the parts that do not depend on the path it takes. */
 export interface CallParts {
@@ -63,58 +62,104 @@ export class CallEvents {
     const search = q === -1 ? '' : url.slice(q + 1);
     const query = search ? redactQuery(parseQuery(search), this.redactedQuery) : {};
     const encoded = encodeBody(raw, headerValue(req.headers['content-type']));
+    const cipher = this.opts.cipher;
+    if (cipher && withholdUnencryptable(encoded)) {
+      entry.counters.skipped.unencryptable = (entry.counters.skipped.unencryptable ?? 0) + 1;
+      this.opts.metrics.skipped.inc({ flow: entry.config.name, reason: 'unencryptable' });
+    }
     let partitionKey = entry.key?.extract({ body: encoded.bodyEncoding ? undefined : encoded.body, params: ex.params, query, headers: req.headers });
     if (partitionKey !== undefined && entry.key) partitionKey = this.protectKey(entry, partitionKey);
     if (partitionKey === undefined && entry.key) {
       entry.counters.keyMissing++;
       this.opts.metrics.keyMissing.inc({ flow: entry.config.name });
     }
-    const kid = encryptBody(this.opts.cipher, encoded);
     const target = search ? `${url.slice(0, q)}?${redactSearch(search, this.redactedQuery)}` : url;
     const headers = pickHeaders(req.headers, this.reqHeaders);
     const method = req.method ?? 'GET';
-    // After encryption: the sample shows the body exactly as the bus saw it.
-    ex.sample = callSample({ method, target, headers, body: encoded });
+    // Until the event has its id (and its values their ciphertexts, bound to it), the sample masks them.
+    ex.sample = callSample({ method, target, headers, body: cipher ? maskedBody(cipher, encoded) : encoded });
     return {
       traceparent,
       partitionKey,
-      build: (id, mode, replyTo) =>
-        buildCallMessage({
+      build: (id, mode, replyTo) => {
+        const body = cipher ? { ...encoded, body: structuredClone(encoded.body) } : encoded;
+        const kid = encryptBody(cipher, body, { eventId: id, part: 'request' });
+        // After encryption: the sample shows the body exactly as the bus saw it.
+        ex.sample = callSample({ method, target, headers, body });
+        return buildCallMessage({
           agent: this.opts.agent,
           flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode },
           topic: entry.config.topic,
           id,
           traceparent,
           partitionKey,
-          data: { ...encoded, params: ex.params, query },
+          data: { ...body, params: ex.params, query },
           method,
           target,
           headers,
           replyTo,
           ...(kid ? { kid } : {}),
-        }),
+        });
+      },
     };
   }
 
-  /** Keys from encrypted body fields or redacted headers would leak the secret: publish a keyed digest. */
-  private protectKey(entry: FlowEntry, key: string): string {
+  /**
+   * Keys from encrypted body fields or redacted headers would leak the secret: publish a keyed digest.
+   * Without a cipher there is no key to digest with (config validation refuses such a flow key), and an
+   * unkeyed hash of a guessable secret is no protection: no key then.
+   */
+  private protectKey(entry: FlowEntry, key: string): string | undefined {
     const k = entry.key!;
     const secret = (k.source === 'body' && this.opts.cipher?.covers(k.path)) || (k.source === 'header' && this.deniedHeaders.has(k.path[0]!));
     if (!secret) return key;
-    return this.opts.cipher ? this.opts.cipher.digest(key) : 'h-' + sha256(key);
+    return this.opts.cipher?.digest(key);
   }
 }
 
+/** A body whose fields cannot be found is not published when fields must be encrypted. */
+export type WithheldBody = EncodedBody & { bodySkipped?: string };
+
 /**
- * Encrypts the configured fields of a JSON body in place (call events and observations alike). Returns
- * the key id when any field was encrypted, so the event can name it.
+ * Fail closed: a body that is not JSON cannot have its fields encrypted, and publishing it raw would
+ * publish them in clear (malformed JSON, a form, text with the e-mail address in it). Such a body is
+ * removed and marked `bodySkipped: 'unencryptable'`. JSON behind a byte-order mark is parsed instead (the
+ * mark dropped). Returns whether the body was withheld.
  */
-export function encryptBody(cipher: FieldCipher | undefined, encoded: EncodedBody): string | undefined {
-  if (!cipher || encoded.bodyEncoding || encoded.body === null || typeof encoded.body !== 'object') return undefined;
-  return cipher.encryptFields(encoded.body) > 0 ? cipher.kid : undefined;
+export function withholdUnencryptable(encoded: WithheldBody): boolean {
+  if (encoded.body === undefined || encoded.bodyEncoding === undefined) return false;
+  if (encoded.bodyEncoding !== 'base64' && typeof encoded.body === 'string' && encoded.body.startsWith('\uFEFF')) {
+    try {
+      encoded.body = JSON.parse(encoded.body.slice(1)) as unknown;
+      delete encoded.bodyEncoding;
+      return false;
+    } catch {
+      // Not JSON after all: withheld below.
+    }
+  }
+  delete encoded.body;
+  delete encoded.bodyEncoding;
+  encoded.bodySkipped = 'unencryptable';
+  return true;
 }
 
-/** Digest for keys taken from redacted headers when no encryption key is configured. */
-function sha256(value: string): string {
-  return createHash('sha256').update(value).digest('base64url').slice(0, 27);
+/**
+ * Encrypts the configured fields of a JSON body in place (call events and observations alike), each bound
+ * to its field and `context`, after withholding a body that cannot be encrypted
+ * ({@link withholdUnencryptable}). Returns the key id when any field was encrypted, so the event can name it.
+ * Without a context the values are bound to their fields only: give the call's event id.
+ */
+export function encryptBody(cipher: FieldCipher | undefined, encoded: WithheldBody, context: FieldContext = { eventId: '', part: 'response' }): string | undefined {
+  if (!cipher) return undefined;
+  withholdUnencryptable(encoded);
+  if (encoded.body === null || typeof encoded.body !== 'object') return undefined;
+  return cipher.encryptFields(encoded.body, context) > 0 ? cipher.kid : undefined;
+}
+
+/** A copy of `encoded` with the configured fields shown as `[REDACTED]`. */
+function maskedBody(cipher: FieldCipher, encoded: EncodedBody): EncodedBody {
+  if (encoded.body === null || typeof encoded.body !== 'object') return encoded;
+  const body = structuredClone(encoded.body);
+  cipher.maskFields(body, REDACTED);
+  return { ...encoded, body };
 }

@@ -4,9 +4,10 @@ import type { CloudEvent } from '../src/events/types.js';
 import type { FlowConfig } from '../src/config/flow.js';
 import type { Logger } from '../src/logger.js';
 import { createDedupeStore, type DedupeStore } from '../src/handling/dedupe/index.js';
-import { DEFAULT_REPLY_HEADERS } from '../src/http/replay.js';
+import { DEFAULT_REPLY_HEADERS, isReplyChannel } from '../src/http/replay.js';
+import type { Registry } from 'prom-client';
 import { ReplayConsumers, type ReplayConsumer } from '../shadow/replay-consumer.js';
-import type { DeliverConfig } from '../src/config/sidecar.js';
+import type { CaptureConfig, DeliverConfig, RedactConfig } from '../src/config/sidecar.js';
 
 /** Consumer group of a flow's `deliver:` consumers (all replicas of the callee share it). */
 export function deliverGroup(flow: string): string {
@@ -33,6 +34,14 @@ export interface DeliverOptions {
   logger: Logger;
   /** Overrides the dedupe store chosen from the bus (tests). Not closed here when given. */
   dedupe?: DedupeStore;
+  /**
+   * The sidecar's request header allow-list and redaction: the headers a command may carry to the agent.
+   * Default: the defaults of `capture.requestHeaders` and `redact.headers`.
+   */
+  capture?: Pick<CaptureConfig, 'requestHeaders'>;
+  redact?: Pick<RedactConfig, 'headers'>;
+  /** Where refused commands are counted (`cutover_replay_refused_total`). */
+  registry?: Registry;
 }
 
 /**
@@ -85,7 +94,15 @@ export class DeliverRuntime {
           replySource: '/cutover/deliver',
           from: opts.config.from,
           logger: opts.logger,
-          // No registry: each consumer would register the same metric names again (prom-client refuses).
+          // The agent's answer goes only to a waiting sidecar's reply channel: a command naming any other
+          // topic (the observations topic included: deliver never serves shadow copies) is refused.
+          policy: {
+            replyTo: isReplyChannel,
+            ...(opts.capture ? { headers: opts.capture.requestHeaders } : {}),
+            ...(opts.redact ? { denied: opts.redact.headers } : {}),
+          },
+          // Metrics are shared per registry (ReplayMetrics.of), so every flow's consumer can be given it.
+          ...(opts.registry ? { registry: opts.registry } : {}),
         };
       }),
     );

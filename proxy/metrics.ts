@@ -5,7 +5,7 @@ import type { OutboxHooks } from './outbox.js';
 export const UNMATCHED = '_unmatched';
 
 /** Why a flow's call was forwarded but not dual-written (or its observation not recorded in full). */
-export type SkipReason = 'body_too_large' | 'response_too_large' | 'client_aborted' | 'capture_failed';
+export type SkipReason = 'body_too_large' | 'response_too_large' | 'client_aborted' | 'capture_failed' | 'unencryptable';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 

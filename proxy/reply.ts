@@ -2,12 +2,16 @@ import { randomBytes } from 'node:crypto';
 import type { Bus, Delivery, Subscription } from '../src/bus/types.js';
 import { BusError, ErrorCodes, ProxyError } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
+import { REPLY_CHANNEL_PREFIX } from '../src/http/replay.js';
 
 // A bus reply's data is the wire format's; bus mode reads it under this name.
 
-/** The reply topic of one sidecar replica. */
+/**
+ * The reply topic of one sidecar replica. Replay consumers answer only topics of this shape
+ * (`isReplyChannel` in src/http/replay.ts), so the two must keep the same prefix.
+ */
 export function replyTopic(agent: string, instance: string): string {
-  return `cutover.replies.${agent}.${instance}`;
+  return `${REPLY_CHANNEL_PREFIX}${agent}.${instance}`;
 }
 
 /** A fresh instance id: 12 hex characters, unique enough for the replicas of one agent. */

@@ -1,12 +1,13 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { nonRetriable } from '../src/bus/attempts.js';
 import type { Bus, Delivery, Subscription } from '../src/bus/types.js';
 import type { BusReplyResult } from '../src/events/reply.js';
 import { CutoverError, ErrorCodes, describeError, isCutoverError } from '../src/errors.js';
 import { AtLeastOnce, publishBusReply, type HandlingOutcome } from '../src/handling/at-least-once.js';
 import type { DedupeStore } from '../src/handling/dedupe/types.js';
-import { DEFAULT_REPLY_HEADERS, rebuildRequest, sendReplay, type ReplayResponse } from '../src/http/replay.js';
+import { DEFAULT_REPLY_HEADERS, checkReplyTo, rebuildRequest, refusalReason, replayPolicy, sendReplay, type ReplayPolicy, type ReplayPolicyOptions, type ReplayRequest, type ReplayResponse } from '../src/http/replay.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { callSampleOf } from './observations.js';
 import type { FlowShadowOptions } from '../src/config/shadow.js';
@@ -46,6 +47,12 @@ export interface ReplayConsumerOptions {
   accept?: (event: Delivery['event']) => boolean;
   /** `source` of the replies. Default `/cutover/shadow`. */
   replySource?: string;
+  /**
+   * What a command may ask the target to do, beyond the flow's `match`: the header allow-list and the
+   * allowed `replyto` topics. Default: the sidecar's default request headers; the observations topic and
+   * the sidecars' reply channels.
+   */
+  policy?: ReplayPolicyOptions;
 }
 
 export interface ReplayStats {
@@ -56,6 +63,8 @@ export interface ReplayStats {
   deadLettered: number;
   /** Events of another flow sharing the topic. */
   skipped: number;
+  /** Commands refused by the replay policy (forged or foreign): dead-lettered, never sent, never answered. */
+  refused: number;
 }
 
 /**
@@ -79,8 +88,9 @@ export class ReplayConsumer {
   private readonly now: () => number;
   private subscription: Subscription | undefined;
   private readonly handling: AtLeastOnce<ReplayResponse>;
-  private readonly counters: ReplayStats = { delivered: 0, duplicates: 0, retried: 0, deadLettered: 0, skipped: 0 };
+  private readonly counters: ReplayStats = { delivered: 0, duplicates: 0, retried: 0, deadLettered: 0, skipped: 0, refused: 0 };
   private readonly metrics: ReplayMetrics | undefined;
+  private readonly policy: ReplayPolicy;
   private closed = false;
 
   constructor(options: ReplayConsumerOptions) {
@@ -92,6 +102,7 @@ export class ReplayConsumer {
     this.agent = this.base.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: concurrency }) : new http.Agent({ keepAlive: true, maxSockets: concurrency });
     this.keepHeaders = new Set([...DEFAULT_REPLY_HEADERS, ...(options.flow.compareHeaders ?? [])].map((h) => h.toLowerCase()));
     this.now = options.now ?? Date.now;
+    this.policy = replayPolicy(options.flow, options.policy);
     this.metrics = options.registry ? ReplayMetrics.of(options.registry) : undefined;
     this.handling = new AtLeastOnce({
       dedupe: options.dedupe,
@@ -144,6 +155,23 @@ export class ReplayConsumer {
     const consumedAt = this.now();
     // Consumer lag as operators alert on it: how long events wait on the bus before a consumer takes them.
     this.metrics?.lag.observe({ flow: flow.name }, Math.max(0, consumedAt - d.publishedAt) / 1000);
+    // Refused before the dedupe claim and without a reply: a forged command gets nothing sent anywhere,
+    // and the bus dead-letters it with the error's code (not retriable).
+    let prepared: { request: ReplayRequest } | { invalid: unknown };
+    try {
+      checkReplyTo(event, this.policy);
+      prepared = { request: rebuildRequest(d, flow, this.policy) };
+    } catch (err) {
+      const reason = refusalReason(err);
+      if (reason === undefined) {
+        prepared = { invalid: err };
+      } else {
+        this.counters.refused += 1;
+        this.metrics?.refused.inc({ flow: flow.name, reason });
+        this.log.warn({ eventId: event.id, reason, source: event.source, err }, 'command refused by the replay policy; dead-lettered');
+        throw nonRetriable(err as object);
+      }
+    }
     const request = callSampleOf(d, { method: flow.match.method, target: flow.match.path });
     const versions = flow.versions;
     const reply = { bus: this.opts.bus, source: this.opts.replySource ?? '/cutover/shadow', consumedAt, now: this.now, ...(versions?.shadow ? { version: versions.shadow } : {}) };
@@ -152,7 +180,9 @@ export class ReplayConsumer {
     await this.handling.handle(d, {
       maxAttempts: flow.shadow.maxAttempts,
       run: async () => {
-        const response = await sendReplay(this.base, rebuildRequest(d, flow), {
+        // An event that cannot be rebuilt still gets its error reply (its replyto passed the policy).
+        if ('invalid' in prepared) throw prepared.invalid;
+        const response = await sendReplay(this.base, prepared.request, {
           timeout: flow.shadow.timeout,
           maxResponseBytes: this.opts.maxResponseBytes ?? 256 * 1024,
           keepHeaders: this.keepHeaders,
@@ -185,7 +215,7 @@ export class ReplayConsumer {
 }
 
 /** Where each outcome is counted: the stats field and the `outcome` label of cutover_shadow_deliveries_total. */
-const OUTCOME_COUNTERS: Record<HandlingOutcome, { stat: Exclude<keyof ReplayStats, 'skipped'>; label: string }> = {
+const OUTCOME_COUNTERS: Record<HandlingOutcome, { stat: Exclude<keyof ReplayStats, 'skipped' | 'refused'>; label: string }> = {
   handled: { stat: 'delivered', label: 'delivered' },
   duplicate: { stat: 'duplicates', label: 'duplicate' },
   retry: { stat: 'retried', label: 'retry' },
@@ -210,6 +240,7 @@ class ReplayMetrics {
   }
 
   readonly deliveries: Counter<'flow' | 'outcome'>;
+  readonly refused: Counter<'flow' | 'reason'>;
   readonly latency: Histogram<'flow'>;
   readonly lag: Histogram<'flow'>;
 
@@ -219,6 +250,12 @@ class ReplayMetrics {
       help: 'Time from publish to consumption of call events by the shadow replay consumer',
       labelNames: ['flow'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    });
+    this.refused = new Counter({
+      name: 'cutover_replay_refused_total',
+      help: 'Commands the replay policy refused (method, path, credential_header, replyto) and dead-lettered',
+      labelNames: ['flow', 'reason'],
       registers: [registry],
     });
     this.deliveries = new Counter({ name: 'cutover_shadow_deliveries_total', help: 'Shadow deliveries by flow and outcome', labelNames: ['flow', 'outcome'], registers: [registry] });

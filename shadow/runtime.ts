@@ -3,6 +3,7 @@ import type { BusConfig } from '../src/config/bus.js';
 import type { Bus } from '../src/bus/types.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { createDedupeStore, type DedupeStore } from '../src/handling/dedupe/index.js';
+import { shadowReplyTopics } from '../src/http/replay.js';
 import { Comparator } from './comparator.js';
 import { ReplayConsumers, type ReplayConsumer } from './replay-consumer.js';
 import type { FlowCompareOptions, FlowNoiseOptions, FlowShadowOptions, ShadowConfig } from '../src/config/shadow.js';
@@ -98,6 +99,8 @@ export class ShadowRuntime {
             bus: options.bus,
             flow: { name: f.name, topic: f.topic, match: f.match, shadow: { ...f.shadow!, target: f.shadow!.target! }, compareHeaders: f.compare?.headers ?? [], ...(f.versions ? { versions: f.versions } : {}) },
             dedupeTtl: options.shadow.dedupeTtl,
+            // Replies go to the observations topic the sidecars were given, or a sidecar's reply channel.
+            policy: { replyTo: shadowReplyTopics(options.observationsTopic) },
             ...(options.from ? { from: options.from } : {}),
             ...(options.logger ? { logger: options.logger } : {}),
             ...(options.registry ? { registry: options.registry } : {}),

@@ -45,6 +45,14 @@ export const ErrorCodes = {
   SPOOL_LOCKED: 'CUTOVER_SPOOL_LOCKED',
   /** Missing or wrong bearer token on the admin API (HTTP 401). */
   UNAUTHORIZED: 'CUTOVER_UNAUTHORIZED',
+  /** A valid admin token whose scopes do not cover the route (HTTP 403). */
+  AUTH_FORBIDDEN: 'CUTOVER_AUTH_FORBIDDEN',
+  /** Too many failed admin authentications from one client address (HTTP 429). */
+  AUTH_RATE_LIMITED: 'CUTOVER_AUTH_RATE_LIMITED',
+  /** A bus command asks for a request its flow does not allow (method, path, credential header): not replayed. */
+  AUTH_REPLAY_REFUSED: 'CUTOVER_AUTH_REPLAY_REFUSED',
+  /** A bus command's `replyto` is not a reply topic cutover created: neither replayed nor answered. */
+  AUTH_REPLYTO_REFUSED: 'CUTOVER_AUTH_REPLYTO_REFUSED',
   /** Unknown route or resource (HTTP 404). */
   NOT_FOUND: 'CUTOVER_NOT_FOUND',
   /** A flow name that no config declares. */

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, ErrorCodes } from '../errors.js';
-import { interpolate } from './interpolate.js';
+import { EnvInterpolation } from './interpolate.js';
 
 /** `flows[1].match.path` from a zod issue path. */
 export function formatPath(path: ReadonlyArray<string | number>): string {
@@ -33,15 +33,17 @@ function maxDepth(error: z.ZodError): number {
 export function parseConfigText<S extends z.ZodTypeAny>(text: string, schema: S, options: { env?: NodeJS.ProcessEnv; source?: string } = {}): z.infer<S> {
   const source = options.source ?? 'config';
   const issues: string[] = [];
-  const expanded = interpolate(text, options.env ?? process.env, (name, line) => {
+  const env = new EnvInterpolation(text, options.env ?? process.env);
+  const doc = parseDocument(env.text, { prettyErrors: true, uniqueKeys: true });
+  for (const err of doc.errors) issues.push(`line ${err.linePos?.[0]?.line ?? '?'}: ${err.message.split('\n')[0]}`);
+  if (issues.length > 0) throw invalid(source, issues);
+  env.apply(doc, (name, line) => {
     issues.push(`line ${line}: environment variable ${name} is not set (use \${${name}:-default} for a default)`);
   });
-  const doc = parseDocument(expanded, { prettyErrors: true, uniqueKeys: true });
-  for (const err of doc.errors) issues.push(`line ${err.linePos?.[0]?.line ?? '?'}: ${err.message.split('\n')[0]}`);
   if (issues.length > 0) throw invalid(source, issues);
   const value = toJS(doc, source);
   const result = schema.safeParse(value);
-  if (!result.success) throw invalid(source, formatIssues(result.error));
+  if (!result.success) throw invalid(source, formatIssues(result.error).map((issue) => env.scrub(issue)));
   return result.data;
 }
 

@@ -7,12 +7,29 @@ import { flowShadowKeys, shadowConfigSchema } from './shadow.js';
 import { sidecarConfigShape } from './sidecar.js';
 
 
+/** What an admin token may do: `read` every GET route (status, flows, history, report, metrics), `flip` flows. */
+export const ADMIN_SCOPES = ['read', 'flip'] as const;
+export type AdminScope = (typeof ADMIN_SCOPES)[number];
+
+const adminToken = z.string().min(16, 'expected at least 16 characters');
+
+export const adminTokenSchema = z
+  .object({
+    token: adminToken,
+    scopes: z.array(z.enum(ADMIN_SCOPES)).min(1, 'expected at least one scope (read, flip)'),
+  })
+  .strict();
+
 export const adminSchema = z
   .object({
     listen: hostPort.default('127.0.0.1:15001'),
-    /** Bearer token for the admin API. Required unless `auth: false` on a loopback listener. */
-    token: z.string().min(16, 'expected at least 16 characters').optional(),
+    /** Bearer token with every scope. Required unless `tokens` are given or `auth: false` on a loopback listener. */
+    token: adminToken.optional(),
+    /** Bearer tokens with their own scopes: a scraper gets `[read]`, an operator `[read, flip]`. */
+    tokens: z.array(adminTokenSchema).default([]),
     auth: z.boolean().default(true),
+    /** Failed authentications one client address may make per minute; past it every request gets 429. */
+    maxAuthFailures: z.number().int().min(1).max(10_000).default(10),
   })
   .strict();
 
@@ -56,14 +73,24 @@ export const cutoverConfigSchema = z
         seenField.set(field, i);
       });
     }
+    // A key from a redacted header is published as an HMAC digest, which needs the encryption key; an
+    // unkeyed hash of a token or cookie can be checked against guesses, so no key means no such flow key.
+    if (!config.encryption) {
+      const redacted = new Set(config.redact.headers);
+      config.flows.forEach((flow, i) => {
+        const header = flow.key?.startsWith('header.') ? flow.key.slice('header.'.length).toLowerCase() : undefined;
+        if (header === undefined || !redacted.has(header)) return;
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['flows', i, 'key'], message: `${flow.key} is a credential header (in redact.headers): a partition key from it is published as a keyed digest, which needs encryption.keyEnv; configure encryption or key the flow on something else` });
+      });
+    }
     if (config.spool.segmentBytes > config.spool.maxBytes) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['spool', 'segmentBytes'], message: 'must not exceed spool.maxBytes' });
     }
     if (config.admin.listen === config.listen && !config.listen.endsWith(':0')) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'listen'], message: 'must differ from listen (the admin API has its own listener)' });
     }
-    if (config.admin.auth && !config.admin.token) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'token'], message: 'required (or set admin.auth: false on a loopback listen address)' });
+    if (config.admin.auth && !config.admin.token && config.admin.tokens.length === 0) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'token'], message: 'required, or admin.tokens (or set admin.auth: false on a loopback listen address)' });
     }
     if (!config.admin.auth && !/^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):/.test(config.admin.listen)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'auth'], message: 'auth may only be disabled on a loopback listen address' });

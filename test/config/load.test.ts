@@ -46,6 +46,51 @@ describe('config', () => {
     expect(issuesOf(valid)).toEqual(['line 5: environment variable CUTOVER_ADMIN_TOKEN is not set (use ${CUTOVER_ADMIN_TOKEN:-default} for a default)']);
   });
 
+  describe('${VAR} values are values, never YAML', () => {
+    const block = `
+agent: inventory
+upstream: http://127.0.0.1:8081
+admin:
+  listen: 127.0.0.1:15001
+  token: \${CUTOVER_ADMIN_TOKEN}
+`;
+    const parse = (text: string, env: NodeJS.ProcessEnv) => parseConfigText(text, cutoverConfigSchema, { env });
+
+    it('a value cannot turn admin authentication off in the flow-style admin line', () => {
+      const config = parse(valid, { CUTOVER_ADMIN_TOKEN: 'SuperSecretTokenAAAA, auth: false' });
+      expect(config.admin.auth).toBe(true);
+      expect(config.admin.token).toBe('SuperSecretTokenAAAA, auth: false');
+      const braces = parse(valid, { CUTOVER_ADMIN_TOKEN: 'SuperSecretTokenAAAA }\nadmin: { auth: false' });
+      expect(braces.admin).toMatchObject({ auth: true, token: 'SuperSecretTokenAAAA }\nadmin: { auth: false' });
+    });
+
+    it('a value with " #" is kept whole, in block and flow style and in quotes', () => {
+      const value = 'SuperSecretToken #not-a-comment';
+      expect(parse(block, { CUTOVER_ADMIN_TOKEN: value }).admin.token).toBe(value);
+      expect(parse(valid, { CUTOVER_ADMIN_TOKEN: value }).admin.token).toBe(value);
+      expect(parse(block.replace('\${CUTOVER_ADMIN_TOKEN}', '"Bearer \${CUTOVER_ADMIN_TOKEN}"'), { CUTOVER_ADMIN_TOKEN: 'long-enough"y #z' }).admin.token).toBe('Bearer long-enough"y #z');
+    });
+
+    it('never echoes a value in an error: it names the variable', () => {
+      const secret = 'SuperSecretTokenAAAA, tail-of-the-secret';
+      const issues = issuesOf(valid.replace('listen: 127.0.0.1:15001', 'listen: \${ADMIN_LISTEN}'), { CUTOVER_ADMIN_TOKEN: secret, ADMIN_LISTEN: 'SuperSecretListen, tail' });
+      expect(issues.join('\n')).not.toMatch(/SuperSecret|tail/);
+      const sizes = issuesOf(`${valid}capture: { maxBodyBytes: \${MAX_BODY} }\n`, { CUTOVER_ADMIN_TOKEN: secret, MAX_BODY: 'hunter2-secret-size' });
+      expect(sizes).toEqual([expect.stringContaining('${MAX_BODY}')]);
+      expect(sizes.join('\n')).not.toMatch(/hunter2|SuperSecret|tail/);
+    });
+
+    it('a whole unquoted reference takes the core YAML type, never a collection; defaults and $${ still work', () => {
+      const text = `${valid}publisher: { queueSize: \${Q}, requireBus: \${R:-false} }\nspool: { maxBytes: "\${S:-64MiB}" }\nlog: { level: info } # \${IN_A_COMMENT}\n`;
+      const config = parse(text, { CUTOVER_ADMIN_TOKEN: 'a-long-enough-token', Q: '64' });
+      expect(config.publisher).toMatchObject({ queueSize: 64, requireBus: false });
+      expect(config.spool.maxBytes).toBe(67_108_864);
+      expect(issuesOf(`${valid}publisher: { queueSize: \${Q} }\n`, { CUTOVER_ADMIN_TOKEN: 'a-long-enough-token', Q: '[1, 2]' })).toEqual(['publisher.queueSize: Expected number, received string']);
+      const escaped = parseConfigText('x: "$${NOT_A_VAR}"\n', z.object({ x: z.string() }), { env: {} });
+      expect(escaped.x).toBe('${NOT_A_VAR}');
+    });
+  });
+
   it('names the path of every error at once', () => {
     const text = `
 agent: Inventory
@@ -75,7 +120,7 @@ flows:
   it('checks cross-field rules: duplicate flow names and admin auth', () => {
     const dup = `agent: a\nadmin: { auth: false }\nflows:\n  - { name: x, match: { method: GET, path: /a }, topic: events.a.b }\n  - { name: x, match: { method: GET, path: /b }, topic: events.a.c }\n`;
     expect(issuesOf(dup)).toEqual(['flows[1].name: duplicate flow name (also flows[0])']);
-    expect(issuesOf('agent: a\n')).toEqual(['admin.token: required (or set admin.auth: false on a loopback listen address)']);
+    expect(issuesOf('agent: a\n')).toEqual(['admin.token: required, or admin.tokens (or set admin.auth: false on a loopback listen address)']);
     expect(issuesOf('agent: a\nadmin: { auth: false, listen: 0.0.0.0:1 }\n')).toEqual(['admin.auth: auth may only be disabled on a loopback listen address']);
   });
 

@@ -1,4 +1,4 @@
-import { createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { createDecipheriv, hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { FieldCipher } from '../../proxy/crypto.js';
@@ -29,16 +29,21 @@ describe('docs/security.md', () => {
     const key = randomBytes(32);
     const cipher = new FieldCipher(key, 'pii-test', ['/card/number']);
     const doc = { card: { number: '4111 1111 1111 1111', cvc: 123 } };
-    cipher.encryptFields(doc);
+    cipher.encryptFields(doc, { eventId: 'evt-1', part: 'request' });
     const value = doc.card.number as unknown as { $enc: string; kid: string };
     expect(value.kid).toBe('pii-test');
-    // The recipe of the page: base64-decode, 12 bytes IV, 16 bytes tag, AES-256-GCM, JSON.
+    // The recipe of the page: the subkey by HKDF, base64-decode, 12 bytes IV, 16 bytes tag, the additional
+    // data, AES-256-GCM, JSON.
+    const subkey = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'cutover field-encryption v1', 32));
     const raw = Buffer.from(value.$enc, 'base64');
-    const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+    const decipher = createDecipheriv('aes-256-gcm', subkey, raw.subarray(0, 12));
+    decipher.setAAD(Buffer.from('cutover-field-v1\0evt-1\0request\0/card/number'));
     decipher.setAuthTag(raw.subarray(12, 28));
     const plain = Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
     expect(JSON.parse(plain)).toBe('4111 1111 1111 1111');
     expect(text).toContain('split off the first 12 bytes (IV)\nand the next 16 (GCM tag)');
+    expect(text).toContain('`hkdfSync(\'sha256\', key, \'\', \'cutover field-encryption v1\', 32)`');
+    expect(text).toContain('`cutover-field-v1`, the event id, `request` or `response`, and the JSON pointer');
   });
 });
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,10 +6,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
+import { parseSidecarConfig, startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import type { SidecarConfigInput } from '../../src/config/schema.js';
 import { bodyBytes, type EncodedBody } from '../../src/events/body.js';
-import { CallHeaders } from '../../src/events/wire.js';
+import { CallHeaders, OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
+import { FieldCipher } from '../../proxy/crypto.js';
+
 import { createRegistry } from '../../src/metrics.js';
 import { buildCurl } from '../../reports/curl.js';
 import { callSampleOf } from '../../shadow/observations.js';
@@ -111,5 +113,43 @@ describe('call events: what reaches the bus', () => {
     expect(line).toBeDefined();
     expect(line).toContain('sku=A');
     for (const secret of SECRETS) expect(line).not.toContain(secret);
+  });
+});
+
+describe('call events with encrypted fields: fail closed', () => {
+  const key = randomBytes(32);
+  const encryption = { keyEnv: 'TEST_PII_KEY', keyId: 'pii-1', fields: ['/email'] };
+  const env = { TEST_PII_KEY: key.toString('hex') };
+
+  async function encrypting() {
+    const bus = new MemoryBus();
+    const registry = createRegistry();
+    const sc = await startSidecar(
+      { agent: 'names', listen: '127.0.0.1:0', upstream: upstreamUrl, admin: { listen: '127.0.0.1:0', auth: false }, dataDir: path.join(dataDir, randomUUID()), encryption, flows: [{ name: 'names.create', match: { method: 'POST', path: '/names' }, topic: TOPIC, mode: 'shadow' }] },
+      { bus, registry, env },
+    );
+    cleanups.push(() => sc.close());
+    return { sc, bus, registry };
+  }
+
+  it('publishes no body it cannot encrypt (malformed JSON), marks and counts it; a BOM-prefixed and a differently cased field are encrypted', async () => {
+    const { sc, bus, registry } = await encrypting();
+    expect(await post(sc.data.url, '/names', Buffer.from('{"email": "alice@example.com",'))).toBe(201);
+    expect(await post(sc.data.url, '/names', Buffer.from('\uFEFF{"EMAIL": "bob@example.com"}'))).toBe(201);
+    await waitFor(() => bus.messages(TOPIC).length === 2 && bus.messages(OBSERVATIONS_TOPIC).length === 2);
+    expect(JSON.stringify(bus.all())).not.toMatch(/alice@example\.com|bob@example\.com/);
+    const [malformed, bom] = bus.messages(TOPIC).map((d) => d.event);
+    expect(malformed!.data).toMatchObject({ bodySkipped: 'unencryptable' });
+    expect((malformed!.data as { body?: unknown }).body).toBeUndefined();
+    const cipher = new FieldCipher(key, 'pii-1', ['/email']);
+    expect(cipher.decryptValue((bom!.data as { body: { EMAIL: never } }).body.EMAIL, { eventId: bom!.id, part: 'request' }, '/EMAIL')).toBe('bob@example.com');
+    expect(await registry.metrics()).toMatch(/cutover_sidecar_capture_skipped_total\{flow="names.create",reason="unencryptable"\} 1/);
+    expect(sc.flows.get('names.create')!.counters.skipped).toMatchObject({ unencryptable: 1 });
+  });
+
+  it('a partition key from a credential header without an encryption key is refused at config validation', () => {
+    const config = { agent: 'names', upstream: upstreamUrl, admin: { auth: false }, flows: [{ name: 'names.create', match: { method: 'POST', path: '/names' }, topic: TOPIC, key: 'header.Authorization', mode: 'shadow' }] };
+    expect(() => parseSidecarConfig(config)).toThrow(/flows\[0\]\.key: header\.Authorization is a credential header/);
+    expect(() => parseSidecarConfig({ ...config, encryption })).not.toThrow();
   });
 });

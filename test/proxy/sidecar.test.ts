@@ -227,7 +227,7 @@ describe('sidecar (in process, memory bus)', () => {
     expect(call.event.cutoverkid).toBe('pii-1');
     expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.cutoverkid).toBe('pii-1');
     const cipher = new FieldCipher(key, 'pii-1', ['/customerId']);
-    expect(cipher.decryptValue((call.event.data as { body: { customerId: never } }).body.customerId)).toBe('alice@example.com');
+    expect(cipher.decryptValue((call.event.data as { body: { customerId: never } }).body.customerId, { eventId: call.event.id, part: 'request' }, '/customerId')).toBe('alice@example.com');
     expect(call.key).toBe(cipher.digest('alice@example.com'));
   });
 

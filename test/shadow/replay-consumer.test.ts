@@ -8,7 +8,8 @@ import { MemoryDedupeStore } from '../../src/handling/dedupe/memory.js';
 import { ReplayConsumer, shadowGroup } from '../../shadow/replay-consumer.js';
 import { CallHeaders, ObservationTypes, type BusReplyData } from '../../src/events/wire.js';
 import { flowShadowSchema } from '../../src/config/shadow.js';
-import { rebuildRequest } from '../../src/http/replay.js';
+import { checkReplyTo, isReplyChannel, rebuildRequest, replayPolicy, shadowReplyTopics } from '../../src/http/replay.js';
+import { Registry } from 'prom-client';
 import { waitFor } from '../helpers/wait-for.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
 
@@ -48,7 +49,7 @@ function callEvent(id: string = randomUUID(), extra: { headers?: Record<string, 
       source: '/agents/inventory',
       type: extra.flow ?? FLOW.name,
       correlationid: id,
-      replyto: 'test.replies',
+      replyto: 'cutover.replies.test.r1',
       cutoverflow: extra.flow ?? FLOW.name,
       cutovermode: 'shadow',
       schemaversion: '1',
@@ -109,7 +110,7 @@ describe('ReplayConsumer (memory bus, real HTTP target)', () => {
     });
     await consumer.start();
     cleanups.push(() => consumer.close());
-    const replies = () => bus.messages('test.replies');
+    const replies = () => bus.messages('cutover.replies.test.r1');
     return { t, bus, consumer, replies };
   }
 
@@ -145,10 +146,10 @@ describe('ReplayConsumer (memory bus, real HTTP target)', () => {
     await consumer.start();
     cleanups.push(() => consumer.close());
     await bus.publish(FLOW.topic, [callEvent()]);
-    await waitFor(() => bus.messages('test.replies').length === 1, { what: 'the first reply' });
+    await waitFor(() => bus.messages('cutover.replies.test.r1').length === 1, { what: 'the first reply' });
     await bus.publish(FLOW.topic, [callEvent()]);
-    await waitFor(() => bus.messages('test.replies').length === 2, { what: 'the second reply' });
-    const data = bus.messages('test.replies').map((m) => m.event.data as BusReplyData);
+    await waitFor(() => bus.messages('cutover.replies.test.r1').length === 2, { what: 'the second reply' });
+    const data = bus.messages('cutover.replies.test.r1').map((m) => m.event.data as BusReplyData);
     expect(data.map((d) => d.version)).toEqual(['1.4.2', 'configured-1']);
     expect(data[0]!.headers!['x-agent-version']).toBeUndefined();
   });
@@ -208,5 +209,113 @@ describe('ReplayConsumer (memory bus, real HTTP target)', () => {
     await bus.publish(FLOW.topic, [callEvent(randomUUID(), { flow: 'inventory.other' })]);
     await waitFor(() => consumer.stats().skipped === 1);
     expect(t.seen).toHaveLength(0);
+  });
+});
+
+/** A command forged by someone who can write to the bus: another route, someone's credentials, their own inbox. */
+function forged(id: string = randomUUID(), over: { method?: string; target?: string; headers?: Record<string, string>; replyto?: string } = {}): BusMessage {
+  const m = callEvent(id);
+  m.event.replyto = over.replyto ?? 'attacker.inbox';
+  m.event.cutovermode = 'bus';
+  m.headers = {
+    [CallHeaders.method]: over.method ?? 'DELETE',
+    [CallHeaders.target]: over.target ?? '/admin/users/all',
+    [CallHeaders.headers]: JSON.stringify(over.headers ?? { authorization: 'Bearer stolen', cookie: 'session=victim' }),
+  };
+  return m;
+}
+
+describe('replay policy: what a command may make the target do', () => {
+  const delivery = (m: BusMessage): Delivery => ({ topic: FLOW.topic, key: m.key, event: m.event, headers: m.headers ?? {}, position: '1', publishedAt: 0, attempt: 1 });
+  const code = (fn: () => unknown): { code?: string; reason?: unknown } => {
+    try {
+      fn();
+      return {};
+    } catch (err) {
+      const e = err as { code?: string; details?: { reason?: unknown } };
+      return { code: e.code, reason: e.details?.reason };
+    }
+  };
+  const ok = { [CallHeaders.method]: 'POST', [CallHeaders.target]: '/reservations' };
+
+  it('refuses another method, another path, dot segments and credential headers, with their reasons', () => {
+    expect(code(() => rebuildRequest(delivery(forged()), FLOW))).toEqual({ code: 'CUTOVER_AUTH_REPLAY_REFUSED', reason: 'method' });
+    const at = (target: string) => code(() => rebuildRequest(delivery({ ...callEvent(), headers: { ...ok, [CallHeaders.target]: target } }), FLOW));
+    expect(at('/admin/users/all')).toEqual({ code: 'CUTOVER_AUTH_REPLAY_REFUSED', reason: 'path' });
+    expect(at('/reservations/../admin')).toEqual({ code: 'CUTOVER_AUTH_REPLAY_REFUSED', reason: 'path' });
+    const stock = { match: { method: 'GET', path: '/stock/:sku' } };
+    const get = (target: string) => code(() => rebuildRequest(delivery({ ...callEvent(), headers: { [CallHeaders.method]: 'GET', [CallHeaders.target]: target } }), stock));
+    expect(get('/stock/%2e%2e')).toEqual({ code: 'CUTOVER_AUTH_REPLAY_REFUSED', reason: 'path' });
+    expect(get('/stock/a%2Fb')).toEqual({ code: 'CUTOVER_AUTH_REPLAY_REFUSED', reason: 'path' });
+    expect(get('/stock/sku-1?x=1')).toEqual({});
+    for (const header of ['authorization', 'Cookie', 'proxy-authorization', 'x-api-key', 'api-key', 'x-auth-token']) {
+      const withCredential = { ...callEvent(), headers: { ...ok, [CallHeaders.headers]: JSON.stringify({ [header]: 'secret-value' }) } };
+      const refused = code(() => rebuildRequest(delivery(withCredential), FLOW));
+      expect(refused, header).toEqual({ code: 'CUTOVER_AUTH_REPLAY_REFUSED', reason: 'credential_header' });
+    }
+  });
+
+  it('drops headers outside the allow-list and never quotes a credential in its message', () => {
+    const m = { ...callEvent(), headers: { ...ok, [CallHeaders.headers]: JSON.stringify({ 'x-request-id': 'r', 'x-forwarded-for': '10.0.0.1', 'x-admin': 'yes' }) } };
+    expect(rebuildRequest(delivery(m), FLOW).headers).toEqual({ 'x-request-id': 'r', 'content-type': 'application/json' });
+    const custom = replayPolicy(FLOW, { headers: ['x-admin'], denied: ['x-internal'] });
+    expect(rebuildRequest(delivery(m), FLOW, custom).headers).toEqual({ 'x-admin': 'yes', 'content-type': 'application/json' });
+    const internal = { ...callEvent(), headers: { ...ok, [CallHeaders.headers]: JSON.stringify({ 'x-internal': 'very-secret-value' }) } };
+    expect(() => rebuildRequest(delivery(internal), FLOW, custom)).toThrow(expect.objectContaining({ message: expect.not.stringContaining('very-secret-value') }));
+    // A credential-looking name the operator allow-listed passes; a denied one never does, allow-listed or not.
+    const session = { ...callEvent(), headers: { ...ok, [CallHeaders.headers]: JSON.stringify({ 'x-session-id': 's1' }) } };
+    expect(() => rebuildRequest(delivery(session), FLOW)).toThrow(expect.objectContaining({ code: 'CUTOVER_AUTH_REPLAY_REFUSED' }));
+    expect(rebuildRequest(delivery(session), FLOW, replayPolicy(FLOW, { headers: ['x-session-id'] })).headers['x-session-id']).toBe('s1');
+    const cookie = { ...callEvent(), headers: { ...ok, [CallHeaders.headers]: JSON.stringify({ cookie: 'a=1' }) } };
+    expect(() => rebuildRequest(delivery(cookie), FLOW, replayPolicy(FLOW, { headers: ['*', 'cookie'] }))).toThrow(expect.objectContaining({ code: 'CUTOVER_AUTH_REPLAY_REFUSED' }));
+  });
+
+  it('accepts as replyto only the observations topic and sidecars\' reply channels', () => {
+    const policy = replayPolicy(FLOW);
+    for (const topic of ['cutover.observations', 'cutover.replies.checkout.a1b2c3']) expect(code(() => checkReplyTo({ ...callEvent().event, replyto: topic }, policy))).toEqual({});
+    for (const topic of ['attacker.inbox', 'cutover.parity', 'cutover.control', 'cutover.replies.x', 'commands.agent.payments.refund']) {
+      expect(code(() => checkReplyTo({ ...callEvent().event, replyto: topic }, policy)), topic).toEqual({ code: 'CUTOVER_AUTH_REPLYTO_REFUSED', reason: 'replyto' });
+    }
+    expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations' }, replayPolicy(FLOW, { replyTo: isReplyChannel })))).toMatchObject({ reason: 'replyto' });
+    const staging = replayPolicy(FLOW, { replyTo: shadowReplyTopics('cutover.observations-staging') });
+    expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations-staging' }, staging))).toEqual({});
+    expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations' }, staging))).toMatchObject({ reason: 'replyto' });
+  });
+
+  it('a forged DELETE /admin/users/all with stolen credentials never reaches the target, is dead-lettered with its reason and counted', async () => {
+    const t = await target(() => ({ status: 200, body: '{"deleted":"everyone"}' }));
+    const bus = new MemoryBus();
+    const registry = new Registry();
+    const consumer = new ReplayConsumer({ bus, dedupe: new MemoryDedupeStore(), registry, flow: { ...FLOW, shadow: { ...flowShadowSchema.parse({ target: t.url }), target: t.url } } });
+    await consumer.start();
+    try {
+      // To a legitimate reply channel, to the forger's inbox, and a legitimate request answered to the forger.
+      await bus.publish(FLOW.topic, [forged('f-1', { replyto: 'cutover.replies.checkout.a1' }), forged('f-2'), forged('f-3', { method: 'POST', target: '/reservations', headers: {} })]);
+      await waitFor(() => bus.messages(`${FLOW.topic}.dlq`).length === 3, { what: 'three dead letters' });
+      expect(t.seen).toHaveLength(0);
+      expect(bus.messages('attacker.inbox')).toHaveLength(0);
+      expect(bus.messages('cutover.replies.checkout.a1')).toHaveLength(0);
+      const dead = new Map(bus.messages(`${FLOW.topic}.dlq`).map((m) => [m.event.id, m.headers[DlqHeaders.errorCode]]));
+      expect(Object.fromEntries(dead)).toEqual({ 'f-1': 'CUTOVER_AUTH_REPLAY_REFUSED', 'f-2': 'CUTOVER_AUTH_REPLYTO_REFUSED', 'f-3': 'CUTOVER_AUTH_REPLYTO_REFUSED' });
+      expect(bus.messages(`${FLOW.topic}.dlq`).every((m) => m.headers[DlqHeaders.attempts] === '1')).toBe(true);
+      expect(consumer.stats()).toMatchObject({ refused: 3, delivered: 0 });
+      const metric = await registry.getSingleMetric('cutover_replay_refused_total')!.get();
+      expect(Object.fromEntries(metric.values.map((v) => [v.labels.reason, v.value]))).toEqual({ method: 1, replyto: 2 });
+      // The legitimate command still goes through.
+      await bus.publish(FLOW.topic, [callEvent('good')]);
+      await waitFor(() => bus.messages('cutover.replies.test.r1').length === 1, { what: 'the legitimate reply' });
+      expect(t.seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /reservations?dryRun=1']);
+    } finally {
+      await consumer.close();
+      await t.close();
+    }
+  });
+});
+
+describe('replay of a withheld body', () => {
+  it('refuses an event whose body the sidecar could not encrypt, rather than replaying it without', () => {
+    const m = callEvent('w', { data: { bodySkipped: 'unencryptable', params: {}, query: {} } });
+    const d: Delivery = { topic: FLOW.topic, key: m.key, event: m.event, headers: m.headers ?? {}, position: '1', publishedAt: 0, attempt: 1 };
+    expect(() => rebuildRequest(d, FLOW)).toThrow(expect.objectContaining({ code: 'CUTOVER_EVENT_INVALID', message: expect.stringContaining('unencryptable') }));
   });
 });
