@@ -117,7 +117,9 @@ export class DirectObserver {
   /** A direct observation of `ex`'s call (configured fields of `data` encrypted in place). */
   private observation(ex: Exchange, data: ObservationData): BusMessage {
     const entry = ex.entry!;
-    const kid = encryptBody(this.opts.cipher, data);
+    // Bound to the call's event id (the correlation id): the comparator knows it on both sides.
+    const kid = encryptBody(this.opts.cipher, data, { eventId: ex.id!, part: 'response' });
+    if (data.bodySkipped === 'unencryptable') this.skip(ex, 'unencryptable');
     return buildObservationMessage({
       agent: this.opts.agent,
       flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: 'shadow' },

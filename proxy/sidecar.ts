@@ -170,6 +170,9 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
               flows: config.flows,
               target: deliverConfig.target ?? config.upstream!,
               dataDir: config.dataDir,
+              capture: config.capture,
+              redact: config.redact,
+              registry,
               logger: logger.child({ component: 'deliver' }),
             }),
           logger,
@@ -247,6 +250,8 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     });
     const admin = createAdminServer({
       token: config.admin.token,
+      tokens: config.admin.tokens,
+      maxAuthFailures: config.admin.maxAuthFailures,
       auth: config.admin.auth,
       agent: config.agent,
       flows,

@@ -106,6 +106,8 @@ for (const target of targets) {
       await comparator.start();
       cleanups.push(() => comparator.close());
 
+      // The canary's bus share needs this replica's reply channel (a group join on Kafka).
+      await waitFor(() => sidecar.replies.ready, { timeoutMs: 30_000, what: 'the reply channel consuming' });
       await appendFlip(bus, { flow: flowName, from: 'shadow', to: 'canary:20', reason: 'test', who: 'test', at: new Date().toISOString(), forced: true, report: null });
       await waitFor(() => sidecar.flows.get(flowName)?.mode === 'canary:20', { timeoutMs: 20_000, what: 'the canary applied' });
 
