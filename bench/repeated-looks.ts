@@ -12,6 +12,7 @@
  * BENCH_THRESHOLD (0.99), BENCH_PARITY (0.9899).
  */
 import { anytimeLowerBound, wilson } from '../reports/stats.js';
+import { seededRandom } from './lib/random.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 2000);
 const SEED = Number(process.env.BENCH_SEED ?? 1);
@@ -21,17 +22,6 @@ const MIN_SAMPLES = Number(process.env.BENCH_MIN_SAMPLES ?? 500);
 const THRESHOLD = Number(process.env.BENCH_THRESHOLD ?? 0.99);
 const PARITY = Number(process.env.BENCH_PARITY ?? 0.9899);
 
-/** mulberry32: small, seeded, good enough for coin flips. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Outcome {
   /** Runs judged READY at some look. */
@@ -41,7 +31,7 @@ interface Outcome {
 }
 
 function simulate(parity: number, seed: number): { wilson: Outcome; anytime: Outcome } {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const out = { wilson: { ready: 0, firstReadyAt: [] as number[] }, anytime: { ready: 0, firstReadyAt: [] as number[] } };
   for (let run = 0; run < RUNS; run++) {
     let matches = 0;

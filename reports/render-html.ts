@@ -1,6 +1,6 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
 import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines, lastFlipText } from './format.js';
-import type { FlowReport, Percentiles, Report, Timeline, VerdictStatus } from './types.js';
+import type { FlowReport, LastFlip, Percentiles, Report, Timeline, VerdictStatus } from './types.js';
 
 /**
  * One self-contained HTML file: inline CSS, inline SVG charts, no scripts, fonts or images. A
@@ -8,13 +8,8 @@ import type { FlowReport, Percentiles, Report, Timeline, VerdictStatus } from '.
  * values and requests in the report come from the wire.
  */
 /** One flip of a flow as the HTML report lists it (src/flips keeps the full record on `cutover.control`). */
-export interface HtmlFlip {
-  at: string;
-  from: string;
-  to: string;
-  who: string;
-  reason: string | null;
-  forced: boolean;
+export interface HtmlFlip extends Omit<LastFlip, 'automatic'> {
+  automatic?: boolean;
   /** Verdict the flip relied on, when it was gated. */
   verdict?: string | null;
 }

@@ -1,41 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/wait-for.js';
 import { startRedis } from './helpers/brokers.js';
 import { printRow, readRedis, tally, upstreamIds, type Tally } from './helpers/count.js';
 import { COMMIT_INTERVAL_MS, crashLossBound } from './helpers/crash-bound.js';
 import { newFlow, startSidecarProcess, writeSidecarConfig, type SidecarProcess } from './helpers/sidecar.js';
-import { startCountingUpstream, Traffic, type CountingUpstream } from './helpers/traffic.js';
+import { Traffic } from './helpers/traffic.js';
+import { faultSuite } from './helpers/suite.js';
 
-let dir: string;
-let upstream: CountingUpstream;
-const cleanups: Array<() => Promise<unknown>> = [];
-const defer = (fn: () => Promise<unknown>): void => void cleanups.push(fn);
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'cutover-faults-crash-'));
-  upstream = await startCountingUpstream();
-});
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
-});
-afterAll(async () => {
-  await upstream?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const suite = faultSuite('crash');
+const { defer } = suite;
 
 /** A sidecar config on `redisUrl` with its own flow, data dir and key prefix; the same file serves the restart. */
 async function crashSetup(redisUrl: string): Promise<{ config: string; prefix: string; busPrefix: string; start(): Promise<SidecarProcess> }> {
   const prefix = `c${randomUUID().slice(0, 8)}`;
   const busPrefix = `${prefix}:`;
-  const config = await writeSidecarConfig(path.join(dir, `${prefix}.yaml`), {
+  const config = await writeSidecarConfig(path.join(suite.dir, `${prefix}.yaml`), {
     bus: `{ kind: redis, url: "${redisUrl}", prefix: "${busPrefix}" }`,
-    upstream: upstream.url,
-    dataDir: path.join(dir, prefix),
+    upstream: suite.upstream.url,
+    dataDir: path.join(suite.dir, prefix),
     flow: newFlow(),
     extra: ['publisher: { backoff: 100ms, maxBackoff: 1s }'],
   });
@@ -64,7 +49,7 @@ async function waitForEvents(read: () => Promise<Parameters<typeof tally>[1]>, e
   return t;
 }
 
-describe('sidecar SIGKILLed, then restarted on the same data dir', () => {
+describe('sidecar SIGKILLed, then restarted on the same data suite.dir', () => {
   it('with the bus paused and events in flight: loses at most the events of the last 100 ms', async () => {
     const redis = await startRedis();
     defer(() => redis.close());
@@ -91,7 +76,7 @@ describe('sidecar SIGKILLed, then restarted on the same data dir', () => {
     const t = await waitForEvents(() => readRedis(redis.url, s.busPrefix), acknowledged, s.prefix, bound);
     const failedBeforeKill = results.filter((r) => r.status !== 200 && r.doneAt < killAt).length;
     printRow(`sidecar SIGKILL, bus paused (bound ${bound} = ${COMMIT_INTERVAL_MS} ms)`, {
-      calls: upstreamIds(upstream.seen, s.prefix).length,
+      calls: upstreamIds(suite.upstream.seen, s.prefix).length,
       failed: failedBeforeKill,
       lost: t.lost,
       duplicated: t.duplicated,
@@ -121,7 +106,7 @@ describe('sidecar SIGKILLed, then restarted on the same data dir', () => {
     await redis.restart();
     const restarted = await s.start();
     const t = await waitForEvents(() => readRedis(redis.url, s.busPrefix), answered, s.prefix);
-    printRow('sidecar SIGKILL, bus down throughout', { calls: upstreamIds(upstream.seen, s.prefix).length, failed: results.length - answered.length, lost: t.lost, duplicated: t.duplicated });
+    printRow('sidecar SIGKILL, bus down throughout', { calls: upstreamIds(suite.upstream.seen, s.prefix).length, failed: results.length - answered.length, lost: t.lost, duplicated: t.duplicated });
     expect(answered).toHaveLength(150);
     expect(t.missing, `restarted sidecar stderr: ${restarted.output().stderr.slice(-1000)}`).toEqual([]);
     expect(t.lost).toBe(0);

@@ -1,15 +1,14 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { settled } from '../helpers/wait-for.js';
 import { printRow, upstreamIds } from './helpers/count.js';
 import { cliArgs, newFlow, startSidecarProcess, writeSidecarConfig } from './helpers/sidecar.js';
-import { startCountingUpstream, Traffic, type CountingUpstream } from './helpers/traffic.js';
+import { Traffic } from './helpers/traffic.js';
+import { faultSuite } from './helpers/suite.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 /** How long the sockets to the silent broker are watched. */
@@ -55,22 +54,8 @@ async function silentBroker(): Promise<SilentBroker> {
   };
 }
 
-let dir: string;
-let upstream: CountingUpstream;
-const cleanups: Array<() => Promise<unknown>> = [];
-const defer = (fn: () => Promise<unknown>): void => void cleanups.push(fn);
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'cutover-faults-silent-'));
-  upstream = await startCountingUpstream();
-});
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
-});
-afterAll(async () => {
-  await upstream?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const suite = faultSuite('silent');
+const { defer } = suite;
 
 describe('a Kafka broker that accepts connections and never answers', () => {
   it('the sidecar still serves direct calls, `status` exits with a bus error, sockets to the broker stay bounded', async () => {
@@ -81,16 +66,16 @@ describe('a Kafka broker that accepts connections and never answers', () => {
     defer(() => forStatus.close());
     const prefix = `c${randomUUID().slice(0, 8)}`;
     const flow = newFlow();
-    const sidecarConfig = await writeSidecarConfig(path.join(dir, `${prefix}-sidecar.yaml`), {
+    const sidecarConfig = await writeSidecarConfig(path.join(suite.dir, `${prefix}-sidecar.yaml`), {
       bus: `{ kind: kafka, brokers: ["127.0.0.1:${forSidecar.port}"] }`,
-      upstream: upstream.url,
-      dataDir: path.join(dir, prefix),
+      upstream: suite.upstream.url,
+      dataDir: path.join(suite.dir, prefix),
       flow,
     });
-    const statusConfig = await writeSidecarConfig(path.join(dir, `${prefix}-status.yaml`), {
+    const statusConfig = await writeSidecarConfig(path.join(suite.dir, `${prefix}-status.yaml`), {
       bus: `{ kind: kafka, brokers: ["127.0.0.1:${forStatus.port}"] }`,
-      upstream: upstream.url,
-      dataDir: path.join(dir, `${prefix}-status`),
+      upstream: suite.upstream.url,
+      dataDir: path.join(suite.dir, `${prefix}-status`),
       flow,
     });
 
@@ -119,7 +104,7 @@ describe('a Kafka broker that accepts connections and never answers', () => {
     const peak = Math.max(...samples.map((s) => s.sidecar));
     const statusPeak = Math.max(...samples.map((s) => s.status));
     printRow(`silent kafka (sockets peak ${peak}, accepted ${forSidecar.accepted()}; status exit ${code}, sockets peak ${statusPeak})`, {
-      calls: upstreamIds(upstream.seen, prefix).length,
+      calls: upstreamIds(suite.upstream.seen, prefix).length,
       failed: results.filter((r) => r.status !== 200).length,
       // Nothing reaches a broker that never answers: events are spooled, not counted here.
       lost: '-',

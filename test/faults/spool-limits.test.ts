@@ -1,32 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/wait-for.js';
 import { startRedis } from './helpers/brokers.js';
 import { printRow, readRedis, tally, upstreamIds } from './helpers/count.js';
 import { canMount, mountTmpfs } from './helpers/disk.js';
 import { newFlow, startSidecarProcess, writeSidecarConfig, type SidecarProcess } from './helpers/sidecar.js';
-import { startCountingUpstream, Traffic, type CountingUpstream } from './helpers/traffic.js';
+import { Traffic } from './helpers/traffic.js';
+import { faultSuite } from './helpers/suite.js';
 
-let dir: string;
-let upstream: CountingUpstream;
-const cleanups: Array<() => Promise<unknown>> = [];
-const defer = (fn: () => Promise<unknown>): void => void cleanups.push(fn);
 const ci = Boolean(process.env.CI) && process.env.CI !== 'false';
 
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'cutover-faults-spool-'));
-  upstream = await startCountingUpstream();
-});
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
-});
-afterAll(async () => {
-  await upstream?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const suite = faultSuite('spool');
+const { defer } = suite;
 
 /** Asks /healthz every 100 ms until stopped; counts answers that were not a 200 within 5 s. */
 function probeHealth(sidecar: SidecarProcess): { stop(): Promise<{ probes: number; bad: number }> } {
@@ -61,12 +47,12 @@ describe.skipIf(!canMount() && !ci)('sidecar whose spool cannot take more (needs
     defer(() => redis.close());
     await redis.kill();
     const prefix = `c${randomUUID().slice(0, 8)}`;
-    const disk = mountTmpfs(path.join(dir, `${prefix}-disk`), 'size=128k');
+    const disk = mountTmpfs(path.join(suite.dir, `${prefix}-disk`), 'size=128k');
     defer(async () => disk.unmount());
-    const config = await writeSidecarConfig(path.join(dir, `${prefix}.yaml`), {
+    const config = await writeSidecarConfig(path.join(suite.dir, `${prefix}.yaml`), {
       bus: `{ kind: redis, url: "${redis.url}", prefix: "${prefix}:" }`,
-      upstream: upstream.url,
-      dataDir: path.join(dir, prefix),
+      upstream: suite.upstream.url,
+      dataDir: path.join(suite.dir, prefix),
       flow: newFlow(),
       extra: [`spool: { dir: ${path.join(disk.dir, 'spool')} }`, 'publisher: { backoff: 100ms, maxBackoff: 1s }'],
     });
@@ -100,7 +86,7 @@ describe.skipIf(!canMount() && !ci)('sidecar whose spool cannot take more (needs
     // Probed through the recovery too: draining a spool that overflowed must not stall the admin API.
     const { probes, bad } = await health.stop();
     const droppedEvents = await dropped(sidecar).catch(() => NaN);
-    printRow(`spool disk full (dropped ${droppedEvents})`, { calls: upstreamIds(upstream.seen, prefix).length, failed: results.length - answered.length, lost: Math.max(unaccounted, 0), duplicated });
+    printRow(`spool disk full (dropped ${droppedEvents})`, { calls: upstreamIds(suite.upstream.seen, prefix).length, failed: results.length - answered.length, lost: Math.max(unaccounted, 0), duplicated });
 
     expect(answered).toHaveLength(300);
     expect(bad, `${bad} of ${probes} /healthz probes failed; sidecar stderr: ${sidecar.output().stderr.slice(-1500)}`).toBe(0);
@@ -113,13 +99,13 @@ describe.skipIf(!canMount() && !ci)('sidecar whose spool cannot take more (needs
     defer(() => redis.close());
     await redis.kill();
     const prefix = `c${randomUUID().slice(0, 8)}`;
-    const disk = mountTmpfs(path.join(dir, `${prefix}-disk`), 'size=4m');
+    const disk = mountTmpfs(path.join(suite.dir, `${prefix}-disk`), 'size=4m');
     defer(async () => disk.unmount());
     const spoolDir = path.join(disk.dir, 'spool');
-    const config = await writeSidecarConfig(path.join(dir, `${prefix}.yaml`), {
+    const config = await writeSidecarConfig(path.join(suite.dir, `${prefix}.yaml`), {
       bus: `{ kind: redis, url: "${redis.url}", prefix: "${prefix}:" }`,
-      upstream: upstream.url,
-      dataDir: path.join(dir, prefix),
+      upstream: suite.upstream.url,
+      dataDir: path.join(suite.dir, prefix),
       flow: newFlow(),
       // Small segments: the spool soon needs a new file, which a read-only directory refuses.
       extra: [`spool: { dir: ${spoolDir}, segmentBytes: 4KiB }`, 'publisher: { backoff: 100ms, maxBackoff: 1s }'],
@@ -157,7 +143,7 @@ describe.skipIf(!canMount() && !ci)('sidecar whose spool cannot take more (needs
     // Probed through the recovery too: draining a spool that overflowed must not stall the admin API.
     const { probes, bad } = await health.stop();
     const droppedEvents = await dropped(sidecar).catch(() => NaN);
-    printRow(`spool read-only (dropped ${droppedEvents})`, { calls: upstreamIds(upstream.seen, prefix).length, failed: results.length - answered.length, lost: Math.max(unaccounted, 0), duplicated });
+    printRow(`spool read-only (dropped ${droppedEvents})`, { calls: upstreamIds(suite.upstream.seen, prefix).length, failed: results.length - answered.length, lost: Math.max(unaccounted, 0), duplicated });
 
     expect(answered).toHaveLength(250);
     expect(bad, `${bad} of ${probes} /healthz probes failed; sidecar stderr: ${sidecar.output().stderr.slice(-1500)}`).toBe(0);
