@@ -12,7 +12,7 @@
  * BENCH_THRESHOLD (0.99), BENCH_PARITY (0.9899).
  */
 import { anytimeLowerBound, wilson } from '../reports/stats.js';
-import { seededRandom } from './lib/random.js';
+import { seededRandom } from '../examples/shop/random.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 2000);
 const SEED = Number(process.env.BENCH_SEED ?? 1);

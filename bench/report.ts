@@ -16,7 +16,7 @@ import { buildReport } from '../reports/report.js';
 import { renderHtml } from '../reports/render-html.js';
 import { renderJson } from '../reports/render-json.js';
 import type { ParityOutcome, ParityRecord } from '../src/parity/types.js';
-import { seededRandom } from './lib/random.js';
+import { seededRandom } from '../examples/shop/random.js';
 
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 1_000_000);
 const FLOWS = ['inventory.reserve', 'inventory.release', 'pricing.quote', 'catalog.lookup', 'fraud.score', 'logistics.ship', 'support.ticket', 'recommend.list'];
