@@ -37,10 +37,12 @@ function rejectedCounter(registry: Registry): Counter<'consumer' | 'reason'> {
  * comparator, SDK agents, flips) signs and verifies the same way without knowing about keys. A rejected
  * delivery fails its handler with a non-retriable auth error, so the adapter dead-letters it with that
  * code; with `trust.enforce` off it is counted and logged and then handled as before.
- * Without a signer and a trust the bus is returned as it is.
+ * Without a signer and a trust the bus is returned as it is (the metric is still registered).
  */
 export function signedBus(bus: Bus, options: SignedBusOptions): Bus {
   const { signer, trust } = options;
+  // Registered even without a trust, so dashboards and alert rules find the metric on every install.
+  if (options.registry) rejectedCounter(options.registry);
   if (!signer && !trust) return bus;
   return new SignedBus(bus, options);
 }
