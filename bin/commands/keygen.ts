@@ -38,7 +38,7 @@ export async function keygenCommand(argv: string[], io: CliIo, _deps: CommandDep
     io.out(`identity:\n  agent: ${agent}\n  keyId: ${keyId}\n  privateKeyFile: ${values.out}\n`);
   } else {
     io.out(privateKey.trimEnd());
-    io.out(`\n# identity: for ${agent} (keep the private key above secret, e.g. in SIGNING_KEY)\nidentity:\n  agent: ${agent}\n  keyId: ${keyId}\n  privateKey: \${SIGNING_KEY}\n`);
+    io.out(`\n# identity: for ${agent} (keep the private key above secret, e.g. in SIGNING_KEY)\nidentity:\n  agent: ${agent}\n  keyId: ${keyId}\n  privateKey: "\${SIGNING_KEY}"\n`);
   }
   io.out(`# trust: for every consumer of ${agent}'s events\ntrust:\n  agents:\n    ${agent}:\n      - keyId: ${keyId}\n        publicKey: |\n${indent(publicKey.trimEnd(), 10)}`);
   return ExitCode.OK;
