@@ -3,6 +3,13 @@ import { z } from 'zod';
 const agentName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected a lowercase agent name like inventory');
 const keyId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a key id of letters, digits, dot, dash or underscore (at most 64)');
 
+/** A key given inline or as a file: exactly one of the two, reported on the inline key's path. */
+function oneKeySource(inline: string, file: string, example: string) {
+  return (v: Record<string, unknown>, ctx: z.RefinementCtx): void => {
+    if ((v[inline] === undefined) === (v[file] === undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [inline], message: `set exactly one of ${inline}${example} and ${file}` });
+  };
+}
+
 /**
  * This process's signing key (Ed25519, PEM PKCS#8), inline (usually `${VAR}`) or from a file. Every event
  * the process publishes is signed with it.
@@ -16,11 +23,7 @@ export const identitySchema = z
     privateKeyFile: z.string().min(1).optional(),
   })
   .strict()
-  .superRefine((v, ctx) => {
-    if ((v.privateKey === undefined) === (v.privateKeyFile === undefined)) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['privateKey'], message: 'set exactly one of privateKey (e.g. ${SIGNING_KEY}) and privateKeyFile' });
-    }
-  });
+  .superRefine(oneKeySource('privateKey', 'privateKeyFile', ' (e.g. "${SIGNING_KEY}")'));
 
 export const trustedKeySchema = z
   .object({
@@ -29,11 +32,7 @@ export const trustedKeySchema = z
     publicKeyFile: z.string().min(1).optional(),
   })
   .strict()
-  .superRefine((v, ctx) => {
-    if ((v.publicKey === undefined) === (v.publicKeyFile === undefined)) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['publicKey'], message: 'set exactly one of publicKey and publicKeyFile' });
-    }
-  });
+  .superRefine(oneKeySource('publicKey', 'publicKeyFile', ''));
 
 /**
  * Whose signatures consumers accept. Several keys for one agent are all valid at once (key rotation).

@@ -7,10 +7,10 @@ import { signedBus } from '../../src/bus/signed-bus.js';
 import { DlqHeaders, type BusMessage } from '../../src/bus/types.js';
 import { flowShadowSchema } from '../../src/config/shadow.js';
 import { signEvent, verifyEvent, type Signer, type Trust } from '../../src/events/signature.js';
-import { CallHeaders } from '../../src/events/wire.js';
 import { MemoryDedupeStore } from '../../src/handling/dedupe/memory.js';
 import { AgentBus } from '../../src/sdk/index.js';
 import { ReplayConsumer } from '../../shadow/replay-consumer.js';
+import { buildCallMessage } from '../../proxy/call-event.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -35,22 +35,19 @@ function trust(enforce = true): Trust {
 const signer = (agent: string, keyId: string, key: KeyObject): Signer => ({ agent, keyId, key });
 
 function callMessage(id: string): BusMessage {
-  return {
-    key: 'sku-1',
-    event: {
-      specversion: '1.0',
-      id,
-      source: '/agents/inventory',
-      type: FLOW.name,
-      correlationid: id,
-      replyto: REPLIES,
-      cutoverflow: FLOW.name,
-      cutovermode: 'shadow',
-      schemaversion: '1',
-      data: { body: { sku: 'sku-1', qty: 2 }, params: {}, query: {} },
-    },
-    headers: { [CallHeaders.method]: 'POST', [CallHeaders.target]: '/reservations', [CallHeaders.headers]: '{"content-type":"application/json"}' },
-  };
+  return buildCallMessage({
+    agent: 'inventory',
+    flow: { name: FLOW.name, schemaVersion: '1', mode: 'shadow' },
+    topic: FLOW.topic,
+    id,
+    traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    partitionKey: 'sku-1',
+    data: { body: { sku: 'sku-1', qty: 2 }, params: {}, query: {} },
+    method: 'POST',
+    target: '/reservations',
+    headers: { 'content-type': 'application/json' },
+    replyTo: REPLIES,
+  });
 }
 
 /** The three forgeries an attacker with plain bus access can make, published without any identity. */

@@ -1,6 +1,5 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { createRegistry } from '../../src/metrics.js';
 import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
 import { redisUrl } from '../helpers/brokers.js';
+import { request } from '../helpers/http.js';
 import { collectParity } from '../helpers/parity.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -31,18 +31,6 @@ const redis = redisUrl();
 
 function pem() {
   return generateKeyPairSync('ed25519', { privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-}
-
-function post(url: string, body: unknown): Promise<number> {
-  const payload = Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}/reservations`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
 }
 
 (redis ? describe : describe.skip)('signed events on redis: sidecar with identity -> shadow side with trust', () => {
@@ -100,7 +88,10 @@ function post(url: string, body: unknown): Promise<number> {
     const dead: Delivery[] = [];
     await raw.subscribe({ group: 'test.dlq', topics: [`${flow.topic}.dlq`, `${OBSERVATIONS_TOPIC}.dlq`], handler: async (d) => void dead.push(d) });
 
-    for (let i = 0; i < 3; i++) expect(await post(sidecar.data.url, { sku: 'SKU-RED-MUG', qty: 1, customerId: `c-${i}` })).toBe(201);
+    for (let i = 0; i < 3; i++) {
+      const body = JSON.stringify({ sku: 'SKU-RED-MUG', qty: 1, customerId: `c-${i}` });
+      expect((await request(sidecar.data.url, { method: 'POST', path: '/reservations', headers: { 'content-type': 'application/json' }, body })).status).toBe(201);
+    }
     // The attacker: plain publishes, a call event as inventory and a direct observation for it.
     const forgedId = randomUUID();
     await raw.publish(flow.topic, [
