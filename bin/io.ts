@@ -1,5 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { openBus } from '../src/bus/index.js';
+import { signedBus } from '../src/bus/signed-bus.js';
+import { loadIdentity } from '../src/events/signature.js';
 import type { BusConfig } from '../src/config/bus.js';
 import type { Bus } from '../src/bus/types.js';
 import { loadConfigFile } from '../src/config/load.js';
@@ -69,7 +71,8 @@ export function loadConfig(file: string, deps: CommandDeps = {}): CutoverConfig 
  */
 export async function withBus<T>(config: CutoverConfig, deps: CommandDeps, fn: (bus: Bus, logger: Logger) => Promise<T>, level = config.log.level): Promise<T> {
   const logger = deps.logger ?? createLogger({ level });
-  const bus = await (deps.openBus ?? ((c: BusConfig, l: Logger) => openBus(c, { logger: l })))(config.bus, logger);
+  const identity = loadIdentity(config);
+  const bus = signedBus(await (deps.openBus ?? ((c: BusConfig, l: Logger) => openBus(c, { logger: l })))(config.bus, logger), { ...identity, logger });
   try {
     return await fn(bus, logger);
   } finally {

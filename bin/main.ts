@@ -16,6 +16,8 @@ commands:
   status --config FILE       every flow: mode, verdict, samples, parity, key figures
   history FLOW --config FILE the flow's flips: when, from -> to, who, reason, forced
   schema                     print the JSON Schema of the config file (for editors)
+  keygen --agent NAME --key-id ID [--out FILE]
+                             make an Ed25519 signing key for agent identity (docs/security.md)
 
 run cutover <command> --help for a command's options
 `;
@@ -32,6 +34,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   status: async () => (await import('./commands/flip.js')).statusCommand,
   history: async () => (await import('./commands/flip.js')).historyCommand,
   schema: async () => (await import('./commands/schema.js')).schemaCommand,
+  keygen: async () => (await import('./commands/keygen.js')).keygenCommand,
 };
 
 /** Runs one CLI invocation and returns its exit code (never calls process.exit itself). */

@@ -2,6 +2,8 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createBus, type CreateBusOptions } from '../src/bus/index.js';
+import { signedBus } from '../src/bus/signed-bus.js';
+import { loadIdentity } from '../src/events/signature.js';
 import type { Bus, BusHealth } from '../src/bus/types.js';
 import { formatIssues } from '../src/config/load.js';
 import { ConfigError, describeError, ErrorCodes } from '../src/errors.js';
@@ -136,7 +138,9 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
 
   const cleanup: Array<() => Promise<void>> = [() => spool.close()];
   try {
-    const busLink = new BusLink(config, options, logger);
+    // Keys are read before anything connects: a bad key fails the boot, not the first publish.
+    const identity = loadIdentity(config);
+    const busLink = new BusLink(config, options, logger, (bus) => signedBus(bus, { ...identity, registry, logger }));
     cleanup.unshift(() => busLink.close());
     // Flow modes come from the flip log (src/flips): follow it from whenever the bus is reachable.
     let follower: FlipFollower | undefined;
@@ -336,6 +340,8 @@ class BusLink {
     private readonly config: SidecarConfig,
     private readonly options: SidecarOptions,
     private readonly logger: Logger,
+    /** Adds agent identity (signing, verification) to each bus this link hands out. */
+    private readonly wrap: (bus: Bus) => Bus,
   ) {
     this.owned = options.bus === undefined;
   }
@@ -346,7 +352,7 @@ class BusLink {
    */
   async start(bootWaitMs: number): Promise<void> {
     if (!this.owned) {
-      this.current = this.options.bus;
+      this.current = this.options.bus && this.wrap(this.options.bus);
       if (this.current) this.onConnected?.(this.current);
       return;
     }
@@ -391,8 +397,8 @@ class BusLink {
       await bus.close();
       return;
     }
-    this.current = bus;
-    this.onConnected?.(bus);
+    this.current = this.wrap(bus);
+    this.onConnected?.(this.current);
   }
 
   private schedule(delay: number): void {

@@ -53,6 +53,12 @@ export const ErrorCodes = {
   AUTH_REPLAY_REFUSED: 'CUTOVER_AUTH_REPLAY_REFUSED',
   /** A bus command's `replyto` is not a reply topic cutover created: neither replayed nor answered. */
   AUTH_REPLYTO_REFUSED: 'CUTOVER_AUTH_REPLYTO_REFUSED',
+  /** An event without a signature from a producer not in `trust.allowUnsigned`: dead-lettered, not acted on. */
+  AUTH_UNSIGNED: 'CUTOVER_AUTH_UNSIGNED',
+  /** An event whose signature does not verify (tampered, replayed onto another topic, wrong key, signer not its source). */
+  AUTH_BAD_SIGNATURE: 'CUTOVER_AUTH_BAD_SIGNATURE',
+  /** An event signed by an agent or key id that `trust.agents` does not list. */
+  AUTH_UNKNOWN_AGENT: 'CUTOVER_AUTH_UNKNOWN_AGENT',
   /** Unknown route or resource (HTTP 404). */
   NOT_FOUND: 'CUTOVER_NOT_FOUND',
   /** A flow name that no config declares. */

@@ -2,6 +2,8 @@ import http from 'node:http';
 import { CutoverError, ErrorCodes } from '../../src/errors.js';
 import type { Bus } from '../../src/bus/types.js';
 import { openBus } from '../../src/bus/index.js';
+import { signedBus } from '../../src/bus/signed-bus.js';
+import { loadIdentity } from '../../src/events/signature.js';
 import { createLogger } from '../../src/logger.js';
 import { createRegistry, type Registry } from '../../src/metrics.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
@@ -47,7 +49,8 @@ export async function shadowCommand(argv: string[], io: CliIo, deps: CommandDeps
       metricsServer = await serveMetrics(registry, metricsAt.host, metricsAt.port, token);
     }
     const logger = deps.logger ?? createLogger({ level: config.log.level });
-    bus = await (deps.openBus ?? ((c, l) => openBus(c, { logger: l })))(config.bus, logger);
+    const identity = loadIdentity(config);
+    bus = signedBus(await (deps.openBus ?? ((c, l) => openBus(c, { logger: l })))(config.bus, logger), { ...identity, registry, logger });
     runtime = new ShadowRuntime({
       bus,
       busConfig: config.bus,

@@ -5,6 +5,7 @@ import { flowObjectSchema, refineFlow } from './flow.js';
 import { flowReadinessSchema, readinessSchema } from './readiness.js';
 import { flowShadowKeys, shadowConfigSchema } from './shadow.js';
 import { sidecarConfigShape } from './sidecar.js';
+import { identityConfigShape } from './identity.js';
 
 
 /** What an admin token may do: `read` every GET route (status, flows, history, report, metrics), `flip` flows. */
@@ -57,6 +58,7 @@ export const cutoverConfigSchema = z
     readiness: readinessSchema.default({}),
     // The sidecar's own settings (routes, capture limits, redaction, encryption, spool, publisher).
     ...sidecarConfigShape,
+    ...identityConfigShape,
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { nonRetriable } from '../bus/attempts.js';
+import type { Registry } from 'prom-client';
 import { createBus, type CreateBusOptions } from '../bus/index.js';
+import { signedBus } from '../bus/signed-bus.js';
+import type { Signer, Trust } from '../events/signature.js';
 import type { BusConfig, BusConfigInput } from '../config/bus.js';
 import { busConfigSchema } from '../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../bus/topics.js';
@@ -39,6 +42,12 @@ export interface AgentBusOptions {
    * reports judge each version on its own evidence, so a new one starts afresh.
    */
   version?: string;
+  /** Signs every event this agent publishes and every reply (see `loadSigner`); its agent should be `agent`. */
+  signer?: Signer;
+  /** Handlers see only events that verify against it; others go to the DLQ with a `CUTOVER_AUTH_*` code. */
+  trust?: Trust;
+  /** Where `cutover_events_rejected_total` is counted. */
+  registry?: Registry;
   now?: () => number;
 }
 
@@ -140,7 +149,7 @@ export class AgentBus {
   private closed = false;
 
   constructor(private readonly options: AgentBusOptions) {
-    this.bus = options.bus;
+    this.bus = signedBus(options.bus, { signer: options.signer, trust: options.trust, registry: options.registry, logger: options.logger });
     this.agent = options.agent;
     this.version = options.version;
     this.log = (options.logger ?? silentLogger()).child({ component: 'agent-bus', agent: options.agent });

@@ -4,3 +4,5 @@ export type { AgentBusOptions, AgentHandler, AgentSubscribeOptions, HandlerConte
 export { createDedupeStore, MemoryDedupeStore, RedisDedupeStore, SqliteDedupeStore, DEDUPE_FILE } from '../handling/dedupe/index.js';
 export type { ClaimResult, DedupeChoice, DedupeStore } from '../handling/dedupe/index.js';
 export { nonRetriable, isNonRetriable } from '../bus/attempts.js';
+export { loadSigner, loadTrust, signEvent, verifyEvent, SignatureAttributes } from '../events/signature.js';
+export type { Signer, Trust, Rejection } from '../events/signature.js';
