@@ -2,7 +2,7 @@ import { Counter, type Registry } from 'prom-client';
 import { rejectionError, signEvent, verifyEvent, type Signer, type Trust } from '../events/signature.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { nonRetriable } from './attempts.js';
-import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, Subscription, SubscribeOptions } from './types.js';
+import type { Bus, BusHealth, BusMessage, Delivery, ReadOptions, ReadStream, Subscription, SubscribeOptions } from './types.js';
 
 export interface SignedBusOptions {
   /** Signs every event published that does not carry a signature yet. */
@@ -98,8 +98,32 @@ class SignedBus implements Bus {
     });
   }
 
+  /**
+   * Reads are verified too: the flip log every sidecar follows and the parity records reports count are
+   * read, not subscribed. A record that fails has nowhere to be dead-lettered, so it is skipped (with
+   * `trust.enforce`), counted under the consumer `read:<topic>` and logged.
+   */
   read(topic: string, options: ReadOptions): ReadStream {
-    return this.inner.read(topic, options);
+    const trust = this.options.trust;
+    const inner = this.inner.read(topic, options);
+    if (!trust) return inner;
+    const consumer = `read:${topic}`;
+    const verified = async function* (this: SignedBus): AsyncGenerator<Delivery> {
+      for await (const d of inner) {
+        const verdict = verifyEvent(d.event, d.topic, trust, d.headers);
+        if (verdict !== 'ok') {
+          this.rejected?.inc({ consumer, reason: verdict.code });
+          const log = this.log.child({ eventId: d.event.id, topic: d.topic, source: d.event.source });
+          if (trust.enforce) {
+            log.warn({ code: verdict.code, reason: verdict.reason }, 'record failed verification; skipped');
+            continue;
+          }
+          log.warn({ code: verdict.code, reason: verdict.reason }, 'record failed verification; read anyway (trust.enforce is off)');
+        }
+        yield d;
+      }
+    }.call(this);
+    return { [Symbol.asyncIterator]: () => verified, close: () => inner.close() };
   }
 
   health(): Promise<BusHealth> {

@@ -12,6 +12,8 @@ import { AgentBus } from '../../src/sdk/index.js';
 import { ReplayConsumer } from '../../shadow/replay-consumer.js';
 import { buildCallMessage } from '../../proxy/call-event.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
+import { appendFlip, currentModes, readFlips } from '../../src/flips/log.js';
+import type { FlipRecord } from '../../src/flips/types.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const inventory = generateKeyPairSync('ed25519');
@@ -145,6 +147,23 @@ describe('signed bus (memory bus)', () => {
     expect(Object.fromEntries(raw.messages(`${FLOW.topic}.dlq`).map((m) => [m.event.id, m.headers[DlqHeaders.errorCode]]))).toEqual(EXPECTED_CODES);
     expect(await rejected(registry)).toMatchObject({ 'inventory.reserve:CUTOVER_AUTH_UNSIGNED': 1 });
     expect(verifyEvent(raw.messages(REPLIES)[0]!.event, REPLIES, trust())).toBe('ok');
+  });
+
+  it('a forged flip record never moves a flow: followers and reports read only verified records', async () => {
+    const raw = new MemoryBus();
+    const registry = new Registry();
+    const operator = signedBus(raw, { signer: signer('shadow', 's1', shadowKey.privateKey), trust: trust(), registry });
+    const record = { flow: 'inventory.reserve', from: 'shadow', to: 'canary:10', reason: 'owner approved', who: 'carol', at: new Date().toISOString(), forced: false, report: null };
+    await appendFlip(operator, record as FlipRecord);
+    // The attacker copies the record, changes it to the bus, and appends it with plain bus access.
+    await appendFlip(raw, { ...record, to: 'bus', who: 'carol' } as FlipRecord);
+    const follower = signedBus(raw, { trust: trust(), registry });
+    const seen = await readFlips(follower);
+    expect(seen.map((f) => f.to)).toEqual(['canary:10']);
+    expect(currentModes(seen, new Map([['inventory.reserve', 'shadow' as const]])).get('inventory.reserve')).toBe('canary:10');
+    expect(await registry.getSingleMetricAsString('cutover_events_rejected_total')).toContain('consumer="read:cutover.control",reason="CUTOVER_AUTH_UNSIGNED"} 1');
+    // With enforce off the forged record is read (and counted): watch before enforcing.
+    expect((await readFlips(signedBus(raw, { trust: trust(false) }))).map((f) => f.to)).toEqual(['canary:10', 'bus']);
   });
 
   it('without signer or trust the bus is returned unwrapped (no identity configured = unchanged behaviour)', () => {
