@@ -10,6 +10,8 @@
 import type { z } from 'zod';
 import type * as bus from '../src/bus/index.js';
 import { openBus } from '../src/bus/index.js';
+import { signedBus } from '../src/bus/signed-bus.js';
+import { loadIdentity } from '../src/events/signature.js';
 import { formatIssues, loadConfigFile } from '../src/config/load.js';
 import { cutoverConfigSchema, type CutoverConfig as Config, type CutoverConfigInput as ConfigInput } from '../src/config/schema.js';
 import * as errors from '../src/errors.js';
@@ -210,7 +212,8 @@ export async function buildReportForConfig(config: ConfigSource<CutoverConfigInp
   const parsed = typeof config === 'string' ? loadConfig(config, options) : parseConfig(config);
   const flows = selectFlows(parsed, options.flows);
   const logger = options.logger ?? silentLogger();
-  const bus = await openBus(parsed.bus, { logger });
+  // Verified like every other reader: with a trust configured, forged flip and parity records are skipped.
+  const bus = signedBus(await openBus(parsed.bus, { logger }), { ...loadIdentity(parsed), logger });
   try {
     const flips = await readFlips(bus);
     const modes = currentModes(flips, new Map(flows.map((f) => [f.name, f.mode])));
