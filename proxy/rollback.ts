@@ -124,9 +124,19 @@ export class RollbackWatcher {
     await this.follower?.close();
   }
 
-  /** Flows being watched now, with the mode they are in (tests, admin). */
-  watching(): Array<{ flow: string; mode: FlowMode; since: string }> {
-    return [...this.watched.values()].map((w) => ({ flow: w.flow.name, mode: w.mode, since: new Date(w.sinceMs).toISOString() }));
+  /** Flows being watched now, with the mode they are in and the records of the run read so far (tests, admin). */
+  watching(): Array<{ flow: string; mode: FlowMode; since: string; records: number }> {
+    return [...this.watched.values()].map((w) => ({
+      flow: w.flow.name,
+      mode: w.mode,
+      since: new Date(w.sinceMs).toISOString(),
+      records: w.evidence.byRecency().reduce((n, p) => n + p.aggregate.samples, 0),
+    }));
+  }
+
+  /** Judges the watched flows now instead of at the next interval. */
+  check(): Promise<void> {
+    return this.judge();
   }
 
   private onFlip(flip: FlipEntry): void {

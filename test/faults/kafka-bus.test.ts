@@ -1,10 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
 import { OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
 import { startKafka, type OwnedBroker } from './helpers/brokers.js';
-import { runBusFault, type BusReader } from './helpers/bus-fault.js';
+import { expectNothingLost, runBusFault, type BusReader } from './helpers/bus-fault.js';
 import { collectKafka, type KafkaCollector } from './helpers/count.js';
 import type { FlowUnderTest } from './helpers/sidecar.js';
 import { startCountingUpstream, type CountingUpstream } from './helpers/traffic.js';
@@ -45,39 +45,26 @@ function kafkaReader(flow: FlowUnderTest): BusReader {
 }
 
 describe('sidecar on a Kafka bus that fails', () => {
-  it('Kafka killed mid-traffic, then restarted: no direct call fails, every event arrives', async () => {
-    const r = await runBusFault({
-      scenario: 'kafka killed + restarted',
-      broker: kafka,
-      busYaml: `{ kind: kafka, brokers: [${kafka.brokers.join(', ')}] }`,
-      reader: kafkaReader,
-      fault: 'kill',
-      holdMs: HOLD_MS,
-      upstream,
-      dir,
-      defer,
-      recoveryMs: 60_000,
-    });
-    expect(r.failed).toBe(0);
-    expect(r.tally.missing, `missing events; sidecar stderr: ${r.stderr.slice(-1500)}`).toEqual([]);
-    expect(r.lost).toBe(0);
-  }, 180_000);
-
-  it('Kafka paused (SIGSTOP) mid-traffic, then resumed: no direct call fails, every event arrives', async () => {
-    const r = await runBusFault({
-      scenario: 'kafka paused + resumed',
-      broker: kafka,
-      busYaml: `{ kind: kafka, brokers: [${kafka.brokers.join(', ')}] }`,
-      reader: kafkaReader,
-      fault: 'pause',
-      holdMs: HOLD_MS,
-      upstream,
-      dir,
-      defer,
-      recoveryMs: 60_000,
-    });
-    expect(r.failed).toBe(0);
-    expect(r.tally.missing, `missing events; sidecar stderr: ${r.stderr.slice(-1500)}`).toEqual([]);
-    expect(r.lost).toBe(0);
-  }, 180_000);
+  it.each([
+    { fault: 'kill', what: 'killed mid-traffic, then restarted', scenario: 'kafka killed + restarted' },
+    { fault: 'pause', what: 'paused (SIGSTOP) mid-traffic, then resumed', scenario: 'kafka paused + resumed' },
+  ] as const)(
+    'Kafka $what: no direct call fails, every event arrives',
+    async ({ fault, scenario }) => {
+      const r = await runBusFault({
+        scenario,
+        broker: kafka,
+        busYaml: `{ kind: kafka, brokers: [${kafka.brokers.join(', ')}] }`,
+        reader: kafkaReader,
+        fault,
+        holdMs: HOLD_MS,
+        upstream,
+        dir,
+        defer,
+        recoveryMs: 60_000,
+      });
+      expectNothingLost(r);
+    },
+    180_000,
+  );
 });

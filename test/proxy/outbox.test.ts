@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -135,8 +135,9 @@ describe('Outbox', () => {
     const { bus, outbox, dir } = await setup({ publishTimeout: '1s' }, { durability: 'strict' });
     bus.hangs(true);
     for (let i = 0; i < 50; i++) outbox.enqueue('topic.a', message(i));
-    // What a SIGKILL leaves on disk: a copy of the directory while the publish still hangs.
-    await new Promise((r) => setTimeout(r, 100));
+    // What a SIGKILL leaves on disk: a copy of the directory once the journal holds the 50 events, while the
+    // publish still hangs.
+    await waitFor(async () => (await journalRecords(dir)) >= 50, { what: 'the 50 events in the journal' });
     const copy = await mkdtemp(path.join(tmpdir(), 'cutover-outbox-crash-'));
     cleanups.push(() => rm(copy, { recursive: true, force: true }));
     await cp(dir, copy, { recursive: true });
@@ -200,3 +201,13 @@ describe('Outbox', () => {
     },
   );
 });
+
+/** Event records (not watermarks) in the journal files of a spool directory. */
+async function journalRecords(dir: string): Promise<number> {
+  let n = 0;
+  for (const name of await readdir(dir)) {
+    if (!/^wal-\d+\.jsonl$/.test(name)) continue;
+    n += (await readFile(path.join(dir, name), 'utf8')).split('\n').filter((l) => l.startsWith('{"s":')).length;
+  }
+  return n;
+}

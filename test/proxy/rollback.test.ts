@@ -53,9 +53,10 @@ describe('RollbackWatcher', () => {
     // Evidence from before the canary does not count, good or bad.
     await parity(bus, 'orders.create', 200, 2, t0 - 10_000);
     const { actions, registry, watcher } = await watch(bus, [flow('orders.create')]);
-    expect(watcher.watching()).toEqual([{ flow: 'orders.create', mode: 'canary:20', since: new Date(t0).toISOString() }]);
+    expect(watcher.watching()).toEqual([{ flow: 'orders.create', mode: 'canary:20', since: new Date(t0).toISOString(), records: 0 }]);
     await parity(bus, 'orders.create', 60, 0, t0 + 1_000);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => watcher.watching()[0]?.records === 60, { what: 'the 60 good records read' });
+    await watcher.check();
     expect(actions).toEqual([]);
     // One call in five now differs.
     await parity(bus, 'orders.create', 100, 5, t0 + 5_000);
@@ -76,12 +77,15 @@ describe('RollbackWatcher', () => {
     await flip(bus, 'a.alert', 'shadow', 'canary:20', new Date(t0));
     await flip(bus, 'b.good', 'shadow', 'canary:20', new Date(t0));
     await flip(bus, 'c.off', 'shadow', 'canary:20', new Date(t0));
-    const { actions } = await watch(bus, [flow('a.alert', 'alert'), flow('b.good'), flow('c.off', 'off')]);
+    const { actions, watcher } = await watch(bus, [flow('a.alert', 'alert'), flow('b.good'), flow('c.off', 'off')]);
     await parity(bus, 'a.alert', 100, 3, t0 + 1_000);
     await parity(bus, 'b.good', 100, 0, t0 + 1_000);
     await parity(bus, 'c.off', 100, 2, t0 + 1_000);
     await waitFor(() => actions.length === 1, { what: 'the alert' });
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => watcher.watching().find((w) => w.flow === 'b.good')?.records === 100, { what: 'the good canary read' });
+    await watcher.check();
+    // c.off is not even watched.
+    expect(watcher.watching().map((w) => w.flow).sort()).toEqual(['a.alert', 'b.good']);
     expect(actions.map((a) => [a.flow, a.action])).toEqual([['a.alert', 'alerted']]);
     expect((await readFlips(bus)).filter((f) => f.automatic)).toEqual([]);
   });
@@ -94,7 +98,8 @@ describe('RollbackWatcher', () => {
     const two = await watch(bus, [flow('orders.create')]);
     await parity(bus, 'orders.create', 100, 4, t0 + 1_000);
     await waitFor(() => one.actions.length + two.actions.length >= 1, { what: 'a rollback' });
-    await new Promise((r) => setTimeout(r, 100));
+    // Both replicas have applied the rollback flip once neither watches the flow any more.
+    await waitFor(() => one.watcher.watching().length === 0 && two.watcher.watching().length === 0, { what: 'both replicas past the rollback' });
     const rollbacks = (await readFlips(bus)).filter((f) => f.automatic);
     expect(new Set(rollbacks.map((f) => f.id)).size).toBe(1);
   });

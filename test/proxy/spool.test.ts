@@ -236,7 +236,8 @@ describe('Spool under disk faults', () => {
     expect(s.healthy).toBe(false);
     expect(await segmentLines(dir)).toBe(7);
 
-    // Nothing whole fits: the append fails, typed, and leaves no partial record behind.
+    // Nothing whole fits: the append fails, typed, and leaves no partial record behind. The spool refuses work
+    // for the backoff after a disk error (30 ms here) before it touches the disk again: let it pass.
     await new Promise((r) => setTimeout(r, 40));
     state.budget = 50;
     await expect(s.append(records(21, 3))).rejects.toMatchObject({ code: ErrorCodes.SPOOL_FULL, details: { reason: 'short_write' } });
@@ -320,6 +321,7 @@ describe('Spool under disk faults', () => {
             failures++;
           },
         );
+        // Past the 20 ms disk backoff now and then, so some appends reach the full disk again.
         await new Promise((r) => setTimeout(r, 15));
       }
       expect(failures).toBeGreaterThan(0);

@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -88,4 +89,11 @@ export async function runBusFault(o: BusFaultOptions): Promise<BusFaultResult> {
   const row = { calls: upstreamIds(o.upstream.seen, prefix).length, failed: traffic.failed().length, lost: t.lost, duplicated: t.duplicated };
   printRow(o.scenario, row);
   return { ...row, tally: t, stderr: sidecar.output().stderr };
+}
+
+/** The promise every bus fault is held to: no direct call failed, and every event arrived once the bus was back. */
+export function expectNothingLost(r: BusFaultResult): void {
+  expect(r.failed).toBe(0);
+  expect(r.tally.missing, `missing events; sidecar stderr: ${r.stderr.slice(-1500)}`).toEqual([]);
+  expect(r.lost).toBe(0);
 }
