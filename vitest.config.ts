@@ -21,11 +21,11 @@ function brokerTests(dir = 'test'): string[] {
 }
 
 /**
- * Everything that needs more than Node and this checkout: the brokers, the fault suite (brokers of its own,
- * killed and paused), end-to-end runs across processes,
+ * Everything that needs more than Node and this checkout: the brokers, the fault and cluster suites (brokers
+ * and clusters of their own, killed and paused), end-to-end runs across processes,
  * a browser, and the packed package (build, npm pack, npm install from the registry).
  */
-const integration = [...brokerTests(), 'test/faults/**/*.test.ts', 'test/**/*.e2e.test.ts', 'test/**/*.browser.test.ts', 'test/package/**/*.test.ts'];
+const integration = [...brokerTests(), 'test/faults/**/*.test.ts', 'test/cluster/**/*.test.ts', 'test/**/*.e2e.test.ts', 'test/**/*.browser.test.ts', 'test/package/**/*.test.ts'];
 
 export default defineConfig({
   test: {

@@ -1,36 +1,61 @@
 /**
- * Bus throughput, every adapter in one run: `npm run bench:bus` (KAFKA_BROKERS / REDIS_URL as for the tests;
- * start Kafka with `npm run kafka:start`). Adapters whose server is unreachable are reported and skipped.
+ * Bus throughput, every adapter in one run: `npm run bench:bus` (KAFKA_BROKERS / REDIS_URL / RABBITMQ_URL as
+ * for the tests; start Kafka with `npm run kafka:start`). Adapters whose server is unreachable are reported and skipped.
  *
  * For each adapter it measures, with ~1 KB CloudEvents:
- *   raw      the vendor client alone writing the same bytes the same way (the baseline, same run)
+ *   raw      the vendor client alone writing the same bytes the same way (the baseline, same run); on
+ *            RabbitMQ amqplib on a confirm channel into one stream queue, the queue cutover's publish
+ *            writes to while no group exists, each batch awaited until RabbitMQ confirmed it
  *   publish  cutover's Bus.publish (batches of BATCH, INFLIGHT calls in flight)
  *   drain    a subscriber consuming a pre-filled topic
  *   e2e      publish and consume at once: time until the last event is handled
  * and prints events/s with ratios: publish vs raw, and each figure vs the goals (20k/s publish, 10k/s consume).
  *
- * Env: BENCH_EVENTS (default 50000), BENCH_BATCH (200), BENCH_INFLIGHT (16), BENCH_ADAPTERS (embedded,redis,kafka).
+ * Identity (agent signatures, src/bus/signed-bus.ts), in the same run: the Ed25519 sign and verify cost per
+ * event alone (µs, no bus), then per adapter `publish` and `drain` again through `signedBus` (signing every
+ * event on publish, verifying every delivery before the handler), each beside the unsigned figure above:
+ * the ratio, and the µs per event signing or verifying adds to the adapter's own cost. BENCH_SIGNED=0 skips it.
+ *
+ * `kafka-platformatic` (not in the default list) is the Kafka bus with `client.producer: platformatic`; its raw
+ * baseline is @platformatic/kafka alone, the same way (acks=all, not idempotent, same records). Run it beside
+ * `kafka` in both orders (BENCH_ADAPTERS=kafka,kafka-platformatic, then the other way round) to compare clients.
+ *
+ * Env: BENCH_EVENTS (default 50000), BENCH_BATCH (200), BENCH_INFLIGHT (16), BENCH_ADAPTERS
+ * (embedded,redis,kafka,rabbitmq; kafka-platformatic on request).
  */
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import amqp from 'amqplib';
 import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
+import { compatibilityPartitioner, ProduceAcks, Producer, stringSerializers } from '@platformatic/kafka';
 import { Kafka, logLevel } from 'kafkajs';
 import { createBus, type Bus, type BusConfigInput, type BusMessage } from '../src/bus/index.js';
 import { buildEvent, serializeEvent } from '../src/events/cloudevent.js';
 import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
 import { deleteKafkaTopics } from '../src/bus/kafka/maintenance.js';
+import { deleteRabbitObjects } from '../src/bus/rabbitmq/maintenance.js';
+import type { RabbitmqBus } from '../src/bus/rabbitmq/rabbitmq-bus.js';
+import { signedBus } from '../src/bus/signed-bus.js';
+import { signEvent, verifyEvent, type Signer, type Trust } from '../src/events/signature.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 50_000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 200);
 const INFLIGHT = Number(process.env.BENCH_INFLIGHT ?? 16);
-const ADAPTERS = (process.env.BENCH_ADAPTERS ?? 'embedded,redis,kafka').split(',');
+const ADAPTERS = (process.env.BENCH_ADAPTERS ?? 'embedded,redis,kafka,rabbitmq').split(',');
+const RABBITMQ_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672/';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const KAFKA = (process.env.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',');
 const GOAL_PUBLISH = 20_000;
 const GOAL_CONSUME = 10_000;
+const SIGNED = process.env.BENCH_SIGNED !== '0';
+
+/** A fresh Ed25519 identity for the run: the producer's signer and a consumer trust holding its public key. */
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const SIGNER: Signer = { agent: 'bench', keyId: 'bench-1', key: privateKey };
+const TRUST: Trust = { keys: new Map([['bench', new Map([['bench-1', publicKey]])]]), allowUnsigned: new Set(), enforce: true };
 
 function messages(n: number): BusMessage[] {
   return Array.from({ length: n }, (_, i) => ({
@@ -78,7 +103,21 @@ async function consume(bus: Bus, topic: string, expected: number, publish?: () =
   return rate;
 }
 
-interface Row { adapter: string; raw?: number; publish?: number; drain?: number; e2e?: number; note?: string }
+interface Row { adapter: string; raw?: number; publish?: number; drain?: number; e2e?: number; signedPublish?: number; signedDrain?: number; note?: string }
+
+/** Sign and verify cost alone, µs per event, over the sample's events (one warm-up pass first). */
+function cryptoCost(): { signUs: number; verifyUs: number } {
+  const topic = 'bench.identity';
+  const events = SAMPLE.slice(0, Math.min(SAMPLE.length, 20_000)).map((m) => m.event);
+  events.slice(0, 1_000).forEach((e) => verifyEvent(signEvent(e, topic, SIGNER), topic, TRUST));
+  let t0 = performance.now();
+  const signed = events.map((e) => signEvent(e, topic, SIGNER));
+  const signUs = ((performance.now() - t0) * 1_000) / events.length;
+  t0 = performance.now();
+  for (const e of signed) if (verifyEvent(e, topic, TRUST) !== 'ok') throw new Error('bench: a signed event did not verify');
+  const verifyUs = ((performance.now() - t0) * 1_000) / events.length;
+  return { signUs, verifyUs };
+}
 
 async function rawBaseline(kind: string, topic: string, dir: string): Promise<number> {
   if (kind === 'embedded') {
@@ -106,14 +145,44 @@ async function rawBaseline(kind: string, topic: string, dir: string): Promise<nu
     await redis.quit();
     return rate;
   }
+  if (kind === 'rabbitmq') {
+    const model = await amqp.connect(RABBITMQ_URL);
+    const queue = `${topic}.raw`;
+    try {
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'stream' } });
+      const rate = await pump(SAMPLE, async (batch) => {
+        await Promise.all(
+          batch.map(
+            (m) =>
+              new Promise<void>((resolve, reject) => {
+                const options = { persistent: true, contentType: 'application/cloudevents+json', messageId: m.event.id, headers: { 'cutover-key': m.key } };
+                ch.publish('', queue, Buffer.from(serializeEvent(m.event)), options, (err: unknown) => (err ? reject(new Error('nacked')) : resolve()));
+              }),
+          ),
+        );
+      });
+      await ch.deleteQueue(queue);
+      return rate;
+    } finally {
+      await model.close();
+    }
+  }
   const kafka = new Kafka({ brokers: KAFKA, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
   await admin.createTopics({ topics: [{ topic: `${topic}.raw`, numPartitions: 6 }], waitForLeaders: true });
-  const producer = kafka.producer();
-  await producer.connect();
-  const rate = await pump(SAMPLE, (batch) => producer.send({ topic: `${topic}.raw`, acks: -1, messages: batch.map((m) => ({ key: m.key, value: serializeEvent(m.event) })) }));
-  await producer.disconnect();
+  let rate: number;
+  if (kind === 'kafka-platformatic') {
+    const producer = new Producer({ clientId: 'bench-raw', bootstrapBrokers: KAFKA, serializers: stringSerializers, acks: ProduceAcks.ALL, compression: 'none', partitioner: compatibilityPartitioner });
+    rate = await pump(SAMPLE, (batch) => producer.send({ acks: ProduceAcks.ALL, messages: batch.map((m) => ({ topic: `${topic}.raw`, key: m.key ?? undefined, value: serializeEvent(m.event) })) }));
+    await producer.close();
+  } else {
+    const producer = kafka.producer();
+    await producer.connect();
+    rate = await pump(SAMPLE, (batch) => producer.send({ topic: `${topic}.raw`, acks: -1, messages: batch.map((m) => ({ key: m.key, value: serializeEvent(m.event) })) }));
+    await producer.disconnect();
+  }
   await admin.deleteTopics({ topics: [`${topic}.raw`] }).catch(() => undefined);
   await admin.disconnect();
   return rate;
@@ -125,7 +194,9 @@ async function benchAdapter(kind: string, dir: string): Promise<Row> {
   const config: BusConfigInput =
     kind === 'embedded' ? { kind: 'embedded', path: path.join(dir, 'bus.db') }
       : kind === 'redis' ? { kind: 'redis', url: REDIS_URL, prefix }
-        : { kind: 'kafka', brokers: KAFKA };
+        : kind === 'rabbitmq' ? { kind: 'rabbitmq', url: RABBITMQ_URL, prefix: `bench-${prefix.slice(6, 14)}` }
+          : kind === 'kafka-platformatic' ? { kind: 'kafka', brokers: KAFKA, client: { producer: 'platformatic' } }
+            : { kind: 'kafka', brokers: KAFKA };
   const bus = await createBus(config);
   try {
     await bus.start();
@@ -138,10 +209,19 @@ async function benchAdapter(kind: string, dir: string): Promise<Row> {
     const drain = await consume(bus, topic, EVENTS);
     const topic2 = `${topic}.e2e`;
     const e2e = await consume(bus, topic2, EVENTS, () => pump(SAMPLE, (batch) => bus.publish(topic2, batch)));
-    return { adapter: kind, raw, publish, drain, e2e };
+    if (!SIGNED) return { adapter: kind, raw, publish, drain, e2e };
+    // The same bus, wrapped as the sidecar and every consumer wrap it when identity and trust are configured.
+    const signed = signedBus(bus, { signer: SIGNER, trust: TRUST });
+    const topic3 = `${topic}.signed`;
+    const signedPublish = await pump(SAMPLE, (batch) => signed.publish(topic3, batch));
+    const signedDrain = await consume(signed, topic3, EVENTS);
+    return { adapter: kind, raw, publish, drain, e2e, signedPublish, signedDrain };
   } finally {
+    // AMQP cannot list a vhost: the RabbitMQ bus names what it declared.
+    const declared = kind === 'rabbitmq' ? (bus as RabbitmqBus).declaredNames() : undefined;
     await bus.close();
-    await cleanup(kind, prefix, [topic, `${topic}.e2e`]);
+    if (declared) await deleteRabbitObjects(RABBITMQ_URL, declared).catch(() => undefined);
+    await cleanup(kind, prefix, [topic, `${topic}.e2e`, `${topic}.signed`]);
   }
 }
 
@@ -149,7 +229,7 @@ async function benchAdapter(kind: string, dir: string): Promise<Row> {
 async function cleanup(kind: string, prefix: string, topics: string[]): Promise<void> {
   if (kind === 'redis') {
     await deleteRedisPrefix(REDIS_URL, prefix);
-  } else if (kind === 'kafka') {
+  } else if (kind.startsWith('kafka')) {
     await deleteKafkaTopics(KAFKA, (t) => topics.includes(t)).catch(() => undefined);
   }
 }
@@ -159,6 +239,7 @@ const ratio = (a: number | undefined, b: number): string => (a === undefined ? '
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
 const rows: Row[] = [];
+const crypto = SIGNED ? cryptoCost() : undefined;
 try {
   for (const kind of ADAPTERS) {
     process.stderr.write(`benchmarking ${kind}...\n`);
@@ -178,5 +259,17 @@ for (const r of rows) {
   console.log(
     `${r.adapter.padEnd(9)} | ${fmt(r.raw).padStart(12)} | ${fmt(r.publish).padStart(9)} | ${ratio(r.publish, r.raw!).padStart(6)} | ${ratio(r.publish, GOAL_PUBLISH).padStart(11)} | ${fmt(r.drain).padStart(7)} | ${fmt(r.e2e).padStart(6)} | ${ratio(r.e2e, GOAL_CONSUME)}`,
   );
+}
+if (crypto) {
+  /** Extra µs per event of the signed rate over the unsigned one (1/rate is the cost per event). */
+  const extraUs = (signed: number | undefined, plain: number | undefined): string => (signed === undefined || plain === undefined ? '-' : `${(1e6 / signed - 1e6 / plain).toFixed(1)}`);
+  console.log(`\nidentity (Ed25519, src/bus/signed-bus.ts): sign ${crypto.signUs.toFixed(1)} µs/event, verify ${crypto.verifyUs.toFixed(1)} µs/event on one core, no bus`);
+  console.log('adapter   | publish/s | signed/s  | ratio | +µs/event | drain/s | verified/s | ratio | +µs/event');
+  for (const r of rows) {
+    if (r.note || r.signedPublish === undefined) continue;
+    console.log(
+      `${r.adapter.padEnd(9)} | ${fmt(r.publish).padStart(9)} | ${fmt(r.signedPublish).padStart(9)} | ${ratio(r.signedPublish, r.publish!).padStart(5)} | ${extraUs(r.signedPublish, r.publish).padStart(9)} | ${fmt(r.drain).padStart(7)} | ${fmt(r.signedDrain).padStart(10)} | ${ratio(r.signedDrain, r.drain!).padStart(5)} | ${extraUs(r.signedDrain, r.drain).padStart(9)}`,
+    );
+  }
 }
 process.exit(0);

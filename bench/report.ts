@@ -7,9 +7,12 @@
  *   baseline  generate + JSON.parse + take `data`, nothing else
  *   report    the same, fed to buildReport (HDR histograms, diffs, timelines, verdicts), then rendered
  *             to JSON and HTML
- * and prints wall and CPU time, records/s, the ratio report/baseline, live memory after a forced GC at each
- * quarter of the stream (flat = bounded memory; run with --expose-gc, as the npm script does) and peak RSS.
- * The goal is 1,000,000 records in at most 10 s.
+ * and prints wall and CPU time, records/s, the ratio report over baseline, live memory after a forced GC at
+ * each quarter of the stream (flat = bounded memory; run with --expose-gc, as the npm script does) and peak
+ * RSS. The goal is 1,000,000 records in at most 5 s, judged on the report pass's CPU time (process.cpuUsage:
+ * on a shared machine wall time mostly measures the other processes; both are printed with the load
+ * average). The baseline pass is the bound: a report cannot take less than reading its records, so the
+ * bench also says whether the baseline alone fits in the goal.
  */
 import os from 'node:os';
 import { buildReport } from '../reports/report.js';
@@ -20,7 +23,7 @@ import { seededRandom } from '../examples/shop/random.js';
 
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 1_000_000);
 const FLOWS = ['inventory.reserve', 'inventory.release', 'pricing.quote', 'catalog.lookup', 'fraud.score', 'logistics.ship', 'support.ticket', 'recommend.list'];
-const GOAL_MS = 10_000;
+const GOAL_MS = 5_000;
 const CHECKPOINT = Math.max(1, Math.floor(RECORDS / 4));
 
 
@@ -142,12 +145,19 @@ async function main(): Promise<void> {
     summary = `report: ${built.flows.length} flows, verdict ${built.verdict}; JSON ${mb(Buffer.byteLength(json))}, HTML ${mb(Buffer.byteLength(html))}${retained}`;
   });
   console.log(summary);
-  console.log(`ratio report/baseline: ${(report.ms / baseline.ms).toFixed(2)}× wall, ${(report.cpuMs / baseline.cpuMs).toFixed(2)}× CPU`);
-  const net = report.ms - generate.ms;
-  console.log(`report net of stream generation (parse + aggregate + render): ${secs(net)} wall = ${Math.round(RECORDS / (net / 1000)).toLocaleString('en-US')} records/s; aggregation + render alone ≈ ${secs(report.ms - baseline.ms)}`);
+  console.log(`report over baseline: ${(report.cpuMs / baseline.cpuMs).toFixed(2)}× CPU, ${(report.ms / baseline.ms).toFixed(2)}× wall`);
+  const net = report.cpuMs - generate.cpuMs;
+  console.log(
+    `report net of stream generation (parse + aggregate + render): ${secs(net)} CPU = ${Math.round(RECORDS / (net / 1000)).toLocaleString('en-US')} records/CPU-s; ` +
+      `aggregation + render alone ≈ ${secs(report.cpuMs - baseline.cpuMs)} CPU (${secs(report.ms - baseline.ms)} wall)`,
+  );
   console.log(`process peak RSS (maxRSS) ${mb(process.resourceUsage().maxRSS * 1024)}`);
   const goal = GOAL_MS * (RECORDS / 1_000_000);
-  console.log(`goal ${RECORDS.toLocaleString('en-US')} records ≤ ${secs(goal)}: ${report.ms <= goal ? 'met' : 'MISSED'} including generation (${secs(report.ms)}), ${net <= goal ? 'met' : 'MISSED'} net of it (${secs(net)})`);
+  const verdict = (ms: number): string => (ms <= goal ? 'PASS' : 'MISS');
+  console.log(`goal ${RECORDS.toLocaleString('en-US')} records ≤ ${secs(goal)} (CPU, load average ${os.loadavg()[0]!.toFixed(1)}):`);
+  console.log(`  report pass          ${secs(report.cpuMs).padStart(8)} CPU  ${verdict(report.cpuMs)}   (${secs(report.ms)} wall)`);
+  console.log(`  net of generation    ${secs(net).padStart(8)} CPU  ${verdict(net)}`);
+  console.log(`  bound: baseline pass ${secs(baseline.cpuMs).padStart(8)} CPU  ${baseline.cpuMs <= goal ? 'fits in the goal' : 'alone exceeds the goal'} (generate + JSON.parse + async iteration, no aggregation)`);
 }
 
 await main();

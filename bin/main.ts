@@ -15,9 +15,20 @@ commands:
                              the bus; exit 1 when refused)
   status --config FILE       every flow: mode, verdict, samples, parity, key figures
   history FLOW --config FILE the flow's flips: when, from -> to, who, reason, forced
+  discover --config FILE [--out FILE]
+                             candidate flows the sidecar observed (observe:), a suggested migration order
+                             and, with --out, the config with the proposed flows appended
+  asyncapi --config FILE [--out FILE]
+                             AsyncAPI 3.0 document of the configured flows, payloads inferred from
+                             observed calls
   schema                     print the JSON Schema of the config file (for editors)
   keygen --agent NAME --key-id ID [--out FILE]
                              make an Ed25519 signing key for agent identity (docs/security.md)
+  acl --config FILE --bus kafka|redis|rabbitmq [--apply]
+                             print (or apply) the broker's access rules for the acl: section
+  saga list|show ID|run --config FILE
+                             the config's sagas with their status; one saga's history; an orchestrator
+                             replica that drives them until SIGTERM/SIGINT
 
 run cutover <command> --help for a command's options
 `;
@@ -33,8 +44,12 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   flip: async () => (await import('./commands/flip.js')).flipCommand,
   status: async () => (await import('./commands/flip.js')).statusCommand,
   history: async () => (await import('./commands/flip.js')).historyCommand,
+  discover: async () => (await import('./commands/discover.js')).discoverCommand,
+  asyncapi: async () => (await import('./commands/asyncapi.js')).asyncapiCommand,
   schema: async () => (await import('./commands/schema.js')).schemaCommand,
   keygen: async () => (await import('./commands/keygen.js')).keygenCommand,
+  acl: async () => (await import('./commands/acl.js')).aclCommand,
+  saga: async () => (await import('./commands/saga.js')).sagaCommand,
 };
 
 /** Runs one CLI invocation and returns its exit code (never calls process.exit itself). */
@@ -61,8 +76,9 @@ function failed(err: unknown, io: CliIo): number {
   }
   if (isCutoverError(err)) {
     io.err(`${err.code}: ${err.message}`);
-    // An unknown flow name is a usage mistake: exit 2, so scripts tell it from a refused flip (1).
-    return err.code === ErrorCodes.USAGE || err.code === ErrorCodes.FLOW_UNKNOWN ? ExitCode.USAGE_OR_CONFIG : ExitCode.FAILURE;
+    // An unknown flow name is a usage mistake, and a key that may not flip a config one: exit 2, so
+    // scripts tell them from a refused flip (1).
+    return err.code === ErrorCodes.USAGE || err.code === ErrorCodes.FLOW_UNKNOWN || err.code === ErrorCodes.SAGA_UNKNOWN || err.code === ErrorCodes.FLIP_NOT_OPERATOR ? ExitCode.USAGE_OR_CONFIG : ExitCode.FAILURE;
   }
   io.err(`${ErrorCodes.INTERNAL}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   return ExitCode.FAILURE;

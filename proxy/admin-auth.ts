@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import type { AdminScope } from '../src/config/schema.js';
 
 /** A bearer token and what it may do. */
@@ -38,6 +39,41 @@ export class AdminTokens {
       for (const scope of entry.scopes) found.add(scope);
     }
     return found;
+  }
+}
+
+/** A client certificate subject CN and what its holder may do (`admin.clientCerts`). */
+export interface AdminClientCert {
+  cn: string;
+  scopes: readonly AdminScope[];
+}
+
+/**
+ * Client certificates that stand for a token. A certificate counts only when the TLS layer verified it
+ * against the admin listener's client CA (`socket.authorized`): an unverified one, even with a listed CN,
+ * is no credential. Its subject CN must equal a configured `cn` exactly (case and all); a certificate with
+ * several CNs matches none, as it is ambiguous which one the CA vouched for.
+ */
+export class AdminClientCerts {
+  private readonly scopes = new Map<string, Set<AdminScope>>();
+
+  constructor(certs: readonly AdminClientCert[]) {
+    for (const c of certs) {
+      const set = this.scopes.get(c.cn) ?? new Set<AdminScope>();
+      for (const scope of c.scopes) set.add(scope);
+      this.scopes.set(c.cn, set);
+    }
+  }
+
+  get size(): number {
+    return this.scopes.size;
+  }
+
+  /** The scopes of the verified client certificate on `socket`, or undefined (no TLS, no or unverified certificate, unlisted CN). */
+  scopesOf(socket: TLSSocket): ReadonlySet<AdminScope> | undefined {
+    if (this.scopes.size === 0 || !socket.encrypted || !socket.authorized) return undefined;
+    const cn = socket.getPeerCertificate()?.subject?.CN as unknown;
+    return typeof cn === 'string' ? this.scopes.get(cn) : undefined;
   }
 }
 

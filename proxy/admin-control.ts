@@ -4,15 +4,15 @@ import { silentLogger, type Logger } from '../src/logger.js';
 import type { ReadinessConfig } from '../src/config/readiness.js';
 import { renderHtml, type HtmlFlip } from '../reports/render-html.js';
 import { renderJson } from '../reports/render-json.js';
-import { flipFlow, flowHistory, flowStatus, type ControlFlow, type FlipInput, type FlipResult } from './flip-control.js';
+import type { Signer } from '../src/events/signature.js';
+import { appliedFlips, flipFlow, flowHistory, flowStatus, type ControlFlow, type FlipInput, type FlipResult, type HistoryFlip } from './flip-control.js';
 import type { FlowModeTarget } from '../src/flips/follower.js';
-import { readFlips } from '../src/flips/log.js';
-import type { FlipEntry } from '../src/flips/types.js';
+import type { FlipPolicy } from '../src/flips/policy.js';
 
 /** What the admin API calls for flips, history and the report. */
 export interface AdminControl {
   flip(input: FlipInput): Promise<FlipResult>;
-  history(flow: string): Promise<FlipEntry[]>;
+  history(flow: string): Promise<HistoryFlip[]>;
   /** `GET /report` (JSON) and `GET /report.html` bodies, the HTML with each flow's flips. */
   report(): Promise<{ json: string; html: string }>;
 }
@@ -26,6 +26,10 @@ export interface AdminControlOptions {
   /** Applied at once on this sidecar after a flip is logged (the follower applies it again: same mode). */
   table?: FlowModeTarget;
   logger?: Logger;
+  /** Who may flip (the config's `trust:`). */
+  policy?: FlipPolicy | undefined;
+  /** The key flips through the admin API are signed with: `admin.operatorIdentity`, else the sidecar's `identity:`. */
+  signer?: Signer | undefined;
 }
 
 /** The admin API's control plane, over the sidecar's own bus and config. */
@@ -34,7 +38,7 @@ export function createAdminControl(options: AdminControlOptions): AdminControl {
   const ctx = () => {
     const bus = options.bus();
     if (!bus) throw new BusError(ErrorCodes.BUS_UNAVAILABLE, 'the bus is not reachable yet: flips are recorded on it, so none can be made now', { retriable: true, status: 503 });
-    return { bus, flows: options.flows, readiness: options.readiness, baseUrl: options.baseUrl, logger };
+    return { bus, flows: options.flows, readiness: options.readiness, baseUrl: options.baseUrl, logger, policy: options.policy, signer: options.signer };
   };
   return {
     async flip(input) {
@@ -49,7 +53,7 @@ export function createAdminControl(options: AdminControlOptions): AdminControl {
       const c = ctx();
       const { report } = await flowStatus(c);
       const flips = new Map<string, HtmlFlip[]>();
-      for (const f of await readFlips(c.bus)) {
+      for (const f of await appliedFlips(c)) {
         if (!flips.has(f.flow)) flips.set(f.flow, []);
         flips.get(f.flow)!.push({ at: f.at, from: f.from, to: f.to, who: f.who, reason: f.reason, forced: f.forced, verdict: f.report?.verdict ?? null });
       }

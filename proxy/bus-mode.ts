@@ -7,7 +7,11 @@ import { SAFE_METHODS } from '../src/config/flow.js';
 import type { Logger } from '../src/logger.js';
 import { DEFAULT_REPLY_HEADERS, replayHeaders, sendReplay } from '../src/http/replay.js';
 import { bodyBytes } from '../src/events/body.js';
-import type { BusReplyData } from '../src/events/wire.js';
+import type { BusReplyData, StreamEventData } from '../src/events/wire.js';
+import { formatSse, isEventStream, parseSse, SSE_CONTENT_TYPE } from '../src/events/sse.js';
+import { isRpcResponse, rpcError, type RpcCall, type RpcResponse } from '../src/flows/rpc.js';
+import { openReplyData } from '../src/crypto/body-fields.js';
+import type { Keyring } from '../src/crypto/keyring.js';
 import { buildObservationMessage } from './call-event.js';
 import type { CallParts } from './call-parts.js';
 import type { Exchange, SidecarRequest } from './exchange.js';
@@ -15,6 +19,7 @@ import type { SidecarMetrics, SkipReason } from './metrics.js';
 import type { Outbox } from './outbox.js';
 import type { ReplyChannel } from './reply.js';
 import type { Upstream } from './upstreams.js';
+import { endSpan, SpanKind, startSpan, traceparentOf } from '../src/tracing.js';
 
 /** The modes whose calls may take the bus path. */
 export type BusModeKind = Extract<ParsedMode, { kind: 'canary' } | { kind: 'bus' }>;
@@ -86,6 +91,36 @@ export function replyToResponse(data: BusReplyData | undefined): ReplyResponse {
   return { status: d.status, headers, body };
 }
 
+/**
+ * A bus reply as the JSON-RPC response a JSON-RPC caller expects, with the id of its call: a reply whose
+ * body is a JSON-RPC response passes with the caller's id; a successful reply with any other JSON body is
+ * the `result`; a failed reply (no status, 4xx/5xx) becomes a JSON-RPC error carrying the cutover code in
+ * `error.data.code`, with the reply's HTTP status kept so proxies and retry policies still see a failure.
+ */
+export function rpcReplyToResponse(data: BusReplyData | undefined, call: RpcCall): ReplyResponse {
+  const r = replyToResponse(data);
+  // A streamed answer: its events are JSON-RPC responses already (the bus side answered the call's id).
+  if (isEventStream(r.headers['content-type'])) return r;
+  const id = call.id ?? null;
+  let value: unknown;
+  try {
+    value = r.body.length > 0 ? (JSON.parse(r.body.toString('utf8')) as unknown) : undefined;
+  } catch {
+    value = undefined;
+  }
+  const headers = { ...r.headers, 'content-type': 'application/json' };
+  let response: RpcResponse;
+  if (isRpcResponse(value)) response = { ...value, id };
+  else if (r.status < 400 && value !== undefined) response = { jsonrpc: '2.0', id, result: value };
+  else {
+    const error = (value as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    const code = typeof error?.code === 'string' ? error.code : ErrorCodes.HANDLER_FAILED;
+    const message = typeof error?.message === 'string' ? error.message : `the bus side answered ${r.status} without a JSON-RPC response`;
+    response = rpcError(id, code, message);
+  }
+  return { status: r.status, headers, body: Buffer.from(JSON.stringify(response)) };
+}
+
 function jsonError(status: number, code: string, message: string): ReplyResponse {
   return { status, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ error: { code, message } })) };
 }
@@ -114,25 +149,73 @@ export interface BusPathHost {
   skip(ex: Exchange, reason: SkipReason): void;
 }
 
+/**
+ * Relays a streamed bus reply to the caller as Server-Sent Events, in the order the bus side produced
+ * them: each event as it arrives (out-of-order ones held until their turn, repeats of a redelivery
+ * dropped), then, once the reply comes, whatever it carries beyond what was relayed.
+ */
+export class StreamRelay {
+  private next = 0;
+  private readonly early = new Map<number, string>();
+
+  constructor(private readonly res: ServerResponse) {}
+
+  /** Whether the caller has the stream's headers (from then on, only stream events can answer it). */
+  get started(): boolean {
+    return this.next > 0;
+  }
+
+  push(data: StreamEventData | undefined): void {
+    if (!data || !Number.isInteger(data.seq) || data.seq < this.next || typeof data.text !== 'string') return;
+    this.early.set(data.seq, data.text);
+    for (let text = this.early.get(this.next); text !== undefined; text = this.early.get(this.next)) {
+      this.early.delete(this.next);
+      this.next++;
+      this.write(text);
+    }
+  }
+
+  /** The reply ends the stream: its events past those relayed, then the end. */
+  finish(body: Buffer): void {
+    const { events } = parseSse(body.toString('utf8'));
+    for (const e of events.slice(this.next)) this.write(formatSse(e.data, { ...(e.event !== undefined ? { event: e.event } : {}), ...(e.id !== undefined ? { id: e.id } : {}) }));
+    this.res.end();
+  }
+
+  /** The stream cannot finish: `last` (an error event), then the end. */
+  abort(last: string): void {
+    this.write(last);
+    this.res.end();
+  }
+
+  private write(text: string): void {
+    if (this.res.destroyed || this.res.writableEnded) return;
+    if (!this.res.headersSent) this.res.writeHead(200, { 'content-type': SSE_CONTENT_TYPE, 'cache-control': 'no-cache' });
+    this.res.write(text);
+  }
+}
+
 /** The bus path's collaborators and limits. */
 export interface BusPathOptions {
   plane: BusPathHost;
   outbox: Outbox;
   replies: ReplyChannel;
   metrics: SidecarMetrics;
-  observationsTopic: string;
   agent: string;
   maxBodyBytes: number;
   logger: Logger;
+  /** Opens encrypted fields of bus replies before the caller is answered (the config's `encryption:`). */
+  keyring?: Keyring | undefined;
 }
 
-interface ReadBody {
+/** A request body read before forwarding: all of it, or up to a limit with the rest left on the request. */
+export interface ReadBody {
   chunks: Buffer[];
   overLimit: boolean;
 }
 
 /** Reads a request body up to `limit` bytes; past it, stops reading and leaves the rest on `req`. */
-function readBody(req: SidecarRequest, limit: number): Promise<ReadBody> {
+export function readBody(req: SidecarRequest, limit: number): Promise<ReadBody> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -178,11 +261,16 @@ function readBody(req: SidecarRequest, limit: number): Promise<ReadBody> {
 export class BusPath {
   constructor(private readonly o: BusPathOptions) {}
 
-  async handle(req: SidecarRequest, res: ServerResponse, ex: Exchange, mode: BusModeKind, upstream: Upstream | undefined): Promise<void> {
+  /** Serves one call on the bus path; `read`: its body, when the data plane read it already (JSON-RPC flows). */
+  async handle(req: SidecarRequest, res: ServerResponse, ex: Exchange, mode: BusModeKind, upstream: Upstream | undefined, read?: ReadBody): Promise<void> {
     const entry = ex.entry!;
     const { plane } = this.o;
+    // The command carries this span: the bus-native handler's span is its child.
+    const span = startSpan('cutover bus request', SpanKind.CLIENT, ex.span, { 'messaging.destination.name': entry.config.topic, 'cutover.flow': entry.config.name, 'cutover.mode': ex.mode });
+    if (span) ex.traceparent = traceparentOf(span);
+    let failed: unknown;
     try {
-      const read = await readBody(req, this.o.maxBodyBytes);
+      read ??= await readBody(req, this.o.maxBodyBytes);
       if (read.overLimit) {
         plane.skip(ex, 'body_too_large');
         if (mode.kind === 'canary') return plane.forwardBuffered(ex, req, res, upstream, read.chunks, true, false);
@@ -201,8 +289,11 @@ export class BusPath {
       if (entry.config.kind === 'event') await this.event(req, res, ex, call, raw, upstream);
       else await this.request(req, res, ex, call, raw, upstream);
     } catch (err) {
+      failed = err;
       this.o.logger.error({ err, flow: entry.config.name, eventId: ex.id }, 'bus path failed');
       if (!res.headersSent) plane.answer(ex, res, 500, ErrorCodes.INTERNAL, 'internal error on the bus path');
+    } finally {
+      endSpan(span, failed, { 'http.response.status_code': res.statusCode, ...(ex.id ? { 'messaging.message.id': ex.id } : {}) });
     }
   }
 
@@ -218,7 +309,8 @@ export class BusPath {
       return this.unavailable(req, res, ex, raw, upstream, new Error('the reply channel is not consuming yet'));
     }
     // Registered before the publish: a reply can never arrive before anyone waits for it.
-    const waiting = replies.expect(id, timeout);
+    const relay = new StreamRelay(res);
+    const waiting = replies.expect(id, timeout, (d) => relay.push(d.event.data as StreamEventData | undefined));
     waiting.catch(() => undefined);
     try {
       await outbox.publishDurable(cfg.topic, call.build(id, ex.mode, replies.topic), { spool: false, timeout });
@@ -234,6 +326,12 @@ export class BusPath {
     } catch (err) {
       if (!(isCutoverError(err) && err.code === ErrorCodes.REPLY_TIMEOUT)) throw err;
       entry.counters.replyTimeouts++;
+      if (relay.started) {
+        // The caller has part of a stream: it ends with an event saying why, never silently.
+        this.outcome(ex, 'reply_timeout');
+        relay.abort(this.errorEvent(ex, ErrorCodes.REPLY_TIMEOUT, `the stream stopped: no event on the bus within ${timeout} ms (correlation id ${id})`));
+        return;
+      }
       if (cfg.fallback === 'direct' && upstream) {
         entry.counters.fallbacks++;
         this.outcome(ex, 'fallback_timeout');
@@ -244,12 +342,26 @@ export class BusPath {
       plane.answer(ex, res, 504, ErrorCodes.REPLY_TIMEOUT, `no reply on the bus within ${timeout} ms (correlation id ${id})`);
       return;
     }
+    let data: BusReplyData | undefined;
+    try {
+      // Encrypted response fields are opened for the caller; the observation below keeps them sealed.
+      data = openReplyData(this.o.keyring, id, reply.event.data as BusReplyData | undefined);
+    } catch (err) {
+      this.outcome(ex, 'replied');
+      this.o.logger.warn({ flow: cfg.name, eventId: id, code: isCutoverError(err) ? err.code : undefined }, 'bus reply does not decrypt; answered 502');
+      plane.answer(ex, res, 502, ErrorCodes.CRYPTO_FAILED, err instanceof Error ? err.message : String(err));
+      return;
+    }
     entry.counters.busServed++;
     this.outcome(ex, 'replied');
-    send(res, replyToResponse(reply.event.data as BusReplyData | undefined));
+    if (relay.started) {
+      const ok = typeof data?.status === 'number' && data.status < 400;
+      if (ok) relay.finish(bodyBytes(data!));
+      else relay.abort(this.errorEvent(ex, data?.error?.code ?? ErrorCodes.HANDLER_FAILED, data?.error?.message ?? `the bus side ended the stream with status ${data?.status ?? 'none'}`));
+    } else send(res, ex.rpc ? rpcReplyToResponse(data, ex.rpc) : replyToResponse(data));
     if (verify) {
       // The bus result, for the comparator: the reply itself went to this replica's channel only.
-      outbox.enqueue(this.o.observationsTopic, { key: id, event: reply.event });
+      outbox.enqueue(entry.observationsTopic, { key: id, event: reply.event });
       entry.counters.observations++;
     }
   }
@@ -268,8 +380,10 @@ export class BusPath {
     entry.counters.events++;
     entry.counters.busServed++;
     this.outcome(ex, held === 'bus' ? 'accepted' : 'spooled');
-    const body = Buffer.from(JSON.stringify({ accepted: true, id }));
-    send(res, { status: entry.config.status ?? DEFAULT_EVENT_STATUS, headers: { 'content-type': 'application/json' }, body });
+    const status = entry.config.status ?? DEFAULT_EVENT_STATUS;
+    // A JSON-RPC notification has no response: MCP servers answer it 202 with no body, and so does cutover.
+    if (ex.rpc) send(res, { status, headers: {}, body: Buffer.alloc(0) });
+    else send(res, { status, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ accepted: true, id })) });
   }
 
   /** Neither the bus (nor, for events, the spool) took the call: fall back, or 503. */
@@ -308,7 +422,7 @@ export class BusPath {
       });
       const version = r.version ?? versions?.direct;
       this.o.outbox.enqueue(
-        this.o.observationsTopic,
+        entry.observationsTopic,
         buildObservationMessage({
           agent: this.o.agent,
           flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode: ex.mode },
@@ -321,6 +435,11 @@ export class BusPath {
     } catch (err) {
       this.o.logger.warn({ err, flow: entry.config.name, eventId: ex.id }, 'verification call to the direct path failed');
     }
+  }
+
+  /** The last event of a stream that could not finish: a JSON-RPC error for JSON-RPC callers, else the typed JSON error. */
+  private errorEvent(ex: Exchange, code: string, message: string): string {
+    return formatSse(JSON.stringify(ex.rpc ? rpcError(ex.rpc.id, code, message) : { error: { code, message } }));
   }
 
   private outcome(ex: Exchange, outcome: BusOutcome): void {

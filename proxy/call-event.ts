@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { BusMessage } from '../src/bus/types.js';
 import type { CloudEvent } from '../src/events/types.js';
-import { CallHeaders, KEY_ID_EXTENSION, OBSERVATIONS_TOPIC, ObservationTypes, type CallData, type ObservationData } from '../src/events/wire.js';
+import { CallHeaders, KEY_ID_EXTENSION, rpcAttributes, observationsTopicOf, ObservationTypes, type CallData, type ObservationData } from '../src/events/wire.js';
 import type { FlowMode } from '../src/config/flow.js';
 
 // The data plane builds its observations and samples from these; they belong to the wire format.
@@ -26,13 +26,19 @@ export interface CallEventInput {
   headers: Record<string, string>;
   /** Key id when fields of `data` were encrypted. */
   kid?: string;
-  /** Where results go; default `cutover.observations`; null for none (fire-and-forget events). */
+  /** The JSON-RPC call of the body (flows with `match.rpc`): stamped as `rpcmethod` / `rpcid`. */
+  rpc?: { method: string; id?: string | number | null } | undefined;
+  /**
+   * Where results go; default the flow's observation topic `cutover.observations.<flow>`; null for none
+   * (fire-and-forget events).
+   */
   replyTo?: string | null;
 }
 
 /**
  * The call event of a flow in shadow mode: CloudEvents 1.0, type = the flow name, id = correlation id,
- * replies to `cutover.observations`; keyed by the flow key so one key's calls stay in order.
+ * replies to the flow's observation topic (`cutover.observations.<flow>`); keyed by the flow key so one
+ * key's calls stay in order.
  */
 export function buildCallMessage(input: CallEventInput): BusMessage {
   const event: CloudEvent<CallData> = {
@@ -49,9 +55,10 @@ export function buildCallMessage(input: CallEventInput): BusMessage {
     cutovermode: input.flow.mode,
     data: input.data,
   };
-  if (input.replyTo !== null) event.replyto = input.replyTo ?? OBSERVATIONS_TOPIC;
+  if (input.replyTo !== null) event.replyto = input.replyTo ?? observationsTopicOf(input.flow.name);
   if (input.partitionKey !== undefined) event.partitionkey = input.partitionKey;
   if (input.kid !== undefined) event[KEY_ID_EXTENSION] = input.kid;
+  if (input.rpc) Object.assign(event, rpcAttributes(input.rpc));
   return {
     key: input.partitionKey ?? null,
     event,

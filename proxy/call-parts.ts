@@ -6,7 +6,8 @@ import type { FlowMode } from '../src/config/flow.js';
 import { buildCallMessage } from './call-event.js';
 import { callSample } from '../src/events/wire.js';
 import { encodeBody, type EncodedBody } from '../src/events/body.js';
-import type { FieldCipher, FieldContext } from './crypto.js';
+import type { FieldCipher } from '../src/crypto/field-cipher.js';
+import { encryptBody, withholdUnencryptable } from '../src/crypto/body-fields.js';
 import type { Exchange } from './exchange.js';
 import type { FlowEntry } from './flow-table.js';
 import type { SidecarMetrics } from './metrics.js';
@@ -56,7 +57,7 @@ export class CallEvents {
   callParts(req: IncomingMessage, ex: Exchange, raw: Buffer): CallParts {
     const entry = ex.entry!;
     const header = req.headers.traceparent;
-    const traceparent = typeof header === 'string' && isTraceparent(header) ? header : newTraceparent();
+    const traceparent = ex.traceparent ?? (typeof header === 'string' && isTraceparent(header) ? header : newTraceparent());
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const search = q === -1 ? '' : url.slice(q + 1);
@@ -98,6 +99,7 @@ export class CallEvents {
           target,
           headers,
           replyTo,
+          rpc: ex.rpc,
           ...(kid ? { kid } : {}),
         });
       },
@@ -111,49 +113,10 @@ export class CallEvents {
    */
   private protectKey(entry: FlowEntry, key: string): string | undefined {
     const k = entry.key!;
-    const secret = (k.source === 'body' && this.opts.cipher?.covers(k.path)) || (k.source === 'header' && this.deniedHeaders.has(k.path[0]!));
+    const secret = ((k.source === 'body' || k.source === 'rpc') && this.opts.cipher?.covers(k.path)) || (k.source === 'header' && this.deniedHeaders.has(k.path[0]!));
     if (!secret) return key;
     return this.opts.cipher?.digest(key);
   }
-}
-
-/** A body whose fields cannot be found is not published when fields must be encrypted. */
-export type WithheldBody = EncodedBody & { bodySkipped?: string };
-
-/**
- * Fail closed: a body that is not JSON cannot have its fields encrypted, and publishing it raw would
- * publish them in clear (malformed JSON, a form, text with the e-mail address in it). Such a body is
- * removed and marked `bodySkipped: 'unencryptable'`. JSON behind a byte-order mark is parsed instead (the
- * mark dropped). Returns whether the body was withheld.
- */
-export function withholdUnencryptable(encoded: WithheldBody): boolean {
-  if (encoded.body === undefined || encoded.bodyEncoding === undefined) return false;
-  if (encoded.bodyEncoding !== 'base64' && typeof encoded.body === 'string' && encoded.body.startsWith('\uFEFF')) {
-    try {
-      encoded.body = JSON.parse(encoded.body.slice(1)) as unknown;
-      delete encoded.bodyEncoding;
-      return false;
-    } catch {
-      // Not JSON after all: withheld below.
-    }
-  }
-  delete encoded.body;
-  delete encoded.bodyEncoding;
-  encoded.bodySkipped = 'unencryptable';
-  return true;
-}
-
-/**
- * Encrypts the configured fields of a JSON body in place (call events and observations alike), each bound
- * to its field and `context`, after withholding a body that cannot be encrypted
- * ({@link withholdUnencryptable}). Returns the key id when any field was encrypted, so the event can name it.
- * Without a context the values are bound to their fields only: give the call's event id.
- */
-export function encryptBody(cipher: FieldCipher | undefined, encoded: WithheldBody, context: FieldContext = { eventId: '', part: 'response' }): string | undefined {
-  if (!cipher) return undefined;
-  withholdUnencryptable(encoded);
-  if (encoded.body === null || typeof encoded.body !== 'object') return undefined;
-  return cipher.encryptFields(encoded.body, context) > 0 ? cipher.kid : undefined;
 }
 
 /** A copy of `encoded` with the configured fields shown as `[REDACTED]`. */

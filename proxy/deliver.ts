@@ -8,6 +8,7 @@ import { DEFAULT_REPLY_HEADERS, isReplyChannel } from '../src/http/replay.js';
 import type { Registry } from 'prom-client';
 import { ReplayConsumers, type ReplayConsumer } from '../shadow/replay-consumer.js';
 import type { CaptureConfig, DeliverConfig, RedactConfig } from '../src/config/sidecar.js';
+import type { Keyring } from '../src/crypto/keyring.js';
 
 /** Consumer group of a flow's `deliver:` consumers (all replicas of the callee share it). */
 export function deliverGroup(flow: string): string {
@@ -42,6 +43,11 @@ export interface DeliverOptions {
   redact?: Pick<RedactConfig, 'headers'>;
   /** Where refused commands are counted (`cutover_replay_refused_total`). */
   registry?: Registry;
+  /**
+   * The sidecar's keys (`encryption:`): encrypted request fields are decrypted before the agent sees them;
+   * a value that does not decrypt dead-letters the command with CUTOVER_CRYPTO_FAILED.
+   */
+  keyring?: Keyring;
 }
 
 /**
@@ -101,6 +107,8 @@ export class DeliverRuntime {
             ...(opts.capture ? { headers: opts.capture.requestHeaders } : {}),
             ...(opts.redact ? { denied: opts.redact.headers } : {}),
           },
+          // The reply is sealed like every bus result; the waiting sidecar decrypts it for its caller.
+          ...(opts.keyring ? { keyring: opts.keyring } : {}),
           // Metrics are shared per registry (ReplayMetrics.of), so every flow's consumer can be given it.
           ...(opts.registry ? { registry: opts.registry } : {}),
         };

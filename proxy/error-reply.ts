@@ -3,12 +3,22 @@ import type { Socket } from 'node:net';
 import { ErrorCodes } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
 import type { Exchange } from './exchange.js';
+import { rpcError } from '../src/flows/rpc.js';
 import type { SidecarMetrics } from './metrics.js';
 import type { RedactConfig } from '../src/config/sidecar.js';
 import { redactSearch } from './redact.js';
 
 function errorBody(code: string, message: string): Buffer {
   return Buffer.from(JSON.stringify({ error: { code, message } }));
+}
+
+/**
+ * The error body for `ex`'s caller: a JSON-RPC caller (the call was read, `ex.rpc`) gets a JSON-RPC error
+ * response with its id, the cutover code in `error.data.code`, which its client library parses whatever
+ * the HTTP status; others the typed JSON error.
+ */
+function errorBodyFor(ex: Exchange | undefined, code: string, message: string): Buffer {
+  return ex?.rpc ? Buffer.from(JSON.stringify(rpcError(ex.rpc.id, code, message))) : errorBody(code, message);
 }
 
 function sendJson(res: ServerResponse, status: number, body: Buffer): void {
@@ -28,9 +38,9 @@ export function sendRawError(socket: Socket, status: number, code: string, messa
   socket.destroySoon();
 }
 
-/** Answers the caller with a typed JSON error, recorded on `ex` for the direct observation. */
+/** Answers the caller with a typed JSON error (JSON-RPC for JSON-RPC callers), recorded on `ex` for the direct observation. */
 export function sendError(ex: Exchange, res: ServerResponse, status: number, code: string, message: string): void {
-  const body = errorBody(code, message);
+  const body = errorBodyFor(ex, code, message);
   ex.failure = { code, message, body };
   sendJson(res, status, body);
 }
@@ -70,7 +80,7 @@ export class UpstreamErrors {
     const errno = (err as NodeJS.ErrnoException).code;
     const message = `upstream unreachable: ${errno ?? err.message}`;
     if (ex) {
-      ex.failure = { code, message, body: errorBody(code, message) };
+      ex.failure = { code, message, body: errorBodyFor(ex, code, message) };
       if (ex.entry) ex.entry.counters.upstreamErrors++;
     }
     this.opts.metrics.upstreamErrors.inc({ code });
@@ -123,7 +133,7 @@ export class UpstreamErrors {
     ex.timer = undefined;
     const res = ex.res;
     const message = `upstream sent no response within ${this.opts.upstreamTimeout} ms`;
-    const body = errorBody(ErrorCodes.UPSTREAM_TIMEOUT, message);
+    const body = errorBodyFor(ex, ErrorCodes.UPSTREAM_TIMEOUT, message);
     ex.failure = { code: ErrorCodes.UPSTREAM_TIMEOUT, message, body };
     this.opts.metrics.upstreamErrors.inc({ code: ErrorCodes.UPSTREAM_TIMEOUT });
     if (ex.entry) ex.entry.counters.upstreamErrors++;

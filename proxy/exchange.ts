@@ -4,6 +4,9 @@ import type { CallSample } from '../src/parity/types.js';
 import type { BodyCapture } from './capture.js';
 import type { FlowEntry } from './flow-table.js';
 import type { NoiseRequest } from './noise-call.js';
+import type { ObservedExchange } from './observed-exchange.js';
+import type { Span } from '../src/tracing.js';
+import type { RpcCall } from '../src/flows/rpc.js';
 
 /** Where a request carries its {@link Exchange}, so that http-proxy's events find it. */
 export const EXCHANGE = Symbol('cutover.exchange');
@@ -29,7 +32,10 @@ export class Exchange {
   /** Mode at arrival: a flip while the request runs does not change what this request does. */
   mode: FlowMode = 'direct';
   id: string | undefined;
+  /** The call event's trace context: set by the publish or bus span when an OpenTelemetry SDK records them. */
   traceparent: string | undefined;
+  /** The forward span, when an OpenTelemetry SDK records it. */
+  span: Span | undefined;
   /** The call as published (redacted, body truncated), for the direct observation. Set by callParts. */
   sample: CallSample | undefined;
   reqCapture: BodyCapture | undefined;
@@ -47,6 +53,12 @@ export class Exchange {
   timer: NodeJS.Timeout | undefined;
   /** Set when the sidecar answered for the upstream (502/504). */
   failure: Failure | undefined;
+  /** The JSON-RPC call of the body, on URLs whose flows select JSON-RPC methods. */
+  rpc: RpcCall | undefined;
+  /** MCP headers of the call that disagree with its JSON-RPC body (`mcp-method`, `mcp-name`). */
+  rpcHeaderMismatch: string[] | undefined;
   /** Set when this request is sampled for the noise baseline: the agent is called a second time. */
   noise: NoiseRequest | undefined;
+  /** Set when discovery (`observe:`) sampled this request. */
+  discovery: ObservedExchange | undefined;
 }

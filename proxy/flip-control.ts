@@ -7,8 +7,11 @@ import type { FlowReadinessConfig, ReadinessConfig } from '../src/config/readine
 import { buildReport, parityRecordsFromBus, reportFlowsFromConfig } from '../reports/report.js';
 import type { FlowReport, Report } from '../reports/types.js';
 import { decideFlip, isGated, parseTargetMode, usesCanaryEvidence, type FlipDecision } from '../reports/gate.js';
-import { appendFlip, canarySince, currentModes, defaultWho, readFlips } from '../src/flips/log.js';
+import type { Signer } from '../src/events/signature.js';
+import type { FlipRejection } from '../src/flips/judge.js';
+import { appendFlip, canarySince, currentModes, defaultWho, readFlipLog, readFlips } from '../src/flips/log.js';
 import type { FlowMode } from '../src/flips/mode.js';
+import { whyNotOperator, type FlipPolicy } from '../src/flips/policy.js';
 import type { FlipEntry, FlipRecord } from '../src/flips/types.js';
 
 /** A configured flow with its optional `readiness:` overrides. */
@@ -23,7 +26,14 @@ export interface ControlContext {
   baseUrl?: string;
   now?: () => Date;
   logger?: Logger;
+  /** Who may flip (the config's `trust:`): modes are read as followers judge the log, and a flip this process cannot sign as an operator is refused. */
+  policy?: FlipPolicy | undefined;
+  /** The key flips are signed with (the CLI's `identity:`, the admin API's operator key). */
+  signer?: Signer | undefined;
 }
+
+/** A record of `cutover history`: every flip record of the flow, with who verifiably signed it and, when followers ignore it, why. */
+export type HistoryFlip = FlipEntry & { signer?: string; rejected?: FlipRejection };
 
 export interface FlipInput {
   flow: string;
@@ -79,17 +89,27 @@ export async function gateReport(ctx: ControlContext, flow: ControlFlow, from: F
   return { report: report.flows[0]!, basis: { kind: canary ? 'canary' : 'all', since, generatedAt: now.toISOString() } };
 }
 
+/** The flips followers apply (all flows', or `flow`'s), read the way they judge the log. */
+export function appliedFlips(ctx: ControlContext, flow?: string): Promise<FlipEntry[]> {
+  return readFlips(ctx.bus, { flow, policy: ctx.policy, configModes: configModes(ctx) });
+}
+
 /**
  * Flips one flow: reads its current mode from the log, asks the gate (building the report only when the
- * flip is gated, so a rollback never waits on reading the parity records), and appends the flip.
- * Throws ControlError: CUTOVER_FLOW_UNKNOWN, CUTOVER_USAGE, CUTOVER_FLIP_REFUSED.
+ * flip is gated, so a rollback never waits on reading the parity records), and appends the flip, signed
+ * with `ctx.signer`. Throws ControlError: CUTOVER_FLOW_UNKNOWN, CUTOVER_USAGE, CUTOVER_FLIP_REFUSED, and
+ * CUTOVER_FLIP_NOT_OPERATOR when followers would ignore a flip signed by this process.
  */
 export async function flipFlow(ctx: ControlContext, input: FlipInput): Promise<FlipResult> {
   const logger = (ctx.logger ?? silentLogger()).child({ component: 'flip', flow: input.flow });
   const flow = flowOf(ctx, input.flow);
   const to = parseTargetMode(input.to);
-  const flips = await readFlips(ctx.bus, { flow: flow.name });
+  const flips = await appliedFlips(ctx, flow.name);
   const from = flips.at(-1)?.to ?? flow.mode;
+  const notOperator = to === from ? undefined : whyNotOperator(ctx.policy, ctx.signer);
+  if (notOperator) {
+    throw new ControlError(ErrorCodes.FLIP_NOT_OPERATOR, `flip ${flow.name} ${from} -> ${to} not written: ${notOperator} (see docs/security.md, Control plane)`, { status: 403 });
+  }
   let evidence: Awaited<ReturnType<typeof gateReport>> | undefined;
   if (to !== from && isGated(from, to)) evidence = await gateReport(ctx, flow, from, to, flips);
   const decision = decideFlip({ flow: flow.name, from, to, report: evidence?.report, basis: evidence?.basis, force: input.force, reason: input.reason });
@@ -104,15 +124,19 @@ export async function flipFlow(ctx: ControlContext, input: FlipInput): Promise<F
     forced: decision.forced,
     report: decision.summary,
   };
-  const published = await appendFlip(ctx.bus, record);
+  const published = await appendFlip(ctx.bus, record, { signer: ctx.signer });
   logger.info({ from, to: record.to, who: record.who, forced: record.forced, verdict: record.report?.verdict ?? null, flipId: published.id }, 'flip recorded');
   return { action: 'flip', record: published, decision };
 }
 
-/** The flow's flips, oldest first. */
-export async function flowHistory(ctx: ControlContext, name: string): Promise<FlipEntry[]> {
+/**
+ * The flow's flip records, oldest first: those followers apply, and those they ignore (marked `rejected`
+ * with the reason: unsigned, forged, not an operator, towards the bus without evidence).
+ */
+export async function flowHistory(ctx: ControlContext, name: string): Promise<HistoryFlip[]> {
   const flow = flowOf(ctx, name);
-  return readFlips(ctx.bus, { flow: flow.name });
+  const judged = await readFlipLog(ctx.bus, { flow: flow.name, policy: ctx.policy, configModes: configModes(ctx) });
+  return judged.map((j) => ({ ...j.flip, ...(j.signer !== null ? { signer: j.signer } : {}), ...(j.rejection ? { rejected: j.rejection } : {}) }));
 }
 
 export interface FlowStatus {
@@ -124,7 +148,7 @@ export interface FlowStatus {
 
 /** Every configured flow: current mode from the log, and its readiness report over all records. */
 export async function flowStatus(ctx: ControlContext): Promise<{ report: Report; flows: FlowStatus[] }> {
-  const flips = await readFlips(ctx.bus);
+  const flips = await appliedFlips(ctx);
   const modes = currentModes(flips, configModes(ctx));
   const reportFlows = reportFlowsFromConfig(ctx.flows, modes, flips);
   const report = await buildReport(parityRecordsFromBus(ctx.bus), { flows: reportFlows, readiness: ctx.readiness, now: (ctx.now ?? (() => new Date()))(), baseUrl: ctx.baseUrl, logger: ctx.logger });

@@ -2,21 +2,26 @@ import { Notifier } from '../src/async.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import type { Plugin } from 'http-proxy-middleware';
 import { ErrorCodes } from '../src/errors.js';
 import { parseMode } from '../src/flips/mode.js';
 import type { Logger } from '../src/logger.js';
 import { shouldSampleNoise } from '../shadow/noise.js';
-import { BusPath, type BusModeKind, type BusPathHost } from './bus-mode.js';
+import { BusPath, readBody, type BusModeKind, type BusPathHost, type ReadBody } from './bus-mode.js';
+import { isRpcCall, mcpHeaderMismatches, parseRpcCall, type RpcCall } from '../src/flows/rpc.js';
 import { CallEvents, type CallParts } from './call-parts.js';
 import { BodyCapture } from './capture.js';
-import type { FieldCipher } from './crypto.js';
+import type { FieldCipher } from '../src/crypto/field-cipher.js';
+import type { Keyring } from '../src/crypto/keyring.js';
 import { sendError, sendRawError, UpstreamErrors } from './error-reply.js';
 import { EXCHANGE, Exchange, type SidecarRequest } from './exchange.js';
-import type { FlowTable } from './flow-table.js';
+import type { FlowEntry, FlowRoute, FlowTable } from './flow-table.js';
 import { UNMATCHED, type SidecarMetrics, type SkipReason } from './metrics.js';
 import { DirectObserver } from './observe.js';
+import type { Discovery } from './discovery.js';
+import type { Contract } from '../src/discovery/contract.js';
+import { endSpan, SpanKind, startSpan, traceparentOf } from '../src/tracing.js';
 import type { CaptureConfig, RedactConfig, RouteConfig } from '../src/config/sidecar.js';
 import type { Outbox } from './outbox.js';
 import type { ReplyChannel } from './reply.js';
@@ -26,7 +31,6 @@ import { Upstreams, type Upstream } from './upstreams.js';
 /** The data plane's config and collaborators, made by the sidecar at start. */
 export interface DataPlaneOptions {
   agent: string;
-  observationsTopic: string;
   upstream: string | undefined;
   routes: readonly RouteConfig[];
   upstreamTimeout: number;
@@ -37,8 +41,14 @@ export interface DataPlaneOptions {
   outbox: Outbox;
   metrics: SidecarMetrics;
   cipher: FieldCipher | undefined;
+  /** Opens encrypted fields of bus replies for callers (the config's `encryption:` keys). */
+  keyring?: Keyring | undefined;
   /** This replica's reply channel (bus mode). */
   replies: ReplyChannel;
+  /** The flows' payload contract (`contract:`), for contract drift in direct observations. */
+  contract?: Contract | undefined;
+  /** Discovery (`observe:`): sees every forwarded call, matched to a flow or not. */
+  discovery?: Discovery | undefined;
   logger: Logger;
 }
 
@@ -64,18 +74,18 @@ export class DataPlane implements BusPathHost {
   constructor(options: DataPlaneOptions) {
     this.opts = options;
     this.log = options.logger;
-    this.busPath = new BusPath({ plane: this, outbox: options.outbox, replies: options.replies, metrics: options.metrics, observationsTopic: options.observationsTopic, agent: options.agent, maxBodyBytes: options.capture.maxBodyBytes, logger: options.logger });
+    this.busPath = new BusPath({ plane: this, outbox: options.outbox, replies: options.replies, metrics: options.metrics, agent: options.agent, maxBodyBytes: options.capture.maxBodyBytes, logger: options.logger, keyring: options.keyring });
     this.calls = new CallEvents({ agent: options.agent, capture: options.capture, redact: options.redact, cipher: options.cipher, metrics: options.metrics });
     this.upstreamErrors = new UpstreamErrors({ upstreamTimeout: options.upstreamTimeout, redact: options.redact, metrics: options.metrics, logger: options.logger });
     this.observer = new DirectObserver({
       agent: options.agent,
-      observationsTopic: options.observationsTopic,
       capture: options.capture,
       redact: options.redact,
       upstreamTimeout: options.upstreamTimeout,
       outbox: options.outbox,
       metrics: options.metrics,
       cipher: options.cipher,
+      contract: options.contract,
       logger: options.logger,
     });
     this.upstreams = new Upstreams({ upstream: options.upstream, routes: options.routes, upstreamIdleTimeout: options.upstreamIdleTimeout, plugin: this.plugin });
@@ -130,8 +140,70 @@ export class DataPlane implements BusPathHost {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    const matched = this.opts.flows.match(req.method ?? 'GET', path);
+    const route = this.opts.flows.match(req.method ?? 'GET', path);
+    this.inFlight++;
+    let finished = false;
+    const done = (): void => {
+      if (finished) return;
+      finished = true;
+      this.observer.complete(ex, res);
+      this.opts.discovery?.end(ex, res);
+      endSpan(ex.span, ex.failure ? ex.failure.message : undefined, { 'http.response.status_code': res.statusCode });
+      if (--this.inFlight === 0) this.idle.notify();
+    };
+    // 'close' follows 'finish' on every response, and comes alone when the caller went away.
+    res.once('close', done);
+
+    const upstream = this.upstreams.resolve(req, path);
+    if (route && !route.entry) {
+      void this.handleRpc(req, res, ex, route, upstream);
+      return;
+    }
+    this.dispatch(req, res, ex, route, upstream, undefined);
+  }
+
+  /**
+   * A request on a URL whose flows select JSON-RPC calls: the body is read (up to capture.maxBodyBytes)
+   * to find the flow, then the request takes that flow's path with the bytes exactly as sent. A body that
+   * is no single JSON-RPC call (a batch, not JSON, too large) goes to the URL's flow without `rpc`, if any.
+   */
+  private async handleRpc(req: SidecarRequest, res: ServerResponse, ex: Exchange, route: Extract<FlowRoute, { entry?: undefined }>, upstream: Upstream | undefined): Promise<void> {
+    let read: ReadBody;
+    try {
+      read = await readBody(req, this.opts.capture.maxBodyBytes);
+    } catch (err) {
+      // The caller went away while sending: nobody is left to answer.
+      this.log.debug({ err: (err as Error).message }, 'request body failed while reading a JSON-RPC call');
+      res.destroy();
+      return;
+    }
+    let call: RpcCall | undefined;
+    if (read.overLimit) this.opts.metrics.rpcUnparsed.inc({ reason: 'body_too_large' });
+    else {
+      const parsed = parseRpcCall(Buffer.concat(read.chunks));
+      if (isRpcCall(parsed)) call = parsed;
+      else this.opts.metrics.rpcUnparsed.inc({ reason: parsed.problem });
+    }
+    const entry = route.select(call);
+    if (call) {
+      ex.rpc = call;
+      const mismatches = mcpHeaderMismatches(call, req.headers);
+      if (mismatches.length > 0) ex.rpcHeaderMismatch = mismatches;
+      for (const header of mismatches) {
+        this.opts.metrics.rpcHeaderMismatch.inc({ flow: entry?.config.name ?? UNMATCHED, header });
+        if (entry) entry.counters.rpcHeaderMismatches++;
+      }
+    }
+    this.dispatch(req, res, ex, entry ? { entry, params: route.params } : undefined, upstream, read);
+  }
+
+  /**
+   * Sends a request down its flow's path by the flow's mode at arrival: forwarded as is, forwarded and
+   * dual-written (shadow), or handed to the bus path (canary, bus). `read`: the body was read already.
+   */
+  private dispatch(req: SidecarRequest, res: ServerResponse, ex: Exchange, matched: { entry: FlowEntry; params: Record<string, string> } | undefined, upstream: Upstream | undefined, read: ReadBody | undefined): void {
     let busMode: BusModeKind | undefined;
+    let capture = false;
     if (matched) {
       ex.entry = matched.entry;
       ex.params = matched.params;
@@ -141,35 +213,30 @@ export class DataPlane implements BusPathHost {
       if (parsed?.kind === 'canary' || parsed?.kind === 'bus') busMode = parsed;
       else if (ex.mode === 'shadow') {
         // A declared length over the limit is skipped up front, without copying a single chunk.
-        if (Number(req.headers['content-length']) > this.opts.capture.maxBodyBytes) this.observer.skip(ex, 'body_too_large');
+        if (read?.overLimit || Number(req.headers['content-length']) > this.opts.capture.maxBodyBytes) this.observer.skip(ex, 'body_too_large');
+        else if (read) capture = true;
         else ex.reqCapture = new BodyCapture(this.opts.capture.maxBodyBytes);
         // Noise baseline (safe methods only): a share of calls is made twice, see callAgainForNoise.
         const noise = (matched.entry.config as { noise?: { sample: number } }).noise;
-        if (ex.reqCapture && shouldSampleNoise(noise, req.method ?? 'GET')) ex.noise = { method: req.method ?? 'GET', url, headers: req.headers };
+        if (ex.reqCapture && shouldSampleNoise(noise, req.method ?? 'GET')) ex.noise = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, upstream };
       }
     } else {
       this.opts.metrics.unmatched.inc();
     }
-    this.inFlight++;
-    let finished = false;
-    const done = (): void => {
-      if (finished) return;
-      finished = true;
-      this.observer.complete(ex, res);
-      if (--this.inFlight === 0) this.idle.notify();
-    };
-    // 'close' follows 'finish' on every response, and comes alone when the caller went away.
-    res.once('close', done);
-
-    const upstream = this.upstreams.resolve(req, path);
-    if (ex.noise) ex.noise.upstream = upstream;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    this.opts.discovery?.begin(ex, req, path);
+    const traceparent = req.headers.traceparent;
+    ex.span = startSpan('cutover forward', SpanKind.SERVER, typeof traceparent === 'string' ? traceparent : undefined, { 'http.request.method': req.method ?? 'GET', 'url.path': path, 'cutover.flow': matched?.entry.config.name ?? UNMATCHED, 'cutover.mode': ex.mode });
     if (busMode) {
       // The upstream may be absent (a caller-side sidecar with routes only): the bus path does not need it.
-      void this.busPath.handle(req, res, ex, busMode, upstream);
+      void this.busPath.handle(req, res, ex, busMode, upstream, read);
       return;
     }
+    if (read) return this.forwardBuffered(ex, req, res, upstream, read.chunks, read.overLimit, capture);
     if (!upstream) {
-      sendError(ex, res, 404, ErrorCodes.NOT_FOUND, `no route for ${req.headers.host ?? ''}${path} and no default upstream`);
+      sendError(ex, res, 404, ErrorCodes.NOT_FOUND, `no route for ${req.headers.host ?? ''}${req.url ?? ''} and no default upstream`);
       req.resume();
       return;
     }
@@ -242,6 +309,7 @@ export class DataPlane implements BusPathHost {
     if (!ex) return;
     ex.upstreamStarted = performance.now();
     ex.timer = setTimeout(() => this.upstreamErrors.timedOut(ex), this.opts.upstreamTimeout);
+    ex.discovery?.onRequest(req);
     const capture = ex.reqCapture;
     if (!capture) return;
     req.on('data', (chunk: Buffer) => capture.push(chunk));
@@ -255,17 +323,22 @@ export class DataPlane implements BusPathHost {
       this.observer.skip(ex, 'body_too_large');
       return;
     }
+    // The call event carries the publish span: the shadow side's spans are its children.
+    const span = startSpan('cutover publish', SpanKind.PRODUCER, ex.span, { 'messaging.destination.name': entry.config.topic, 'cutover.flow': entry.config.name });
+    if (span) ex.traceparent = traceparentOf(span);
     try {
       const id = randomUUID();
       const call = this.calls.callParts(req, ex, capture.buffer());
-      const message = call.build(id, 'shadow', this.opts.observationsTopic);
+      const message = call.build(id, 'shadow', entry.observationsTopic);
       ex.id = id;
       ex.traceparent = call.traceparent;
       this.opts.outbox.enqueue(entry.config.topic, message);
       ex.published = true;
       entry.counters.events++;
       if (ex.responded) this.observer.observe(ex);
+      endSpan(span, undefined, { 'messaging.message.id': id });
     } catch (err) {
+      endSpan(span, err);
       // Never let capture problems touch the direct call.
       this.log.error({ err, flow: entry.config.name }, 'could not build the call event; the call was forwarded but not dual-written');
       this.observer.skip(ex, 'capture_failed');
@@ -288,6 +361,7 @@ export class DataPlane implements BusPathHost {
     proxyRes.once('close', () => {
       if (!proxyRes.complete) this.upstreamErrors.aborted(ex, req, res);
     });
+    ex.discovery?.onResponse(proxyRes);
     if (!ex.reqCapture) return;
     const capture = new BodyCapture(this.opts.capture.maxResponseBytes);
     ex.resCapture = capture;
@@ -301,11 +375,13 @@ export class DataPlane implements BusPathHost {
  * fields and pipes the stream, so the forwarded request is the one the caller sent.
  */
 function replayOf(req: SidecarRequest, chunks: Buffer[], rest: boolean): SidecarRequest {
-  async function* body(): AsyncGenerator<Buffer> {
-    yield* chunks;
-    if (rest) for await (const chunk of req) yield chunk as Buffer;
-  }
-  const stream = Readable.from(body(), { objectMode: false });
+  // The chunks read are in the stream before anyone pipes it: the upstream gets them in the first write.
+  const stream = new PassThrough();
+  for (const chunk of chunks) stream.write(chunk);
+  if (rest) {
+    req.once('error', (err) => stream.destroy(err));
+    req.pipe(stream);
+  } else stream.end();
   // Not an IncomingMessage, but it carries every field http-proxy and http-proxy-middleware read.
   return Object.assign(stream, {
     method: req.method,

@@ -19,6 +19,7 @@ import { ConfigError, ControlError, ErrorCodes } from '../src/errors.js';
 import { silentLogger, type Logger as PinoLogger } from '../src/logger.js';
 import type { Registry as PromRegistry } from '../src/metrics.js';
 import { currentModes, readFlips } from '../src/flips/log.js';
+import { flipPolicy } from '../src/flips/policy.js';
 import { sidecarBaseUrl } from '../src/net.js';
 import { renderHtml as renderHtmlPage } from '../reports/render-html.js';
 import type * as html from '../reports/render-html.js';
@@ -52,7 +53,7 @@ export type CutoverErrorOptions = errors.CutoverErrorOptions;
 export type CreateBusOptions = bus.CreateBusOptions;
 /** A bus section of the config after validation, defaults filled in. */
 export type BusConfig = bus.BusConfig;
-/** A bus section as written: `{ kind: 'embedded' | 'redis' | 'kafka', … }` (docs/bus.md lists the options). */
+/** A bus section as written: `{ kind: 'embedded' | 'redis' | 'kafka' | 'rabbitmq', … }` (docs/bus.md lists the options). */
 export type BusConfigInput = bus.BusConfigInput;
 /** The bus adapters: `embedded` (one SQLite file), `redis` (Redis Streams), `kafka`. */
 export type BusKind = bus.BusKind;
@@ -215,8 +216,9 @@ export async function buildReportForConfig(config: ConfigSource<CutoverConfigInp
   // Verified like every other reader: with a trust configured, forged flip and parity records are skipped.
   const bus = signedBus(await openBus(parsed.bus, { logger }), { ...loadIdentity(parsed), logger });
   try {
-    const flips = await readFlips(bus);
-    const modes = currentModes(flips, new Map(flows.map((f) => [f.name, f.mode])));
+    const configModes = new Map(flows.map((f) => [f.name, f.mode]));
+    const flips = await readFlips(bus, { policy: flipPolicy(parsed.trust), configModes });
+    const modes = currentModes(flips, configModes);
     return await buildReport(parityRecordsFromBus(bus), {
       flows: reportFlowsFromConfig(flows, modes, flips),
       readiness: parsed.readiness,

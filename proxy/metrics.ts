@@ -28,6 +28,8 @@ export class SidecarMetrics {
   readonly skipped: Counter<'flow' | 'reason'>;
   readonly keyMissing: Counter<'flow'>;
   readonly busPath: Counter<'flow' | 'outcome'>;
+  readonly rpcUnparsed: Counter<'reason'>;
+  readonly rpcHeaderMismatch: Counter<'flow' | 'header'>;
   readonly publishDuration: Histogram<'outcome'>;
   readonly publishFailures: Counter<'code'>;
   readonly events: Counter<'agent' | 'topic'>;
@@ -38,6 +40,7 @@ export class SidecarMetrics {
   readonly spoolBytes: Gauge;
   readonly spoolErrors: Counter<'op' | 'reason'>;
   readonly spoolHealthy: Gauge;
+  readonly flipsRejected: Counter<'flow' | 'reason'>;
   private readonly agent: string;
   private readonly perFlow = new Map<string, FlowMetrics>();
 
@@ -68,8 +71,26 @@ export class SidecarMetrics {
       labelNames: ['flow', 'outcome'],
       registers,
     });
+    this.rpcUnparsed = new Counter({
+      name: 'cutover_sidecar_rpc_unparsed_total',
+      help: 'Requests on a URL with JSON-RPC flows whose body is no single JSON-RPC call (batch, not_json, not_jsonrpc, body_too_large): they go to the URL\'s flow without rpc, if any',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.rpcHeaderMismatch = new Counter({
+      name: 'cutover_sidecar_rpc_header_mismatch_total',
+      help: 'JSON-RPC calls whose MCP header (mcp-method, mcp-name) disagrees with the body, by flow and header; the flow is chosen by the body',
+      labelNames: ['flow', 'header'],
+      registers,
+    });
     this.publishDuration = new Histogram({ name: 'cutover_sidecar_publish_duration_seconds', help: 'Duration of one bus publish call', labelNames: ['outcome'], buckets: LATENCY_BUCKETS, registers });
     this.publishFailures = new Counter({ name: 'cutover_sidecar_publish_failures_total', help: 'Failed bus publish calls, by error code', labelNames: ['code'], registers });
+    this.flipsRejected = new Counter({
+      name: 'cutover_flips_rejected_total',
+      help: 'Flip records of flows this sidecar serves that break the control policy (unsigned, forged, not an operator, towards the bus without evidence), by flow and reason',
+      labelNames: ['flow', 'reason'],
+      registers,
+    });
     this.events = new Counter({ name: 'cutover_sidecar_events_published_total', help: 'Events the bus accepted, by agent and topic', labelNames: ['agent', 'topic'], registers });
     this.spooled = new Counter({ name: 'cutover_sidecar_events_spooled_total', help: 'Events written to the local spool', registers });
     this.dropped = new Counter({ name: 'cutover_sidecar_events_dropped_total', help: 'Events lost: spool full, spool unwritable, or refused by the bus for good', labelNames: ['reason'], registers });

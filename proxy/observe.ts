@@ -6,20 +6,21 @@ import { toNoiseObservation } from '../shadow/noise.js';
 import { buildObservationMessage } from './call-event.js';
 import type { ObservationData } from '../src/events/wire.js';
 import { encodeBody, encodeContent } from '../src/events/body.js';
-import { encryptBody } from './call-parts.js';
-import type { FieldCipher } from './crypto.js';
+import { encryptBody } from '../src/crypto/body-fields.js';
+import type { FieldCipher } from '../src/crypto/field-cipher.js';
 import type { Exchange } from './exchange.js';
 import { UNMATCHED, type SidecarMetrics, type SkipReason } from './metrics.js';
 import { callAgainForNoise, type NoiseCallOptions } from './noise-call.js';
 import type { CaptureConfig, RedactConfig } from '../src/config/sidecar.js';
 import type { Outbox } from './outbox.js';
+import type { Contract } from '../src/discovery/contract.js';
+import { jsonBody } from '../src/discovery/shape.js';
 import { headerPolicy, headerValue, pickHeaders, type HeaderPolicy } from './redact.js';
 
 /** What {@link DirectObserver} needs to build, encrypt and publish observations. */
 export interface DirectObserverOptions {
   /** The CloudEvent source agent. */
   agent: string;
-  observationsTopic: string;
   capture: CaptureConfig;
   redact: RedactConfig;
   /** How long the noise call may take. */
@@ -27,6 +28,8 @@ export interface DirectObserverOptions {
   outbox: Outbox;
   metrics: SidecarMetrics;
   cipher: FieldCipher | undefined;
+  /** The flows' payload contract (`contract:`): calls that stop fitting it carry `drift`. */
+  contract?: Contract | undefined;
   logger: Logger;
 }
 
@@ -81,6 +84,7 @@ export class DirectObserver {
         latencyMs: Math.round(elapsed * 1000) / 1000,
       };
       if (ex.sample) data.request = ex.sample;
+      if (ex.rpcHeaderMismatch) data.rpcHeaderMismatch = ex.rpcHeaderMismatch;
       const version = directVersion(entry.config.versions, res);
       if (version) data.version = version;
       if (ex.failure) {
@@ -98,13 +102,21 @@ export class DirectObserver {
           this.addResponseBody(data, capture.buffer(), res);
         }
       }
-      this.opts.outbox.enqueue(this.opts.observationsTopic, this.observation(ex, data));
+      const drift = this.opts.contract && !ex.failure ? this.drift(ex, data) : undefined;
+      if (drift) data.drift = drift;
+      this.opts.outbox.enqueue(entry.observationsTopic, this.observation(ex, data));
       entry.counters.observations++;
       if (ex.noise && !ex.failure) void this.observeNoise(ex);
     } catch (err) {
       this.opts.logger.error({ err, flow: entry.config.name, eventId: ex.id }, 'could not build the direct observation');
       this.skip(ex, 'capture_failed');
     }
+  }
+
+  /** Checks the call against its flow's contract, before any field is encrypted. */
+  private drift(ex: Exchange, data: ObservationData): string | undefined {
+    const response = data.bodyEncoding === undefined && data.bodySkipped === undefined ? data.body : undefined;
+    return this.opts.contract!.drift(ex.entry!.config.name, { request: jsonBody(ex.reqCapture?.buffer()), response, status: data.status ?? 0 });
   }
 
   /** Counts a flow call that was forwarded but not (fully) dual-written. */
@@ -135,7 +147,7 @@ export class DirectObserver {
     const entry = ex.entry!;
     try {
       const data = await callAgainForNoise(ex.noise!, this.noiseCall);
-      if (data) this.opts.outbox.enqueue(this.opts.observationsTopic, toNoiseObservation(this.observation(ex, data)));
+      if (data) this.opts.outbox.enqueue(entry.observationsTopic, toNoiseObservation(this.observation(ex, data)));
     } catch (err) {
       // A failed second call only costs a noise sample; the caller was answered long ago.
       this.opts.logger.debug({ err: (err as Error).message, flow: entry.config.name, eventId: ex.id }, 'noise call failed');

@@ -3,6 +3,7 @@ import type { Bus, Delivery, Subscription } from '../src/bus/types.js';
 import { BusError, ErrorCodes, ProxyError } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
 import { REPLY_CHANNEL_PREFIX } from '../src/http/replay.js';
+import { REPLY_STREAM_EVENT_TYPE } from '../src/events/wire.js';
 
 // A bus reply's data is the wire format's; bus mode reads it under this name.
 
@@ -23,6 +24,9 @@ interface Waiter {
   resolve(delivery: Delivery): void;
   reject(err: unknown): void;
   timer: NodeJS.Timeout;
+  /** Events of a streamed reply, before the reply itself. */
+  onStream: ((delivery: Delivery) => void) | undefined;
+  arm(): void;
 }
 
 export interface ReplyChannelStats {
@@ -92,16 +96,28 @@ export class ReplyChannel {
 
   /**
    * Registers a call waiting for the reply to `correlationId`. The promise rejects with
-   * CUTOVER_REPLY_TIMEOUT after `timeoutMs`, or with `cancel()`'s error.
+   * CUTOVER_REPLY_TIMEOUT after `timeoutMs`, or with `cancel()`'s error. `onStream` gets the events of a
+   * streamed reply ({@link REPLY_STREAM_EVENT_TYPE}) as they come; each one restarts the timeout, which
+   * then bounds the silence between events rather than the whole stream.
    */
-  expect(correlationId: string, timeoutMs: number): Promise<Delivery> {
+  expect(correlationId: string, timeoutMs: number, onStream?: (delivery: Delivery) => void): Promise<Delivery> {
     return new Promise<Delivery>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const expire = (): void => {
         this.waiting.delete(correlationId);
         this.counts.timeouts++;
         reject(new ProxyError(ErrorCodes.REPLY_TIMEOUT, `no reply on the bus within ${timeoutMs} ms`, { retriable: true, status: 504, details: { correlationId } }));
-      }, timeoutMs);
-      this.waiting.set(correlationId, { resolve, reject, timer });
+      };
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(expire, timeoutMs),
+        onStream,
+        arm() {
+          clearTimeout(waiter.timer);
+          waiter.timer = setTimeout(expire, timeoutMs);
+        },
+      };
+      this.waiting.set(correlationId, waiter);
     });
   }
 
@@ -120,6 +136,15 @@ export class ReplyChannel {
     if (!w || id === undefined) {
       this.counts.unmatched++;
       this.logger.debug({ correlationId: id, type: d.event.type }, 'reply for no waiting call; dropped');
+      return;
+    }
+    if (d.event.type === REPLY_STREAM_EVENT_TYPE) {
+      if (!w.onStream) {
+        this.counts.unmatched++;
+        return;
+      }
+      w.arm();
+      w.onStream(d);
       return;
     }
     clearTimeout(w.timer);

@@ -6,6 +6,7 @@ import { READINESS_DEFAULTS, resolveCriteria, type FlowReadinessConfig, type Rea
 import { createFlipFollower, type FlipFollower } from '../src/flips/follower.js';
 import { appendFlip } from '../src/flips/log.js';
 import { isTowardsBus, parseMode, type FlowMode } from '../src/flips/mode.js';
+import type { FlipPolicy } from '../src/flips/policy.js';
 import type { FlipEntry } from '../src/flips/types.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
@@ -31,6 +32,8 @@ export interface RollbackWatcherOptions {
   now?: () => Date;
   /** Called after each automatic flip or alert (tests, metrics). */
   onAction?: (action: RollbackAction) => void;
+  /** Who may flip (the config's `trust:`): the watch follows the flips the sidecars apply, nothing else. */
+  policy?: FlipPolicy | undefined;
 }
 
 export interface RollbackAction {
@@ -95,6 +98,8 @@ export class RollbackWatcher {
       flows: { get: (name) => this.configured.get(name), setMode: () => undefined },
       onApplied: (flip) => this.onFlip(flip),
       logger: this.log,
+      policy: this.opts.policy,
+      configModes: new Map(this.opts.flows.map((f) => [f.name, f.mode])),
     });
     await this.follower.start();
     // A flow configured in canary or bus that no flip has moved: its run began no later than now.

@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createBus, type CreateBusOptions } from '../src/bus/index.js';
 import { signedBus } from '../src/bus/signed-bus.js';
-import { loadIdentity } from '../src/events/signature.js';
+import { loadIdentity, loadSigner } from '../src/events/signature.js';
+import { flipPolicy, whyNotOperator } from '../src/flips/policy.js';
 import type { Bus, BusHealth } from '../src/bus/types.js';
 import { formatIssues } from '../src/config/load.js';
 import { ConfigError, describeError, ErrorCodes } from '../src/errors.js';
@@ -11,10 +12,10 @@ import { silentLogger, type Logger } from '../src/logger.js';
 import { createRegistry, type Registry } from '../src/metrics.js';
 import { createAdminControl } from './admin-control.js';
 import { createFlipFollower, type FlipFollower } from '../src/flips/follower.js';
-import { createAdminServer } from './admin.js';
+import { createAdminServer, loadAdminTls } from './admin.js';
 import { sidecarConfigSchema, type SidecarConfig, type SidecarConfigInput } from '../src/config/schema.js';
 import { parseListen, sidecarBaseUrl } from '../src/net.js';
-import { FieldCipher } from './crypto.js';
+import { Keyring } from '../src/crypto/keyring.js';
 import { DeliverRuntime } from './deliver.js';
 import { Restarting, type Startable } from './restarting.js';
 import { RollbackWatcher } from './rollback.js';
@@ -23,6 +24,9 @@ import { ShadowRuntime } from '../shadow/runtime.js';
 import { FlowTable } from './flow-table.js';
 import { newInstanceId, ReplyChannel } from './reply.js';
 import { DataPlane } from './forward.js';
+import { Discovery } from './discovery.js';
+import { Contract } from '../src/discovery/contract.js';
+import type { DiscoverySummary } from '../src/discovery/recorder.js';
 import { SidecarMetrics } from './metrics.js';
 import { Outbox } from './outbox.js';
 import { Spool } from './spool.js';
@@ -46,7 +50,7 @@ export interface SidecarOptions {
 export interface Address {
   host: string;
   port: number;
-  /** `http://host:port` */
+  /** `http://host:port` (`https://` for an admin listener with `admin.tls`) */
   url: string;
 }
 
@@ -67,6 +71,11 @@ export interface SidecarHandle {
   shadow(): ShadowRuntime | undefined;
   /** The bus, once started (undefined while the sidecar is still trying to reach it). */
   bus(): Bus | undefined;
+  /**
+   * What discovery (`observe:`) has seen so far, undefined without it. `discoveryTable(discoverFlows([...]))`
+   * (src/discovery/) prints it as `cutover discover` does.
+   */
+  discovery(): DiscoverySummary | undefined;
   /**
    * Stops accepting requests, lets in-flight ones finish (up to shutdownTimeout), sends the queue and
    * spool (up to publisher.drainTimeout; what is left stays spooled), then closes the bus and listeners.
@@ -104,9 +113,14 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
   const config = parseSidecarConfig(input);
   const env = options.env ?? process.env;
   const logger = (options.logger ?? silentLogger()).child({ component: 'sidecar', agent: config.agent });
-  const cipher = config.encryption ? FieldCipher.fromConfig(config.encryption, env) : undefined;
+  // The current key encrypts what the sidecar publishes; the in-process shadow side and `deliver:` decrypt with all of them.
+  const keyring = config.encryption ? Keyring.fromConfig(config.encryption, env) : undefined;
+  const cipher = keyring?.current;
   const registry = options.registry ?? createRegistry();
-  const flows = new FlowTable(config.flows);
+  const flows = new FlowTable(config.flows, config.observationsTopic);
+  // Before anything listens or opens: an unreadable contract or admin certificate is a config error.
+  const contract = config.contract !== undefined ? Contract.load(config.contract) : undefined;
+  const adminTls = config.admin.tls ? loadAdminTls(config.admin.tls) : undefined;
 
   let outbox: Outbox | undefined;
   const metrics = new SidecarMetrics(registry, config.agent, {
@@ -140,8 +154,20 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
   try {
     // Keys are read before anything connects: a bad key fails the boot, not the first publish.
     const identity = loadIdentity(config);
-    const busLink = new BusLink(config, options, logger, (bus) => signedBus(bus, { ...identity, registry, logger }));
+    // The control plane: who may flip, and the key this sidecar's admin API signs flips with.
+    const policy = flipPolicy(config.trust);
+    const operatorSigner = config.admin.operatorIdentity ? loadSigner(config.admin.operatorIdentity, config.admin.operatorIdentity.agent, 'admin.operatorIdentity') : identity.signer;
+    const busLink = new BusLink(config, { ...options, busOptions: { registry, ...options.busOptions } }, logger, (bus) => signedBus(bus, { ...identity, registry, logger }));
     cleanup.unshift(() => busLink.close());
+    const configModes = new Map(config.flows.map((f) => [f.name, f.mode]));
+    if (policy?.enforce && config.flows.some((f) => f.rollback === 'auto')) {
+      const signer = identity.signer;
+      if (!signer || !policy.keys.get(signer.agent)?.has(signer.keyId)) {
+        logger.warn({ agent: signer?.agent ?? null }, 'automatic rollbacks of this sidecar would be ignored by every follower: give it an identity: whose key is in trust.agents');
+      }
+    }
+    const notOperator = whyNotOperator(policy, operatorSigner);
+    if (notOperator) logger.info({ reason: notOperator }, 'the admin API refuses flips on this sidecar (CUTOVER_FLIP_NOT_OPERATOR): set admin.operatorIdentity to flip through it');
     // Flow modes come from the flip log (src/flips): follow it from whenever the bus is reachable.
     let follower: FlipFollower | undefined;
     let followerReady: Promise<void> | undefined;
@@ -156,7 +182,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     let shadowSide: Restarting<ShadowRuntime> | undefined;
     let rollback: Restarting<RollbackWatcher> | undefined;
     busLink.onConnected = (bus) => {
-      follower = createFlipFollower({ bus, flows, logger });
+      follower = createFlipFollower({ bus, flows, logger, policy, configModes, onRejected: (j) => metrics.flipsRejected.inc({ flow: j.flip.flow, reason: j.rejection!.reason }) });
       followerReady = follower.start().catch(() => undefined);
       if (config.flows.length > 0) {
         replyRunner = new Restarting('reply channel (bus-mode calls get 503 or their fallback until it consumes)', () => ({ start: () => replies.start(bus), close: () => replies.close() }), logger);
@@ -177,6 +203,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
               capture: config.capture,
               redact: config.redact,
               registry,
+              ...(keyring ? { keyring } : {}),
               logger: logger.child({ component: 'deliver' }),
             }),
           logger,
@@ -192,8 +219,10 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
               busConfig: config.bus,
               flows: config.flows,
               shadow: config.shadow,
+              sagas: config.sagas,
               dataDir: config.dataDir,
               observationsTopic: config.observationsTopic,
+              ...(keyring ? { keyring } : {}),
               logger,
               registry,
             }),
@@ -204,7 +233,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       if (config.flows.some((f) => f.rollback !== 'off')) {
         rollback = new Restarting(
           'automatic rollback watch',
-          () => new RollbackWatcher({ bus, flows: config.flows, readiness: config.readiness, logger, registry }),
+          () => new RollbackWatcher({ bus, flows: config.flows, readiness: config.readiness, logger, registry, policy }),
           logger,
         );
         void rollback.start();
@@ -236,9 +265,11 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
     const out = outbox;
     cleanup.unshift(() => out.close());
 
+    const discovery = config.observe ? new Discovery({ agent: config.agent, dataDir: config.dataDir, config: config.observe, logger: logger.child({ component: 'discovery' }) }) : undefined;
+    discovery?.start();
+    cleanup.unshift(async () => discovery?.close());
     const plane = new DataPlane({
       agent: config.agent,
-      observationsTopic: config.observationsTopic,
       upstream: config.upstream,
       routes: config.routes,
       upstreamTimeout: config.upstreamTimeout,
@@ -249,7 +280,10 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       outbox,
       metrics,
       cipher,
+      keyring,
       replies,
+      discovery,
+      contract,
       logger: logger.child({ component: 'data-plane' }),
     });
     const admin = createAdminServer({
@@ -257,15 +291,17 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       tokens: config.admin.tokens,
       maxAuthFailures: config.admin.maxAuthFailures,
       auth: config.admin.auth,
+      ...(adminTls ? { tls: adminTls, clientCerts: config.admin.clientCerts } : {}),
       agent: config.agent,
       flows,
       publisher: outbox,
       registry,
       busHealth: () => busLink.health(),
       listening: () => plane.server.listening,
+      ...(discovery ? { discovery: () => discovery.summary() } : {}),
       consumers: () => ({ replies: replies.ready, ...(config.deliver ? { deliver: deliver?.current?.ready === true } : {}) }),
       logger: logger.child({ component: 'admin' }),
-      control: createAdminControl({ bus: () => busLink.current, flows: config.flows, readiness: config.readiness, baseUrl: sidecarBaseUrl(config.listen), table: flows, logger: logger.child({ component: 'flips' }) }),
+      control: createAdminControl({ bus: () => busLink.current, flows: config.flows, readiness: config.readiness, baseUrl: sidecarBaseUrl(config.listen), table: flows, logger: logger.child({ component: 'flips' }), policy, signer: operatorSigner }),
     });
 
     const dataAddress = await listen(plane.server, config.listen);
@@ -274,7 +310,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       plane.server.closeAllConnections();
       plane.destroyConnections();
     });
-    const adminAddress = await listen(admin, config.admin.listen);
+    const adminAddress = await listen(admin, config.admin.listen, adminTls ? 'https' : 'http');
     cleanup.unshift(() => closeServer(admin));
     logger.info({ listen: dataAddress.url, admin: adminAddress.url, upstream: config.upstream, routes: config.routes.length, flows: config.flows.length, bus: config.bus.kind }, 'sidecar listening');
 
@@ -288,6 +324,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       if (!drained) logger.warn({ inFlight: plane.active }, 'shutdown timeout: closing requests still in flight');
       plane.server.closeAllConnections();
       plane.destroyConnections();
+      await discovery?.close();
       await replyRunner?.close();
       await replies.close();
       await deliver?.close();
@@ -313,6 +350,7 @@ export async function startSidecar(input: SidecarConfigInput | SidecarConfig, op
       deliver: () => deliver?.current,
       shadow: () => shadowSide?.current,
       bus: () => busLink.current,
+      discovery: () => discovery?.summary(),
       close: () => (closing ??= close()),
     };
   } catch (err) {
@@ -426,7 +464,7 @@ class BusLink {
   }
 }
 
-function listen(server: http.Server, address: string): Promise<Address> {
+function listen(server: http.Server, address: string, scheme: 'http' | 'https' = 'http'): Promise<Address> {
   const { host, port } = parseListen(address);
   return new Promise<Address>((resolve, reject) => {
     server.once('error', reject);
@@ -434,7 +472,7 @@ function listen(server: http.Server, address: string): Promise<Address> {
       server.off('error', reject);
       const a = server.address() as AddressInfo;
       const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      resolve({ host: a.address, port: a.port, url: `http://${h}:${a.port}` });
+      resolve({ host: a.address, port: a.port, url: `${scheme}://${h}:${a.port}` });
     });
   });
 }

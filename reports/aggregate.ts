@@ -4,7 +4,8 @@ import { ValueHistogram } from './histogram.js';
 import { latestChange } from './change.js';
 import { anytimeInterval, wilson } from './stats.js';
 import { TimelineCounter, type BucketOutcome, type Counts } from './timeline.js';
-import type { ChangePoint, DiffExample, DiffField, FlowReport, NoiseField, Parity, RateStat, Segment } from './types.js';
+import { SagaAggregate } from './saga.js';
+import type { ChangePoint, DiffExample, DiffField, Drift, FlowReport, NoiseField, Parity, RateStat, Segment } from './types.js';
 
 /** Bounds that keep a flow's aggregate small whatever the stream holds. */
 export interface AggregateLimits {
@@ -43,8 +44,55 @@ export function recordTime(value: unknown): number {
   if (typeof r.flow !== 'string' || r.flow === '' || typeof r.outcome !== 'string' || !OUTCOMES.has(r.outcome)) return INVALID;
   if (r.diffs !== undefined && !Array.isArray(r.diffs)) return INVALID;
   if (typeof r.at !== 'string') return INVALID;
-  const at = Date.parse(r.at);
+  const at = isoTime(r.at);
   return at >= 0 ? at : INVALID;
+}
+
+/** The hour last parsed by {@link isoTime}: `YYYY-MM-DDTHH` and its epoch ms. */
+let hourText = '';
+let hourMs = NaN;
+
+/**
+ * `Date.parse` for the times records carry, faster on their form: `YYYY-MM-DDTHH:MM:SS.sssZ`, as
+ * `toISOString` writes them, is read as the (cached) hour plus minutes, seconds and milliseconds. Any other
+ * text, and any field out of range, goes to `Date.parse` itself, so the result is always what it returns.
+ */
+export function isoTime(text: string): number {
+  if (
+    text.length !== 24 ||
+    text.charCodeAt(4) !== 0x2d /* - */ ||
+    text.charCodeAt(7) !== 0x2d ||
+    text.charCodeAt(10) !== 0x54 /* T */ ||
+    text.charCodeAt(13) !== 0x3a /* : */ ||
+    text.charCodeAt(16) !== 0x3a ||
+    text.charCodeAt(19) !== 0x2e /* . */ ||
+    text.charCodeAt(23) !== 0x5a /* Z */
+  ) {
+    return Date.parse(text);
+  }
+  const minutes = twoDigits(text, 14);
+  const seconds = twoDigits(text, 17);
+  const ms = twoDigits(text, 20) * 10 + digit(text, 22);
+  if (!(minutes <= 59 && seconds <= 59 && ms >= 0)) return Date.parse(text);
+  if (hourText === '' || !text.startsWith(hourText)) {
+    const hour = text.slice(0, 13);
+    // Hour 24 is allowed by Date.parse only as 24:00:00.000: leave every such text to it.
+    const ms0 = hour.endsWith('T24') ? NaN : Date.parse(`${hour}:00:00.000Z`);
+    if (!(ms0 >= -8.64e15)) return Date.parse(text);
+    hourText = hour;
+    hourMs = ms0;
+  }
+  return hourMs + minutes * 60_000 + seconds * 1000 + ms;
+}
+
+/** The digit at `i`, or NaN. */
+function digit(text: string, i: number): number {
+  const d = text.charCodeAt(i) - 0x30;
+  return d >= 0 && d <= 9 ? d : NaN;
+}
+
+function twoDigits(text: string, i: number): number {
+  return digit(text, i) * 10 + digit(text, i + 1);
 }
 
 const FIELD_CACHE_SIZE = 10_000;
@@ -90,10 +138,13 @@ export class FlowAggregate {
   private readonly bus = new ValueHistogram(1000);
   private readonly lag = new ValueHistogram(1000);
   private readonly eventBytes = new ValueHistogram(1);
+  private drift = 0;
+  private readonly driftExamples: Drift['examples'] = [];
   private readonly fields = new Map<string, FieldState>();
   private untrackedFields = new Set<string>();
   private untrackedOverflow = 0;
   private mismatchesWithoutDiffs = 0;
+  private rpcHeaderMismatches = 0;
   private readonly noise = new Map<string, number>();
   private readonly modes = new Map<string, number>();
   private readonly errorCodes = new Map<string, number>();
@@ -103,6 +154,7 @@ export class FlowAggregate {
   private firstMs = Infinity;
   private lastMs = -Infinity;
   private sampledMethod: string | undefined;
+  private readonly saga = new SagaAggregate();
 
   constructor(
     readonly info: FlowInfo,
@@ -121,11 +173,17 @@ export class FlowAggregate {
     if (atMs < this.firstMs) this.firstMs = atMs;
     if (atMs > this.lastMs) this.lastMs = atMs;
     this.timeline.add(atMs, BUCKET_OF[outcome]);
-    this.changes.add(atMs, BUCKET_OF[outcome], { errorBus: outcome === 'error_bus', dlq: record.dlq === true });
+    this.changes.add(atMs, BUCKET_OF[outcome], outcome === 'error_bus', record.dlq === true);
     this.direct.record(record.directLatencyMs);
     this.bus.record(record.busLatencyMs);
     this.lag.record(record.busLagMs);
     this.eventBytes.record(record.eventBytes);
+    if (typeof record.drift === 'string') {
+      this.drift++;
+      this.driftExamples.push({ correlationId: String(record.correlationId ?? ''), at: record.at, problem: record.drift.slice(0, 300) });
+      if (this.driftExamples.length > this.limits.examplesPerField) this.driftExamples.shift();
+    }
+    if (Array.isArray(record.rpcHeaderMismatch) && record.rpcHeaderMismatch.length > 0) this.rpcHeaderMismatches++;
     if (typeof record.mode === 'string') this.count(this.modes, record.mode, MAX_MODES);
     if ((outcome === 'error_bus' || outcome === 'error_direct') && typeof record.errorCode === 'string') this.count(this.errorCodes, record.errorCode, MAX_ERROR_CODES);
     if (this.sampledMethod === undefined && typeof record.request?.method === 'string') this.sampledMethod = record.request.method.toUpperCase();
@@ -133,6 +191,7 @@ export class FlowAggregate {
       for (const path of record.noise) if (typeof path === 'string') this.count(this.noise, fieldOf(path), this.limits.maxNoiseFields);
     }
     if (outcome === 'mismatch') this.addDiffs(record);
+    if (record.saga !== undefined) this.saga.add(record);
   }
 
   private count(map: Map<string, number>, key: string, cap: number): void {
@@ -203,9 +262,12 @@ export class FlowAggregate {
       errorCodes: [...this.errorCodes.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 10).map(([code, count]) => ({ code, count })),
       latency: { direct: this.direct.summary(), bus: this.bus.summary(), busLag: this.lag.summary() },
       eventBytes: this.eventBytes.summary(),
+      drift: { ...rate(this.drift), examples: [...this.driftExamples] },
       topDiffs,
+      saga: this.saga.summary(),
       untrackedDiffFields: this.untrackedFields.size + this.untrackedOverflow,
       mismatchesWithoutDiffs: this.mismatchesWithoutDiffs,
+      rpcHeaderMismatches: this.rpcHeaderMismatches,
       noise,
       change: this.change(),
       timeline: this.timeline.result(),

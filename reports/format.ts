@@ -94,3 +94,10 @@ export function lastFlipText(f: { at: string; from: string; to: string; who: str
   if (!f) return null;
   return `${f.at} ${f.from} -> ${f.to} by ${f.who}${f.automatic ? ' (automatic rollback)' : ''}${f.forced ? ' (forced)' : ''}${f.reason ? `: ${f.reason}` : ''}`;
 }
+
+/** Contract drift in one line (`3 calls (1.2%) stopped fitting the contract; latest: request /qty: ...`), null without drift. */
+export function driftText(d: { count: number; rate: number | null; examples: ReadonlyArray<{ problem: string }> } | undefined): string | null {
+  if (!d || d.count === 0) return null;
+  const latest = d.examples.at(-1)?.problem;
+  return `${int(d.count)} call${d.count === 1 ? '' : 's'} (${pct(d.rate)}) stopped fitting the contract${latest ? `; latest: ${latest}` : ''}`;
+}

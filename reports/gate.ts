@@ -1,6 +1,6 @@
 import { ControlError, ErrorCodes } from '../src/errors.js';
 import type { FlowReport } from './types.js';
-import { FLOW_MODE_HELP, isTowardsBus, parseMode, type FlowMode } from '../src/flips/mode.js';
+import { FLOW_MODE_HELP, isGated, parseMode, type FlowMode } from '../src/flips/mode.js';
 import type { FlipReportSummary } from '../src/flips/types.js';
 
 export interface FlipRequest {
@@ -35,11 +35,8 @@ export function parseTargetMode(value: string): FlowMode {
   return value as FlowMode;
 }
 
-/** True when a flip from → to needs a READY verdict: towards the bus, except direct → shadow (it only observes). */
-export function isGated(from: FlowMode, to: FlowMode): boolean {
-  if (!isTowardsBus(from, to)) return false;
-  return !(from === 'direct' && to === 'shadow');
-}
+/** Followers apply the same rule to every record they read (src/flips/judge.ts). */
+export { isGated };
 
 /** True when the `to: bus` gate should use the canary's own records (the flow is in a canary now). */
 export function usesCanaryEvidence(from: FlowMode, to: FlowMode): boolean {

@@ -1,6 +1,7 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines, lastFlipText } from './format.js';
+import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines, lastFlipText, driftText } from './format.js';
 import type { FlowReport, LastFlip, Percentiles, Report, Timeline, VerdictStatus } from './types.js';
+import { mismatchStepsText } from './saga.js';
 
 /**
  * One self-contained HTML file: inline CSS, inline SVG charts, no scripts, fonts or images. A
@@ -199,11 +200,23 @@ function flowSection(f: FlowReport, index: number, flips?: readonly HtmlFlip[]):
       `<tr><td>Parity interval</td><td>${pct(f.parity.lowerBound)} – ${pct(f.parity.upperBound)} over ${int(f.parity.compared)} compared calls</td></tr>` +
       `<tr><td>Rates</td><td>missing bus ${pct(f.missingBus.rate)} · missing direct ${pct(f.missingDirect.rate)} · error bus ${pct(f.errorBus.rate)} · error direct ${pct(f.errorDirect.rate)}</td></tr>` +
       (f.errorCodes.length ? `<tr><td>Error codes</td><td>${f.errorCodes.map((e) => `<code>${esc(e.code)}</code> ${int(e.count)}`).join(' · ')}</td></tr>` : '') +
+      (driftText(f.drift) ? `<tr><td>Contract drift</td><td>${esc(driftText(f.drift)!)}</td></tr>` : '') +
       (f.eventBytes ? `<tr><td>Event size</td><td>p50 ${bytes(f.eventBytes.p50)} · p95 ${bytes(f.eventBytes.p95)} · max ${bytes(f.eventBytes.max)}</td></tr>` : '') +
       `<tr><td>Latency</td><td>${latencyText('direct', f.latency.direct)}<br>${latencyText('bus end to end', f.latency.bus)}<br>${latencyText('bus lag', f.latency.busLag)}</td></tr>` +
       (Object.keys(f.modesObserved).length ? `<tr><td>Modes observed</td><td>${Object.entries(f.modesObserved).map(([m, n]) => `${esc(m)} ${int(n)}`).join(' · ')}</td></tr>` : '') +
       `</tbody></table>`,
   );
+  if (f.saga) {
+    const g = f.saga;
+    parts.push(
+      `<h3>saga ${esc(g.name)}</h3><p>${int(g.ended.completed)} completed · ${int(g.ended.compensated)} compensated · ${int(g.ended.stuck)} stuck${g.mismatchSteps.length ? ` · mismatches at step ${esc(mismatchStepsText(g))}` : ''}</p>` +
+        `<table><thead><tr><th>Step</th><th class="num">Failed</th><th class="num">Refused</th><th class="num">Compensated</th><th class="num">Compensation failed</th><th class="num">p50</th><th class="num">p99</th></tr></thead><tbody>` +
+        g.steps
+          .map((st) => `<tr><td>${esc(st.name)}</td><td class="num">${int(st.failed)}</td><td class="num">${int(st.refused)}</td><td class="num">${int(st.compensated)}</td><td class="num">${int(st.compensationFailed)}</td><td class="num">${ms(st.latency?.p50)}</td><td class="num">${ms(st.latency?.p99)}</td></tr>`)
+          .join('') +
+        `</tbody></table>`,
+    );
+  }
   if (f.topDiffs.length > 0) {
     parts.push(`<h3>Fields that differ most</h3><table><thead><tr><th>Field</th><th class="num">Calls</th><th>Kinds</th><th>Examples</th></tr></thead><tbody>`);
     for (const d of f.topDiffs) {

@@ -1,6 +1,7 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines, lastFlipText } from './format.js';
+import { bytes, criterionValue, int, ms, pct, valueText, changeText, parityIntervalText, versionLines, lastFlipText, driftText } from './format.js';
 import type { FlowReport, Percentiles, Report, VerdictStatus } from './types.js';
+import { mismatchStepsText } from './saga.js';
 
 const ICON: Record<VerdictStatus, string> = { READY: '✅', NOT_READY: '❌', INSUFFICIENT_DATA: '⚠️' };
 
@@ -82,7 +83,16 @@ function flowSection(f: FlowReport): string[] {
   const lat = (name: string, p: Percentiles | null) => `| ${name} | ${ms(p?.p50)} | ${ms(p?.p95)} | ${ms(p?.p99)} | ${ms(p?.max)} | ${p ? int(p.count) : '–'} |`;
   out.push(lat('direct', f.latency.direct), lat('bus end to end', f.latency.bus), lat('bus lag', f.latency.busLag));
   if (f.eventBytes) out.push('', `Event size: p50 ${bytes(f.eventBytes.p50)}, p95 ${bytes(f.eventBytes.p95)}, max ${bytes(f.eventBytes.max)}.`);
+  const drift = driftText(f.drift);
+  if (drift) out.push('', `**Contract drift:** ${text(drift)}.`);
   out.push('');
+  if (f.saga) {
+    const g = f.saga;
+    out.push(`**Saga ${text(g.name)}**: ${int(g.ended.completed)} completed, ${int(g.ended.compensated)} compensated, ${int(g.ended.stuck)} stuck${g.mismatchSteps.length ? `; mismatches at step ${text(mismatchStepsText(g))}` : ''}.`, '');
+    out.push('| Step | Failed | Refused | Compensated | Compensation failed | p50 | p99 |', '|---|--:|--:|--:|--:|--:|--:|');
+    for (const st of g.steps) out.push(`| ${text(st.name)} | ${int(st.failed)} | ${int(st.refused)} | ${int(st.compensated)} | ${int(st.compensationFailed)} | ${ms(st.latency?.p50)} | ${ms(st.latency?.p99)} |`);
+    out.push('');
+  }
   if (f.topDiffs.length > 0) {
     out.push('**Fields that differ most**', '', '| Field | Calls | Kinds |', '|---|--:|---|');
     for (const d of f.topDiffs) out.push(`| ${code(d.field)} | ${int(d.count)} | ${Object.entries(d.kinds).map(([k, n]) => `${k} ${int(n)}`).join(', ')} |`);

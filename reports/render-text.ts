@@ -1,6 +1,7 @@
 import { PARITY_OUTCOMES } from '../src/parity/types.js';
-import { bytes, criterionValue, int, ms, pct, textTable, valueText, changeText, parityIntervalText, versionLines, lastFlipText } from './format.js';
+import { bytes, criterionValue, int, ms, pct, textTable, valueText, changeText, parityIntervalText, versionLines, lastFlipText, driftText } from './format.js';
 import type { FlowReport, Percentiles, Report, VerdictStatus } from './types.js';
+import { mismatchStepsText } from './saga.js';
 
 export interface TextOptions {
   /** ANSI colour; the CLI turns it on only when writing to a TTY (and NO_COLOR is unset). */
@@ -80,6 +81,16 @@ function flowSection(f: FlowReport, paint: Paint, verdict: (s: VerdictStatus) =>
   out.push(`  latency   ${'p50'.padStart(10)} ${'p95'.padStart(10)} ${'p99'.padStart(10)} ${'max'.padStart(10)}`);
   out.push(lat('direct', f.latency.direct), lat('bus e2e', f.latency.bus), lat('bus lag', f.latency.busLag));
   if (f.eventBytes) out.push(`  events     p50 ${bytes(f.eventBytes.p50)} · p95 ${bytes(f.eventBytes.p95)} · max ${bytes(f.eventBytes.max)}`);
+  const drift = driftText(f.drift);
+  if (drift) out.push(`  drift      ${paint('yellow', clean(drift))}`);
+  if (f.saga) {
+    const g = f.saga;
+    out.push(`  saga ${clean(g.name)}: ${int(g.ended.completed)} completed, ${int(g.ended.compensated)} compensated, ${int(g.ended.stuck)} stuck${g.mismatchSteps.length ? `; mismatches at step ${clean(mismatchStepsText(g))}` : ''}`);
+    out.push(`    ${'step'.padEnd(12)}${'refused'.padStart(8)}${'failed'.padStart(8)}${'undone'.padStart(8)}${'undo ✗'.padStart(8)}${'p50'.padStart(10)}${'p99'.padStart(10)}`);
+    for (const st of g.steps) {
+      out.push(`    ${clean(st.name).padEnd(12)}${int(st.refused).padStart(8)}${int(st.failed).padStart(8)}${int(st.compensated).padStart(8)}${int(st.compensationFailed).padStart(8)}${(st.latency ? ms(st.latency.p50) : '–').padStart(10)}${(st.latency ? ms(st.latency.p99) : '–').padStart(10)}`);
+    }
+  }
 
   if (f.verdict.reasons.length > 0) {
     out.push('  reasons');

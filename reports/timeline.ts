@@ -46,12 +46,20 @@ export class TimelineCounter {
   private buckets = new Map<number, Counts>();
   private minKey = Infinity;
   private maxKey = -Infinity;
+  /** The bucket the latest record went to, and its key at the current width. */
+  private last: Counts | undefined;
+  private lastKey = NaN;
 
   constructor(private readonly maxBuckets = 120) {}
 
-  add(atMs: number, outcome: BucketOutcome, extra: { errorBus?: boolean; dlq?: boolean } = {}): void {
+  add(atMs: number, outcome: BucketOutcome, errorBus = false, dlq = false): void {
     let width = WIDTHS[this.widthIndex]!;
     let key = Math.floor(atMs / width);
+    // The bucket of the previous record, most of the time: no span check, no map lookup.
+    if (key === this.lastKey && this.last) {
+      this.count(this.last, outcome, errorBus, dlq);
+      return;
+    }
     while (Math.max(this.maxKey, key) - Math.min(this.minKey, key) + 1 > this.maxBuckets && this.widthIndex < WIDTHS.length - 1) {
       this.widen();
       width = WIDTHS[this.widthIndex]!;
@@ -64,10 +72,16 @@ export class TimelineCounter {
       if (key < this.minKey) this.minKey = key;
       if (key > this.maxKey) this.maxKey = key;
     }
+    this.lastKey = key;
+    this.last = counts;
+    this.count(counts, outcome, errorBus, dlq);
+  }
+
+  private count(counts: Counts, outcome: BucketOutcome, errorBus: boolean, dlq: boolean): void {
     counts.samples++;
     counts[outcome]++;
-    if (extra.errorBus) counts.errorBus++;
-    if (extra.dlq) counts.dlq++;
+    if (errorBus) counts.errorBus++;
+    if (dlq) counts.dlq++;
   }
 
   private widen(): void {
@@ -82,6 +96,7 @@ export class TimelineCounter {
       else addCounts(into, c);
     }
     this.buckets = merged;
+    this.last = undefined;
     this.minKey = Infinity;
     this.maxKey = -Infinity;
     for (const key of merged.keys()) {

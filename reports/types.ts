@@ -5,7 +5,7 @@ import type { FieldDiff, ParityOutcome } from '../src/parity/types.js';
  * plain JSON: numbers are finite, absent values are `null`, times are ISO strings. The shape is described
  * by docs/report-schema.json; bump {@link REPORT_SCHEMA_VERSION} (major on breaking changes) when it changes.
  */
-export const REPORT_SCHEMA_VERSION = '1.1.0';
+export const REPORT_SCHEMA_VERSION = '1.2.0';
 /** `$id` of docs/report-schema.json, echoed in every report as `schema`. */
 export const REPORT_SCHEMA_ID = 'urn:cutover:report-schema:1';
 
@@ -31,7 +31,7 @@ export interface Reason {
 }
 
 export interface Advice {
-  code: 'keep-on-rest' | 'slim-events' | 'inspect-dlq' | 'collect-more';
+  code: 'keep-on-rest' | 'slim-events' | 'inspect-dlq' | 'collect-more' | 'mcp-headers';
   message: string;
 }
 
@@ -144,6 +144,15 @@ export interface DiffField {
   examples: DiffExample[];
 }
 
+/** Contract drift: calls that no longer fit the payload schemas of the flow's AsyncAPI contract. */
+export interface Drift {
+  count: number;
+  /** count / samples; `null` with no samples. */
+  rate: number | null;
+  /** The latest few, most recent last: where each call stopped fitting. */
+  examples: Array<{ correlationId: string; at: string; problem: string }>;
+}
+
 export interface NoiseField {
   field: string;
   count: number;
@@ -164,6 +173,36 @@ export interface TimeBucket {
 export interface Timeline {
   bucketMs: number;
   buckets: TimeBucket[];
+}
+
+/** One step of a saga flow's saga, over the flow's calls. */
+export interface SagaStepFigures {
+  name: string;
+  /** Sagas where the step got no reply in time or an error reply on every send. */
+  failed: number;
+  /** Sagas where the participant refused the step (a reply that is not a success). */
+  refused: number;
+  /** Sagas where the step was undone. */
+  compensated: number;
+  /** Sagas where undoing the step failed (the saga is stuck). */
+  compensationFailed: number;
+  /** Send to deciding reply, ms; null when the step never answered. */
+  latency: Percentiles | null;
+}
+
+/** A saga flow's bus side, step by step (from the saga summaries of its parity records). */
+export interface SagaFigures {
+  /** The saga's name. */
+  name: string;
+  /** Sagas by how they ended. */
+  ended: { completed: number; compensated: number; stuck: number };
+  steps: SagaStepFigures[];
+  /**
+   * Mismatching calls by the saga step whose failure made the outcome differ from the REST chain's, most
+   * first: the failed step, for a stuck saga the step it is stuck at (`reserve (undo)` when undoing it kept
+   * failing), `(completed)` when the saga completed and the chain answered otherwise.
+   */
+  mismatchSteps: Array<{ step: string; count: number }>;
 }
 
 export interface FlowReport {
@@ -193,11 +232,20 @@ export interface FlowReport {
   };
   /** Size of the published events in bytes; `null` when records do not carry `eventBytes`. */
   eventBytes: Percentiles | null;
+  /** Calls whose payload stopped fitting the flow's contract (the sidecar's `contract:`). */
+  drift: Drift;
   topDiffs: DiffField[];
+  /** Saga flows: the saga's figures per step; null for other flows. */
+  saga: SagaFigures | null;
   /** Distinct differing fields beyond the tracking cap, counted but not itemised. */
   untrackedDiffFields: number;
   /** Mismatches whose record carried no diff detail. */
   mismatchesWithoutDiffs: number;
+  /**
+   * JSON-RPC (MCP) calls whose `Mcp-Method` / `Mcp-Name` headers disagreed with their body: the sidecar
+   * matched them by the body, but a gateway routing on the headers would send them elsewhere.
+   */
+  rpcHeaderMismatches: number;
   noise: NoiseField[];
   /** The latest change point of the flow's parity; when set, the verdict judges only the records after it. */
   change: ChangePoint | null;

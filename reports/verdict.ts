@@ -1,5 +1,6 @@
 import { bytes, criterionValue, int, ms, pct } from './format.js';
 import { samplesNeeded, wilson } from './stats.js';
+import { mismatchStepsText } from './saga.js';
 import type { Advice, Criteria, FlowReport, Reason, Segment, Verdict, VerdictStatus } from './types.js';
 
 type FlowFacts = Omit<FlowReport, 'criteria' | 'verdict' | 'versions' | 'droppedVersionPairs' | 'lastFlip'>;
@@ -57,7 +58,7 @@ export function decideVerdict(facts: FlowFacts, criteria: Criteria, context: { t
       threshold: t,
       conclusive: failed && (parity.upperBound ?? 1) < t,
       message: failed
-        ? `${since}parity ${pct(parity.value)} (95% lower bound ${pct(parity.lowerBound)}) is below ${pct(t)} over ${int(parity.compared)} compared calls`
+        ? `${since}parity ${pct(parity.value)} (95% lower bound ${pct(parity.lowerBound)}) is below ${pct(t)} over ${int(parity.compared)} compared calls${sagaSteps(facts)}`
         : `${since}parity ${pct(parity.value)} but its 95% lower bound ${pct(parity.lowerBound)} is below ${pct(t)}: ${needed === null ? 'more' : `about ${int(needed)}`} compared calls needed (have ${int(parity.compared)})`,
     });
   }
@@ -105,6 +106,13 @@ export function decideVerdict(facts: FlowFacts, criteria: Criteria, context: { t
   return { status, reasons, advice: adviseFor(facts, criteria, status, context) };
 }
 
+/** On a saga flow, which saga steps made the outcomes differ: `; mismatches at saga order step pay (3)`. */
+function sagaSteps(facts: FlowFacts): string {
+  const saga = facts.saga;
+  if (!saga || saga.mismatchSteps.length === 0) return '';
+  return `; mismatches at saga ${saga.name} step ${mismatchStepsText(saga)}`;
+}
+
 function adviseFor(facts: FlowFacts, criteria: Criteria, status: VerdictStatus, context: { topic?: string }): Advice[] {
   const advice: Advice[] = [];
   const { direct, bus, busLag } = facts.latency;
@@ -120,6 +128,12 @@ function adviseFor(facts: FlowFacts, criteria: Criteria, status: VerdictStatus, 
     advice.push({
       code: 'slim-events',
       message: `events are large (p95 ${bytes(size.p95)}, max ${bytes(size.max)}; advice threshold ${bytes(criteria.largeEventBytes)}): slim them to ids and changed fields and let consumers fetch details (claim check).`,
+    });
+  }
+  if (facts.rpcHeaderMismatches > 0) {
+    advice.push({
+      code: 'mcp-headers',
+      message: `${int(facts.rpcHeaderMismatches)} calls sent Mcp-Method / Mcp-Name headers that disagree with their JSON-RPC body: cutover matched them by the body, the operation the agent runs, but a gateway or agent that trusts the headers does something else. Fix the client, or have the agent refuse such calls.`,
     });
   }
   if (facts.dlq.count > 0) {

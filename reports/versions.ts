@@ -3,6 +3,8 @@ import { FlowAggregate, type AggregateLimits, type FlowInfo } from './aggregate.
 
 /** Version pairs kept per flow; beyond that the pair seen longest ago is dropped (and counted). */
 const MAX_PAIRS = 20;
+/** The pair key of records whose sides report no version (most flows): made once. */
+const UNVERSIONED = '\u0000';
 
 /** One version pair's evidence: the direct side's code version and the bus side's. */
 export interface PairAggregate {
@@ -31,7 +33,7 @@ export class VersionedFlow {
   add(record: ParityRecord, atMs: number): void {
     const direct = typeof record.directVersion === 'string' ? record.directVersion : null;
     const bus = typeof record.busVersion === 'string' ? record.busVersion : null;
-    const key = `${direct ?? ''}\u0000${bus ?? ''}`;
+    const key = direct === null && bus === null ? UNVERSIONED : `${direct ?? ''}\u0000${bus ?? ''}`;
     let pair = this.pairs.get(key);
     if (!pair) {
       if (this.pairs.size >= MAX_PAIRS) this.dropOldest();

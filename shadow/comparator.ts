@@ -2,11 +2,13 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Bus, BusMessage, Delivery, Subscription } from '../src/bus/types.js';
 import { BusError, ErrorCodes, describeError } from '../src/errors.js';
 import { silentLogger, type Logger } from '../src/logger.js';
-import { OBSERVATIONS_TOPIC } from '../src/events/wire.js';
+import { OBSERVATIONS_TOPIC, flowObservationsPattern, observationsTopicOf } from '../src/events/wire.js';
 import { PARITY_EVENT_TYPE, PARITY_TOPIC, type ParityRecord } from '../src/parity/types.js';
 import { sleep } from '../src/async.js';
 import { observationOf } from './observations.js';
 import { PairingEngine, type FlowRules, type PairingStats } from './pairing.js';
+import { openObservation } from './sealed.js';
+import type { Keyring } from '../src/crypto/keyring.js';
 
 export const COMPARATOR_GROUP = 'cutover.comparator';
 
@@ -22,16 +24,24 @@ export interface ComparatorOptions {
   flows?: Readonly<Record<string, FlowRules>>;
   /**
    * Which pairs this comparator judges. `flows` (the default when `flows` names any): only the flows it
-   * has rules for, each in its own group `<group>.<flow>`, so comparators that know different flows can
-   * share one observations topic without judging each other's pairs with default rules. `all`: every
-   * observation, in group `<group>` (flows without rules get the default rules).
+   * has rules for, each in its own group `<group>.<flow>` reading only that flow's topic
+   * `<observationsTopic>.<flow>`, so comparators that know different flows never judge each other's pairs
+   * with default rules, and no group reads another flow's observations. `all`: every flow's topic (the
+   * pattern `<observationsTopic>.*.#`), in group `<group>` (flows without rules get the default rules).
    */
   scope?: 'flows' | 'all';
   /** ms to wait for the other side of a pair. Default 30 s. */
   window?: number;
   /** Default 100,000. */
   maxOpenPairs?: number;
+  /** The base of the observation topics: flow F's observations are on `<observationsTopic>.<F>`. Default `cutover.observations`. */
   observationsTopic?: string;
+  /**
+   * Also read the shared topic `observationsTopic` itself, where sidecars that predate per-flow topics
+   * publish every flow's observations: during a rolling upgrade. Each group then skips the other flows'
+   * observations there (counted as `foreign`). Default false.
+   */
+  sharedTopic?: boolean;
   parityTopic?: string;
   group?: string;
   /** Where a new group starts. Default `start`. */
@@ -52,6 +62,12 @@ export interface ComparatorOptions {
   registry?: Registry;
   /** Called with every record before it is queued (in-process consumers, tests). */
   onRecord?: (record: ParityRecord) => void;
+  /**
+   * Keys of encrypted fields (the config's `encryption:`): both sides' encrypted values are decrypted and
+   * compared in clear. Without it they are compared as ciphertext, so they always differ (a fresh IV per
+   * value). Either way a record shows them as `[ENCRYPTED]`.
+   */
+  keyring?: Keyring;
 }
 
 /**
@@ -60,9 +76,9 @@ export interface ComparatorOptions {
  * acknowledged once the records it completed are on the bus.
  *
  * By default it judges only the flows it has rules for: one consumer group per flow
- * (`cutover.comparator.<flow>`, see {@link comparatorGroupOf}), each skipping observations of other flows.
- * Each group reads the whole observations topic, the price of keeping observations on one topic keyed by
- * correlation id (so both sides of a pair meet on one partition).
+ * (`cutover.comparator.<flow>`, see {@link comparatorGroupOf}), each reading only its flow's observation
+ * topic (`cutover.observations.<flow>`, keyed by correlation id so both sides of a pair meet on one
+ * partition). The work of a group grows with its flow's traffic, not with the number of flows.
  *
  * Open pairs live in memory: a comparator that crashes loses the pairs it held open (their observations
  * were acknowledged). Several comparators in one group split the correlation ids between them, since
@@ -84,6 +100,7 @@ export class Comparator {
   private dropped = 0;
   private ignored = 0;
   private foreign = 0;
+  private undecryptable = 0;
   private readonly metrics: ComparatorMetrics | undefined;
 
   constructor(options: ComparatorOptions) {
@@ -99,7 +116,8 @@ export class Comparator {
     this.log = (options.logger ?? silentLogger()).child({ component: 'comparator' });
     this.now = options.now ?? Date.now;
     const window = options.window ?? 30_000;
-    this.engine = new PairingEngine({ window, maxOpenPairs: options.maxOpenPairs ?? 100_000, flows: options.flows ?? {} });
+    const cipher = options.keyring?.current;
+    this.engine = new PairingEngine({ window, maxOpenPairs: options.maxOpenPairs ?? 100_000, flows: options.flows ?? {}, ...(cipher ? { secret: (path) => cipher.covers(path) } : {}) });
     this.metrics = options.registry ? ComparatorMetrics.of(options.registry, () => this.engine.stats()) : undefined;
   }
 
@@ -109,10 +127,13 @@ export class Comparator {
     this.started = true;
     const known = Object.keys(this.opts.flows ?? {});
     const scoped = (this.opts.scope ?? (known.length > 0 ? 'flows' : 'all')) === 'flows';
+    const base = this.opts.observationsTopic;
+    const shared = this.opts.sharedTopic === true ? [base] : [];
     const subscribe = (group: string, flow: string | undefined): Promise<Subscription> =>
       this.opts.bus.subscribe({
         group,
-        topics: [this.opts.observationsTopic],
+        // Scope all: every flow's topic, not the shared topic itself (which `<base>.#` would match too).
+        topics: flow === undefined ? [flowObservationsPattern(base), ...shared] : [observationsTopicOf(flow, base), ...shared],
         concurrency: this.opts.concurrency,
         from: this.opts.from ?? 'start',
         handler: (d) => this.handle(d, flow),
@@ -130,7 +151,8 @@ export class Comparator {
       this.timer = setInterval(() => void this.sweep().catch((err) => this.log.warn({ err }, 'sweep failed')), interval);
       this.timer.unref();
     }
-    this.log.info({ groups: this.subscriptions.map((x) => x.group), topic: this.opts.observationsTopic, window }, 'comparator consuming');
+    const topics = scoped ? known.map((f) => observationsTopicOf(f, base)) : [flowObservationsPattern(base)];
+    this.log.info({ groups: this.subscriptions.map((x) => x.group), topics: [...topics, ...shared], window }, 'comparator consuming');
   }
 
   /** Records pairs whose window passed as missing_*; resolves once those records are on the bus. */
@@ -140,8 +162,9 @@ export class Comparator {
   }
 
   /**
-   * Handles one observation delivery (exposed for in-process use and the benchmark). With `flow`, an
-   * observation of another flow is skipped: that flow's own group (here or in another comparator) judges it.
+   * Handles one observation delivery (exposed for in-process use and the benchmark). An observation of
+   * another flow than its topic's (with `flow`: than the group's) is skipped: the shared topic carries every
+   * flow, and another installation's topics may lie below this one's (`cutover.observations.staging.*`).
    */
   async handle(delivery: Delivery, flow?: string): Promise<void> {
     const obs = observationOf(delivery);
@@ -149,17 +172,33 @@ export class Comparator {
       this.ignored += 1;
       return;
     }
-    if (flow !== undefined && obs.flow !== flow) {
+    if ((flow !== undefined && obs.flow !== flow) || !this.onItsTopic(delivery.topic, obs.flow)) {
       this.foreign += 1;
       return;
+    }
+    const opened = openObservation(obs, this.opts.keyring);
+    if (opened.outcome === 'failed') {
+      // Compared as published: the pair then differs on those fields, and the record says no more.
+      this.undecryptable += 1;
+      this.log.warn({ correlationId: obs.correlationId, flow: obs.flow, side: obs.side, code: opened.code }, 'observation does not decrypt; compared by ciphertext');
     }
     const records = this.engine.ingest(obs, this.now());
     if (records.length > 0) await this.emit(records);
   }
 
-  /** `foreign`: deliveries skipped by a per-flow group because they belong to another flow (each group sees them all). */
-  stats(): PairingStats & { queued: number; dropped: number; ignored: number; foreign: number } {
-    return { ...this.engine.stats(), queued: this.queue.length, dropped: this.dropped, ignored: this.ignored, foreign: this.foreign };
+  /** Whether `topic` is where observations of `flow` go: its own topic, or the shared one. */
+  private onItsTopic(topic: string, flow: string): boolean {
+    const base = this.opts.observationsTopic;
+    return topic === base || (topic.length === base.length + 1 + flow.length && topic.startsWith(base) && topic.endsWith(flow) && topic[base.length] === '.');
+  }
+
+  /**
+   * `foreign`: deliveries skipped because they belong to another flow than their group's (read on the
+   * shared topic) or than their topic's; `undecryptable`: observations whose encrypted fields did not
+   * decrypt with the keyring.
+   */
+  stats(): PairingStats & { queued: number; dropped: number; ignored: number; foreign: number; undecryptable: number } {
+    return { ...this.engine.stats(), queued: this.queue.length, dropped: this.dropped, ignored: this.ignored, foreign: this.foreign, undecryptable: this.undecryptable };
   }
 
   /** The consumer groups this comparator consumes in (one per known flow, or the one shared group). */
@@ -196,10 +235,14 @@ export class Comparator {
   private emit(records: ParityRecord[]): Promise<void> {
     return new Promise<void>((resolve) => {
       let left = records.length;
-      const done = (): void => {
-        left -= 1;
-        if (left === 0) resolve();
-      };
+      // One record (the usual case): its publication resolves the caller directly.
+      const done =
+        left === 1
+          ? resolve
+          : (): void => {
+              left -= 1;
+              if (left === 0) resolve();
+            };
       for (const r of records) {
         this.metrics?.records.inc({ flow: r.flow, outcome: r.outcome });
         this.opts.onRecord?.(r);

@@ -2,6 +2,8 @@ import type { FieldDiff } from '../src/parity/types.js';
 import { bodyBytes, type EncodedBody } from '../src/events/body.js';
 import { flowCompareSchema, type FlowCompareInput, type FlowCompareOptions } from '../src/config/shadow.js';
 import { formatPointer, parsePointer, RuleTrie } from './pointer.js';
+import { isEventStream } from '../src/events/sse.js';
+import { foldEventStream } from './stream.js';
 
 /**
  * The JSON-aware structural diff behind parity. Both results are seen as one document
@@ -17,6 +19,8 @@ export interface ComparableResult {
   bodyEncoding?: EncodedBody['bodyEncoding'];
   /** Set when the body was not captured (too large): bodies are then not compared. */
   bodySkipped?: string;
+  /** The body's content type when it is not JSON: a `text/event-stream` is compared by its meaning ({@link foldEventStream}). */
+  contentType?: string;
 }
 
 interface Rule {
@@ -112,10 +116,14 @@ function compareBodies(direct: ComparableResult, bus: ComparableResult, nodes: N
   }
 }
 
-/** JSON bodies as values; text that happens to parse as JSON counts as JSON too. */
+/**
+ * JSON bodies as values; text that happens to parse as JSON counts as JSON too, and an SSE stream is the
+ * document its events mean (final task, artifacts, messages), not its chunks.
+ */
 function asJson(r: ComparableResult): { ok: true; value: unknown } | { ok: false } {
   if (r.bodyEncoding === undefined) return { ok: true, value: r.body };
   if ((r.bodyEncoding === 'utf8' || r.bodyEncoding === 'text') && typeof r.body === 'string') {
+    if (isEventStream(r.contentType)) return { ok: true, value: foldEventStream(r.body) };
     const t = r.body.trimStart();
     if (t.startsWith('{') || t.startsWith('[')) {
       try {
@@ -137,12 +145,15 @@ function lowerHeaders(h: ComparableResult['headers']): Record<string, string | u
 
 function ruleOf(nodes: readonly Node[]): Rule | undefined {
   let rule: Rule | undefined;
-  for (const n of nodes) if (n.value) rule = rule ? { ...n.value, ...rule } : n.value;
+  for (let i = 0; i < nodes.length; i++) {
+    const n = nodes[i]!;
+    if (n.value) rule = rule ? { ...n.value, ...rule } : n.value;
+  }
   return rule;
 }
 
 function isIgnored(nodes: readonly Node[]): boolean {
-  for (const n of nodes) if (n.value?.ignore) return true;
+  for (let i = 0; i < nodes.length; i++) if (nodes[i]!.value?.ignore) return true;
   return false;
 }
 
@@ -205,6 +216,19 @@ class Walker {
   }
 
   private walkObject(a: Record<string, unknown>, b: Record<string, unknown>, path: (string | number)[], nodes: Node[]): void {
+    const keysA = Object.keys(a);
+    if (sameKeys(keysA, b)) {
+      // The usual case (both sides serialized by the same code): every key of one is a key of the other,
+      // so there is nothing extra to look for and no key needs an own-property check.
+      for (let i = 0; i < keysA.length; i++) {
+        const k = keysA[i]!;
+        path.push(k);
+        this.walk(a[k], b[k], path, nodes.length ? RuleTrie.step(nodes, k) : nodes);
+        path.pop();
+        if (this.full) return;
+      }
+      return;
+    }
     for (const k in a) {
       if (!Object.prototype.hasOwnProperty.call(a, k)) continue;
       path.push(k);
@@ -247,10 +271,34 @@ class Walker {
    * its changed fields rather than one missing and one extra element.
    */
   private walkUnordered(a: unknown[], b: unknown[], path: (string | number)[], nodes: Node[], key: string | undefined): void {
-    const pairs: Array<[number, number]> = [];
+    /** Index pairs (`a`, `b`) to compare, flat: a0, b0, a1, b1, … */
+    const pairs: number[] = [];
     let restA: number[] = [];
     const restB: number[] = [];
-    if (key !== undefined) {
+    if (key !== undefined && a.length * b.length <= SMALL_UNORDERED) {
+      // Few elements: each element of `a` takes the first unpaired element of `b` with its key, as the
+      // map below pairs them, without building the map.
+      const keysB: unknown[] = new Array<unknown>(b.length);
+      for (let j = 0; j < b.length; j++) keysB[j] = scanKeyOf(b[j], key);
+      for (let i = 0; i < a.length; i++) {
+        const k = scanKeyOf(a[i], key);
+        let found = -1;
+        if (k !== undefined) {
+          for (let j = 0; j < b.length; j++) {
+            if (sameScanKey(k, keysB[j])) {
+              found = j;
+              break;
+            }
+          }
+        }
+        if (found >= 0) {
+          pairs.push(i, found);
+          keysB[found] = PAIRED;
+        } else restA.push(i);
+      }
+      // Unpaired elements of `b` (keyless or left over), in order.
+      for (let j = 0; j < b.length; j++) if (keysB[j] !== PAIRED) restB.push(j);
+    } else if (key !== undefined) {
       const byKey = new Map<string, number[]>();
       b.forEach((el, j) => {
         const k = keyOf(el, key);
@@ -260,7 +308,7 @@ class Walker {
       a.forEach((el, i) => {
         const k = keyOf(el, key);
         const js = k === undefined ? undefined : byKey.get(k);
-        if (js && js.length > 0) pairs.push([i, js.shift()!]);
+        if (js && js.length > 0) pairs.push(i, js.shift()!);
         else restA.push(i);
       });
       for (const js of byKey.values()) restB.push(...js);
@@ -296,27 +344,67 @@ class Walker {
     }
     // Keyed elements without a partner are different entities: missing and extra, never paired by position.
     const n = key === undefined ? Math.min(restA.length, restB.length) : 0;
-    for (let x = 0; x < n; x++) pairs.push([restA[x]!, restB[x]!]);
+    for (let x = 0; x < n; x++) pairs.push(restA[x]!, restB[x]!);
     const missing = restA.slice(n);
     const extra = restB.slice(n);
-    pairs.sort((p, q) => p[0] - q[0]);
-    for (const [i, j] of pairs) {
+    // `pairs` is in the order of `a` already: keyed pairs are made walking `a`, positional ones from `restA`.
+    for (let x = 0; x < pairs.length; x += 2) {
+      const i = pairs[x]!;
+      const j = pairs[x + 1]!;
       path.push(i);
       this.walk(a[i], b[j], path, nodes.length ? RuleTrie.step(nodes, String(i)) : nodes);
       path.pop();
       if (this.full) return;
     }
-    for (const i of missing) {
+    for (let x = 0; x < missing.length; x++) {
+      const i = missing[x]!;
       path.push(i);
       this.push({ path: formatPointer(path), kind: 'missing', direct: preview(a[i]) });
       path.pop();
     }
-    for (const j of extra) {
+    for (let x = 0; x < extra.length; x++) {
+      const j = extra[x]!;
       path.push(j);
       this.push({ path: formatPointer(path), kind: 'extra', bus: preview(b[j]) });
       path.pop();
     }
   }
+}
+
+/** Key-paired arrays up to this many element pairs (length × length) are paired by scanning, not a map. */
+const SMALL_UNORDERED = 256;
+/** Marks a paired element of `b` while scanning. */
+const PAIRED: unknown = Object.freeze({});
+
+/**
+ * {@link keyOf} without building a string for the usual string key: the string itself, or `{ text }` with
+ * keyOf's text for another value; two scan keys are equal exactly when their keyOf texts are.
+ */
+function scanKeyOf(el: unknown, key: string): unknown {
+  if (typeof el !== 'object' || el === null || Array.isArray(el)) return undefined;
+  const v = (el as Record<string, unknown>)[key];
+  if (v === undefined) return undefined;
+  return typeof v === 'string' ? v : { text: keyOf(el, key) };
+}
+
+function sameScanKey(x: unknown, y: unknown): boolean {
+  if (typeof x === 'string') return x === y;
+  return typeof y === 'object' && y !== null && y !== PAIRED && (x as { text: string }).text === (y as { text: string }).text;
+}
+
+/**
+ * Whether the enumerable keys of `b` are `keys`, in that order, all its own. Walks `b` without allocating:
+ * for-in lists own keys before inherited ones, so a plain object whose keys differ fails on the way.
+ */
+function sameKeys(keys: readonly string[], b: Record<string, unknown>): boolean {
+  const proto = Object.getPrototypeOf(b) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  let i = 0;
+  for (const k in b) {
+    if (i >= keys.length || keys[i] !== k) return false;
+    i++;
+  }
+  return i === keys.length;
 }
 
 function keyOf(el: unknown, key: string): string | undefined {

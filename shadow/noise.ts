@@ -33,6 +33,35 @@ export function toNoiseObservation(directMessage: BusMessage): BusMessage {
   return { ...directMessage, event: { ...directMessage.event, id: randomUUID(), type: ObservationTypes.noise } };
 }
 
+/** Where an A2A result sits in a JSON-RPC response: the result itself (0.3), or its `task` / `message` (1.0). */
+const RPC_RESULT_ROOTS = ['/body/result', '/body/result/task', '/body/result/message'];
+/** Ids and timestamps an A2A server makes up for each call, under a result root. */
+const RPC_GENERATED = [
+  'id',
+  'contextId',
+  'taskId',
+  'messageId',
+  'status/timestamp',
+  'status/message/messageId',
+  'status/message/taskId',
+  'status/message/contextId',
+  'artifacts/*/artifactId',
+  'history/*/messageId',
+  'history/*/taskId',
+  'history/*/contextId',
+  // The messages of a streamed answer, as the comparator folds it (shadow/stream.ts).
+  'messages/*/messageId',
+  'messages/*/taskId',
+  'messages/*/contextId',
+];
+
+/**
+ * The compare rule of JSON-RPC flows (`compare.rpcIds`, on by default): the response `id` (it only echoes
+ * the caller's) and what an A2A server generates per call differ between two runs of one call without
+ * either being wrong, so they are never compared.
+ */
+export const RPC_GENERATED_PATHS: readonly string[] = ['/body/id', ...RPC_RESULT_ROOTS.flatMap((root) => RPC_GENERATED.map((p) => `${root}/${p}`))];
+
 /** What one flow has learned: paths (array indexes generalized to `*`) that differ between direct calls. */
 export class NoiseBaseline {
   private readonly trie = new RuleTrie<true>();
@@ -60,8 +89,8 @@ export class NoiseBaseline {
   }
 
   /** Splits diffs into those that count and the noise paths among them. */
-  split(diffs: readonly FieldDiff[]): { counted: FieldDiff[]; noise: string[] } {
-    if (this.known.size === 0) return { counted: [...diffs], noise: [] };
+  split(diffs: readonly FieldDiff[]): { counted: readonly FieldDiff[]; noise: string[] } {
+    if (this.known.size === 0) return { counted: diffs, noise: [] };
     const counted: FieldDiff[] = [];
     const noise: string[] = [];
     for (const d of diffs) {

@@ -13,6 +13,12 @@ export interface Observation {
   data: BusReplyData;
   /** When the bus accepted this observation, epoch ms. */
   publishedAt: number;
+  /** The observation's trace context (the call event's), so the comparator's span joins the call's trace. */
+  traceparent?: string;
+  /** Body paths that held encrypted values as published (set by `openObservation`): never shown in clear. */
+  sealed?: string[][];
+  /** Set by `openObservation` without a keyring: `sealed` is found from the body (as published) when the pair differs. */
+  sealedDeferred?: boolean;
 }
 
 const SIDES: Record<string, Observation['side']> = {
@@ -29,7 +35,9 @@ export function toObservation(event: CloudEvent, publishedAt: number): Observati
   const flow = event.cutoverflow;
   if (!correlationId || !flow) return undefined;
   const data = (typeof event.data === 'object' && event.data !== null ? event.data : {}) as BusReplyData;
-  return { side, correlationId, flow, mode: event.cutovermode, data, publishedAt };
+  const obs: Observation = { side, correlationId, flow, mode: event.cutovermode, data, publishedAt };
+  if (event.traceparent) obs.traceparent = event.traceparent;
+  return obs;
 }
 
 export function observationOf(delivery: Delivery): Observation | undefined {

@@ -2,7 +2,9 @@ import type { FieldDiff, ParityOutcome, ParityRecord } from '../src/parity/types
 import { compileRules, diffResults, type CompiledRules } from './diff.js';
 import { NoiseBaseline } from './noise.js';
 import type { Observation } from './observations.js';
+import { sealDiffs } from './sealed.js';
 import type { FlowCompareInput, FlowNoiseOptions } from '../src/config/shadow.js';
+import { endSpan, SpanKind, startSpan } from '../src/tracing.js';
 
 /**
  * The comparator's core, free of I/O and of the wall clock (every call passes `now`): pairs direct and bus
@@ -30,6 +32,11 @@ export interface PairingOptions {
    * its pair was recorded missing is dropped instead of opening a new pair.
    */
   decidedTtl?: number;
+  /**
+   * Whether a body path (`['card', 'number']`) is, or lies inside, a configured encrypted field: its
+   * differences show `[ENCRYPTED]` even where neither side held it encrypted.
+   */
+  secret?: (bodyPath: readonly string[]) => boolean;
 }
 
 export interface PairingStats {
@@ -72,6 +79,7 @@ export class PairingEngine {
   private readonly flows = new Map<string, FlowState>();
   private readonly defaultRules: CompiledRules;
   private readonly maxRecentDirects: number;
+  private lastIso = { ms: NaN, iso: '' };
   private readonly decidedTtl: number;
   private readonly counters = {
     overflow: 0,
@@ -238,14 +246,15 @@ export class PairingEngine {
       if (bus.data.dlq) r.dlq = true;
       return this.finish(pair, r, now);
     }
-    const all = diffResults(direct.data, bus.data, state.rules);
+    // Decrypted values are compared (the comparator opened both sides), and never leave in a record.
+    const all = sealDiffs(diffResults(direct.data, bus.data, state.rules), direct, bus, this.options.secret);
     const { counted, noise } = state.baseline.split(all);
     if (counted.length > 0 && !final && state.noise && state.baseline.samples < state.noise.warmup) {
       pair.held = true;
       state.held.add(pair.id);
       return undefined;
     }
-    const r = this.record(pair, counted.length > 0 ? 'mismatch' : 'match', now, counted.slice(0, state.rules.maxDiffs));
+    const r = this.record(pair, counted.length > 0 ? 'mismatch' : 'match', now, counted.length === 0 ? [] : counted.slice(0, state.rules.maxDiffs));
     if (noise.length > 0) r.noise = noise.slice(0, state.rules.maxDiffs);
     return this.finish(pair, r, now);
   }
@@ -257,7 +266,7 @@ export class PairingEngine {
       flow: pair.flow,
       correlationId: pair.id,
       outcome,
-      at: new Date(now).toISOString(),
+      at: this.isoOf(now),
       mode: direct?.mode ?? bus?.mode ?? 'shadow',
       diffs,
     };
@@ -272,7 +281,12 @@ export class PairingEngine {
     }
     if (t?.eventBytes !== undefined) r.eventBytes = t.eventBytes;
     if (typeof direct?.data.version === 'string') r.directVersion = direct.data.version;
+    if (typeof direct?.data.drift === 'string') r.drift = direct.data.drift.slice(0, 300);
     if (typeof t?.version === 'string') r.busVersion = t.version;
+    // The decision as a span of the call's trace (a no-op without an OpenTelemetry SDK).
+    endSpan(startSpan('cutover compare', SpanKind.INTERNAL, direct?.traceparent ?? bus?.traceparent, { 'cutover.flow': r.flow, 'cutover.outcome': outcome, 'cutover.correlation_id': r.correlationId }));
+    if (Array.isArray(direct?.data.rpcHeaderMismatch) && direct.data.rpcHeaderMismatch.length > 0) r.rpcHeaderMismatch = direct.data.rpcHeaderMismatch;
+    if (t?.saga) r.saga = t.saga;
     if (outcome !== 'match') {
       // The sidecar's own record of the call first; the bus side's copy when the direct side is missing or
       // predates call samples. SDK replies carry none, so without the direct one their mismatches had no curl.
@@ -280,6 +294,12 @@ export class PairingEngine {
       if (request) r.request = request;
     }
     return r;
+  }
+
+  /** `now` as an ISO string; records decided in the same millisecond share the conversion. */
+  private isoOf(now: number): string {
+    if (now !== this.lastIso.ms) this.lastIso = { ms: now, iso: new Date(now).toISOString() };
+    return this.lastIso.iso;
   }
 
   private finish(pair: OpenPair, record: ParityRecord, now: number): ParityRecord {

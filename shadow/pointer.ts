@@ -49,16 +49,33 @@ export class RuleTrie<T> {
 
   /** The nodes reached from `nodes` by one step along `segment` (exact and `*`). */
   static step<T>(nodes: readonly RuleTrie<T>[], segment: string): RuleTrie<T>[] {
-    if (nodes.length === 0) return EMPTY as RuleTrie<T>[];
-    const out: RuleTrie<T>[] = [];
-    for (const n of nodes) {
-      if (n.children.size === 0) continue;
-      const exact = n.children.get(segment);
-      if (exact) out.push(exact);
-      const any = n.children.get('*');
-      if (any && segment !== '*') out.push(any);
+    // Runs for every field the diff walks under a rule, so it allocates only when two or more nodes are
+    // reached. The arrays it returns are shared: callers only read them.
+    let first: RuleTrie<T> | undefined;
+    let out: RuleTrie<T>[] | undefined;
+    for (let i = 0; i < nodes.length; i++) {
+      const children = nodes[i]!.children;
+      if (children.size === 0) continue;
+      const exact = children.get(segment);
+      if (exact) {
+        if (!first) first = exact;
+        else (out ??= [first]).push(exact);
+      }
+      const any = segment !== '*' ? children.get('*') : undefined;
+      if (any) {
+        if (!first) first = any;
+        else (out ??= [first]).push(any);
+      }
     }
-    return out.length === 0 ? (EMPTY as RuleTrie<T>[]) : out;
+    if (out) return out;
+    return first ? first.alone() : (EMPTY as RuleTrie<T>[]);
+  }
+
+  private single: RuleTrie<T>[] | undefined;
+
+  /** This node as a step's only result (one frozen array per node). */
+  private alone(): RuleTrie<T>[] {
+    return (this.single ??= Object.freeze([this as RuleTrie<T>]) as RuleTrie<T>[]);
   }
 
   /** Whether `segments` (concrete) reach a node holding a value, or pass one on the way when `prefix`. */

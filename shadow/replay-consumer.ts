@@ -10,7 +10,11 @@ import type { DedupeStore } from '../src/handling/dedupe/types.js';
 import { DEFAULT_REPLY_HEADERS, checkReplyTo, rebuildRequest, refusalReason, replayPolicy, sendReplay, type ReplayPolicy, type ReplayPolicyOptions, type ReplayRequest, type ReplayResponse } from '../src/http/replay.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { callSampleOf } from './observations.js';
+import { openCallData, sealResult } from '../src/crypto/body-fields.js';
+import { KEY_ID_EXTENSION } from '../src/events/wire.js';
+import type { Keyring } from '../src/crypto/keyring.js';
 import type { FlowShadowOptions } from '../src/config/shadow.js';
+import { inSpan, SpanKind, type Span } from '../src/tracing.js';
 
 /** The consumer group of a flow's replay consumers. */
 export function shadowGroup(flow: string): string {
@@ -53,6 +57,14 @@ export interface ReplayConsumerOptions {
    * the sidecars' reply channels.
    */
   policy?: ReplayPolicyOptions;
+  /**
+   * Decryption keys and encrypted fields (the config's `encryption:`). With it, encrypted request-body
+   * fields are decrypted before the target sees them (a value that does not decrypt dead-letters the event
+   * with CUTOVER_CRYPTO_FAILED), and the configured fields of the target's answer are encrypted again
+   * before the reply is published, with the key the call was encrypted with when held (so the caller that
+   * encrypted it can read the answer). Without it, the target receives the `{ $enc, kid }` objects.
+   */
+  keyring?: Keyring;
 }
 
 export interface ReplayStats {
@@ -145,7 +157,12 @@ export class ReplayConsumer {
   }
 
   /** Handles one delivery; throws (retriable or not) to let the bus retry or dead-letter it. */
-  async handle(d: Delivery): Promise<void> {
+  handle(d: Delivery): Promise<void> {
+    const attributes = { 'messaging.destination.name': d.topic, 'messaging.message.id': d.event.id, 'cutover.flow': this.opts.flow.name, 'cutover.attempt': d.attempt };
+    return inSpan('cutover deliver', SpanKind.CONSUMER, d.event.traceparent, attributes, (span) => this.deliver(d, span));
+  }
+
+  private async deliver(d: Delivery, span: Span | undefined): Promise<void> {
     const { flow } = this.opts;
     const event = d.event;
     if ((event.cutoverflow !== undefined && event.cutoverflow !== flow.name) || (this.opts.accept && !this.opts.accept(event))) {
@@ -172,7 +189,21 @@ export class ReplayConsumer {
         throw nonRetriable(err as object);
       }
     }
+    if ('request' in prepared && this.opts.keyring) {
+      // Decrypted after the policy checks (a refused command is never decrypted) into the rebuilt request
+      // only: the delivery, the call sample and everything published keep the ciphertext.
+      try {
+        const open = openCallData(this.opts.keyring, event.id, event.data);
+        if (open !== event.data) prepared = { request: rebuildRequest({ ...d, event: { ...event, data: open } }, flow, this.policy) };
+      } catch (err) {
+        this.log.warn({ eventId: event.id, code: isCutoverError(err) ? err.code : undefined }, 'request body does not decrypt; dead-lettered');
+        prepared = { invalid: err };
+      }
+    }
     const request = callSampleOf(d, { method: flow.match.method, target: flow.match.path });
+    const correlationId = event.correlationid ?? event.id;
+    const callKid = typeof event[KEY_ID_EXTENSION] === 'string' ? (event[KEY_ID_EXTENSION] as string) : undefined;
+    const keyring = this.opts.keyring;
     const versions = flow.versions;
     const reply = { bus: this.opts.bus, source: this.opts.replySource ?? '/cutover/shadow', consumedAt, now: this.now, ...(versions?.shadow ? { version: versions.shadow } : {}) };
     // A 5xx answer fails the attempt; on the last one its status and body still go into the error reply.
@@ -182,12 +213,17 @@ export class ReplayConsumer {
       run: async () => {
         // An event that cannot be rebuilt still gets its error reply (its replyto passed the policy).
         if ('invalid' in prepared) throw prepared.invalid;
-        const response = await sendReplay(this.base, prepared.request, {
-          timeout: flow.shadow.timeout,
-          maxResponseBytes: this.opts.maxResponseBytes ?? 256 * 1024,
-          keepHeaders: this.keepHeaders,
-          agent: this.agent,
-          ...(versions?.header ? { versionHeader: versions.header.toLowerCase() } : {}),
+        const replayed = prepared.request;
+        const response = await inSpan('cutover replay', SpanKind.CLIENT, span, { 'http.request.method': replayed.method, 'server.address': this.base.host, 'cutover.target': replayed.target }, async (replay) => {
+          const answer = await sendReplay(this.base, replayed, {
+            timeout: flow.shadow.timeout,
+            maxResponseBytes: this.opts.maxResponseBytes ?? 256 * 1024,
+            keepHeaders: this.keepHeaders,
+            agent: this.agent,
+            ...(versions?.header ? { versionHeader: versions.header.toLowerCase() } : {}),
+          });
+          replay?.setAttribute('http.response.status_code', answer.status);
+          return answer;
         });
         this.metrics?.latency.observe({ flow: flow.name }, response.latencyMs / 1000);
         if (response.status >= 500) {
@@ -196,12 +232,12 @@ export class ReplayConsumer {
         }
         return response;
       },
-      reply: (ok) => publishBusReply(d, reply, { status: ok.status, headers: ok.headers, ...ok.body, latencyMs: round(ok.latencyMs), request, ...(ok.version ? { version: ok.version } : {}) }),
+      reply: (ok) => publishBusReply(d, reply, sealResult(keyring, { status: ok.status, headers: ok.headers, ...ok.body, latencyMs: round(ok.latencyMs), request, ...(ok.version ? { version: ok.version } : {}) }, correlationId, callKid)),
       replyError: (failure) => {
         const { code, message } = describeError(failure);
         const result: BusReplyResult = { error: { code, message: message.slice(0, 500) }, dlq: true, request };
         if (failed) Object.assign(result, { status: failed.status, headers: failed.headers, ...failed.body, latencyMs: failed.latencyMs });
-        return publishBusReply(d, reply, result);
+        return publishBusReply(d, reply, sealResult(keyring, result, correlationId, callKid));
       },
       retriable: (failure) => (isCutoverError(failure) ? failure.retriable : false),
     });

@@ -6,15 +6,23 @@ import { createDedupeStore, type DedupeStore } from '../src/handling/dedupe/inde
 import { shadowReplyTopics } from '../src/http/replay.js';
 import { Comparator } from './comparator.js';
 import { ReplayConsumers, type ReplayConsumer } from './replay-consumer.js';
-import type { FlowCompareOptions, FlowNoiseOptions, FlowShadowOptions, ShadowConfig } from '../src/config/shadow.js';
+import { flowCompareSchema, type FlowCompareOptions, type FlowNoiseOptions, type FlowShadowOptions, type ShadowConfig } from '../src/config/shadow.js';
+import { RPC_GENERATED_PATHS } from './noise.js';
 import type { FlowRules } from './pairing.js';
+import type { Keyring } from '../src/crypto/keyring.js';
+import type { SagaConfig } from '../src/config/saga.js';
+import { sagaDefinition } from '../src/saga/model.js';
+import { ErrorCodes, ValidationError } from '../src/errors.js';
+import { SagaFlows, type SagaFlow } from './saga-flows.js';
 
 /** The parts of a flow the shadow side reads (a validated flow from the config has them all). */
 export interface ShadowFlowConfig {
   name: string;
   topic: string;
-  match: { method: string; path: string };
+  match: { method: string; path: string; rpc?: string | string[] | undefined };
   shadow?: FlowShadowOptions | undefined;
+  /** A saga (in {@link ShadowRuntimeOptions.sagas}) begun for each call event and answering it. */
+  saga?: string | undefined;
   compare?: FlowCompareOptions | undefined;
   noise?: FlowNoiseOptions | undefined;
   versions?: { header?: string | undefined; direct?: string | undefined; shadow?: string | undefined } | undefined;
@@ -26,16 +34,21 @@ export interface ShadowRuntimeOptions {
   busConfig: BusConfig;
   flows: readonly ShadowFlowConfig[];
   shadow: ShadowConfig;
+  /** The config's `sagas:`: flows with `saga` name one of them. */
+  sagas?: readonly SagaConfig[];
   dataDir?: string;
   logger?: Logger;
   registry?: Registry;
-  /** Run replay consumers for flows with a `shadow.target`. Default true. */
+  /** Run replay consumers for flows with a `shadow.target`, and the sagas of flows with a `saga`. Default true. */
   delivery?: boolean;
   /** Run the comparator. Default `shadow.comparator`. */
   comparator?: boolean;
   /** Overrides the store chosen from the bus config (tests). Not closed by the runtime when given. */
   dedupe?: DedupeStore;
-  /** Topic the comparator consumes (the sidecar's `observationsTopic`). Default `cutover.observations`. */
+  /**
+   * The sidecars' `observationsTopic`: the comparator reads flow F on `<observationsTopic>.F` (and the topic
+   * itself with `shadow.sharedObservations`). Default `cutover.observations`.
+   */
   observationsTopic?: string;
   /** Default `cutover.parity`. */
   parityTopic?: string;
@@ -49,21 +62,33 @@ export interface ShadowRuntimeOptions {
   comparatorScope?: 'flows' | 'all';
   /** Where new consumer groups start. Default `start`. */
   from?: 'start' | 'end';
+  /**
+   * The config's `encryption:` keys: replay consumers decrypt request fields for the target and encrypt
+   * the configured response fields of their replies; the comparator compares decrypted values. Without
+   * it, ciphertext passes through and is compared as ciphertext.
+   */
+  keyring?: Keyring;
 }
 
 /** Compare and noise rules per flow, as the comparator takes them. */
 export function flowRulesOf(flows: readonly ShadowFlowConfig[]): Record<string, FlowRules> {
   const out: Record<string, FlowRules> = {};
-  for (const f of flows) out[f.name] = { ...(f.compare ? { compare: f.compare } : {}), ...(f.noise ? { noise: f.noise } : {}) };
+  for (const f of flows) {
+    let compare = f.compare;
+    if (f.match.rpc !== undefined && (compare?.rpcIds ?? true)) compare = flowCompareSchema.parse({ ...compare, ignore: [...RPC_GENERATED_PATHS, ...(compare?.ignore ?? [])] });
+    out[f.name] = { ...(compare ? { compare } : {}), ...(f.noise ? { noise: f.noise } : {}) };
+  }
   return out;
 }
 
 /**
- * Replay consumers (one per flow with a shadow target) and the comparator, started and stopped
+ * Replay consumers (one per flow with a shadow target), the sagas of saga flows, and the comparator, started and stopped
  * together: what `cutover shadow` runs, and what the sidecar runs in-process with `shadow.inProcess`.
  */
 export class ShadowRuntime {
   comparator: Comparator | undefined;
+  /** The sagas of saga flows, once started (none without such flows). */
+  sagaFlows: SagaFlows | undefined;
   private readonly replay: ReplayConsumers;
   private readonly log: Logger;
   private started = false;
@@ -101,6 +126,7 @@ export class ShadowRuntime {
             dedupeTtl: options.shadow.dedupeTtl,
             // Replies go to the observations topic the sidecars were given, or a sidecar's reply channel.
             policy: { replyTo: shadowReplyTopics(options.observationsTopic) },
+            ...(options.keyring ? { keyring: options.keyring } : {}),
             ...(options.from ? { from: options.from } : {}),
             ...(options.logger ? { logger: options.logger } : {}),
             ...(options.registry ? { registry: options.registry } : {}),
@@ -108,13 +134,28 @@ export class ShadowRuntime {
         );
         this.log.info({ flows: targets.map((f) => f.name), dedupe: this.replay.store?.kind }, 'shadow delivery started');
       }
+      const sagaFlows = options.delivery === false ? [] : options.flows.filter((f) => f.saga !== undefined).map((f) => this.sagaFlow(f));
+      if (sagaFlows.length > 0) {
+        this.sagaFlows = new SagaFlows({
+          bus: options.bus,
+          flows: sagaFlows,
+          waitMs: options.shadow.window,
+          ...(options.observationsTopic ? { observationsTopic: options.observationsTopic } : {}),
+          ...(options.from ? { from: options.from } : {}),
+          ...(options.logger ? { logger: options.logger } : {}),
+          ...(options.registry ? { registry: options.registry } : {}),
+        });
+        await this.sagaFlows.start();
+      }
       if (options.comparator ?? options.shadow.comparator) {
         this.comparator = new Comparator({
           bus: options.bus,
           flows: flowRulesOf(options.flows),
           scope: options.comparatorScope ?? 'flows',
+          sharedTopic: options.shadow.sharedObservations,
           window: options.shadow.window,
           maxOpenPairs: options.shadow.maxOpenPairs,
+          ...(options.keyring ? { keyring: options.keyring } : {}),
           ...(options.observationsTopic ? { observationsTopic: options.observationsTopic } : {}),
           ...(options.parityTopic ? { parityTopic: options.parityTopic } : {}),
           ...(options.comparatorGroup ? { group: options.comparatorGroup } : {}),
@@ -130,11 +171,18 @@ export class ShadowRuntime {
     }
   }
 
-  /** Stops the replay consumers and the dedupe store it opened, then the comparator (publishing what it decided). */
+  private sagaFlow(flow: ShadowFlowConfig): SagaFlow {
+    const saga = this.options.sagas?.find((s) => s.name === flow.saga);
+    if (!saga) throw new ValidationError(ErrorCodes.CONFIG_INVALID, `flow ${flow.name}: saga: no saga named ${JSON.stringify(flow.saga)} under sagas:`);
+    return { name: flow.name, topic: flow.topic, saga: sagaDefinition(saga) };
+  }
+
+  /** Stops the replay consumers and the dedupe store it opened, the saga flows, then the comparator (publishing what it decided). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.replay.close();
+    await this.sagaFlows?.close().catch((err) => this.log.warn({ err }, 'closing the saga flows failed'));
     await this.comparator?.close().catch((err) => this.log.warn({ err }, 'closing the comparator failed'));
   }
 }

@@ -59,16 +59,26 @@ export const ErrorCodes = {
   AUTH_BAD_SIGNATURE: 'CUTOVER_AUTH_BAD_SIGNATURE',
   /** An event signed by an agent or key id that `trust.agents` does not list. */
   AUTH_UNKNOWN_AGENT: 'CUTOVER_AUTH_UNKNOWN_AGENT',
+  /** A publish, or an event's (verified) producer, outside the topics `acl:` grants that identity. */
+  AUTH_TOPIC_DENIED: 'CUTOVER_AUTH_TOPIC_DENIED',
   /** Unknown route or resource (HTTP 404). */
   NOT_FOUND: 'CUTOVER_NOT_FOUND',
   /** A flow name that no config declares. */
   FLOW_UNKNOWN: 'CUTOVER_FLOW_UNKNOWN',
   /** A flip refused by the readiness gate. */
   FLIP_REFUSED: 'CUTOVER_FLIP_REFUSED',
+  /** A flip this process cannot sign with an operator key: every follower with a trust would ignore it (HTTP 403). */
+  FLIP_NOT_OPERATOR: 'CUTOVER_FLIP_NOT_OPERATOR',
   /** No reply arrived on the bus in time (bus mode). */
   REPLY_TIMEOUT: 'CUTOVER_REPLY_TIMEOUT',
   /** Encryption key missing or unusable, or ciphertext that does not decrypt. */
   CRYPTO_FAILED: 'CUTOVER_CRYPTO_FAILED',
+  /** A saga step's participant answered with a status its `success` does not list: the saga compensates. */
+  SAGA_STEP_REFUSED: 'CUTOVER_SAGA_STEP_REFUSED',
+  /** A saga name or saga id that no config or saga topic knows. */
+  SAGA_UNKNOWN: 'CUTOVER_SAGA_UNKNOWN',
+  /** A saga that can go neither forward nor back (a compensation kept failing): an operator must act. */
+  SAGA_STUCK: 'CUTOVER_SAGA_STUCK',
   /** A command-line usage error. */
   USAGE: 'CUTOVER_USAGE',
   /** A bug: an invariant broke. */

@@ -8,7 +8,9 @@ import { tcpReachable } from '../src/net.js';
  * Makes the real brokers the integration tests need available:
  * - Redis at REDIS_URL (default redis://127.0.0.1:6379), which our machines run already;
  * - Kafka at KAFKA_BROKERS, or a single-node KRaft broker that test/brokers/kafka.sh starts from Maven
- *   Central jars and that this file stops again after the run.
+ *   Central jars and that this file stops again after the run;
+ * - RabbitMQ at RABBITMQ_URL (default amqp://guest:guest@127.0.0.1:5672/), which our machines run already
+ *   (.ci/run starts one when it is not answering).
  * With CI set, a missing broker fails the run. Without it, the suites that need it are skipped and one loud
  * line says why.
  */
@@ -20,6 +22,7 @@ declare module 'vitest' {
   export interface ProvidedContext {
     redisUrl: string | null;
     kafkaBrokers: string | null;
+    rabbitmqUrl: string | null;
     brokersSkipReason: string;
   }
 }
@@ -82,6 +85,17 @@ export async function setup(project: TestProject): Promise<void> {
     kafkaBrokers = `127.0.0.1:${port}`;
   }
   project.provide('kafkaBrokers', kafkaBrokers);
+
+  const rabbitmqUrl = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672/';
+  const r = new URL(rabbitmqUrl);
+  const rabbitOk = await tcpReachable(r.hostname, Number(r.port || 5672));
+  if (!rabbitOk) {
+    const why = `RabbitMQ is not reachable at ${r.hostname}:${r.port || 5672}`;
+    if (ci) throw new Error(`${why} (CI=true: the RabbitMQ suites cannot be skipped)`);
+    loud(`SKIPPING the RabbitMQ suites: ${why}. Start rabbitmq-server or set RABBITMQ_URL.`);
+    reasons.push(why);
+  }
+  project.provide('rabbitmqUrl', rabbitOk ? rabbitmqUrl : null);
   project.provide('brokersSkipReason', reasons.join('; '));
 }
 

@@ -1,6 +1,7 @@
 import { int, ms, pct, textTable } from '../../reports/format.js';
-import { flipFlow, flowHistory, flowStatus, type ControlContext } from '../../proxy/flip-control.js';
-import type { FlipEntry } from '../../src/flips/types.js';
+import { flipFlow, flowHistory, flowStatus, type ControlContext, type HistoryFlip } from '../../proxy/flip-control.js';
+import { loadIdentity } from '../../src/events/signature.js';
+import { flipPolicy } from '../../src/flips/policy.js';
 import { sidecarBaseUrl } from '../../src/net.js';
 import { loadConfig, parseCommandArgs, usageError, withBus, type CliIo, type CommandDeps } from '../io.js';
 
@@ -9,7 +10,8 @@ export const FLIP_USAGE = `usage: cutover flip FLOW --to MODE --config FILE [--r
   MODE is direct, shadow, canary:<1-99> or bus. A flip towards the bus is refused unless the flow's
   readiness verdict is READY (direct -> shadow is always allowed; for canary -> bus only the canary's own
   records count). --force --reason TEXT overrides a refusal and the log records it. A flip back towards
-  direct is always allowed.
+  direct is always allowed. The flip is signed with the config's identity:; with trust.operators set it
+  must be an operator's, or the flip is not written (followers would ignore it).
 
 exit codes: 0 flipped (or already in that mode), 1 refused, 2 usage or config error`;
 
@@ -19,17 +21,20 @@ export const STATUS_USAGE = `usage: cutover status --config FILE [--json]
 
 export const HISTORY_USAGE = `usage: cutover history FLOW --config FILE [--json]
 
-  the flow's flips, oldest first: when, from -> to, who, reason, forced`;
+  the flow's flips, oldest first: when, from -> to, who, reason, forced; with trust: configured, who
+  signed each record, and records followers ignore marked REJECTED with the reason`;
 
 /** Loads the config, opens its bus, runs `fn` with a control context, closes the bus. */
 async function withControl<T>(file: string, deps: CommandDeps, fn: (ctx: ControlContext) => Promise<T>): Promise<T> {
   const config = loadConfig(file, deps);
   // These commands print their own results: the logger speaks only of trouble unless asked for more.
   const level = config.log.level === 'info' ? 'warn' : config.log.level;
-  return withBus(config, deps, (bus, logger) => fn({ bus, flows: config.flows, readiness: config.readiness, baseUrl: sidecarBaseUrl(config.listen), now: deps.now, logger }), level);
+  // Judged like the sidecars judge the log; flips are signed with the CLI's identity (the bus signs with it too).
+  const control = { policy: flipPolicy(config.trust), signer: loadIdentity(config).signer };
+  return withBus(config, deps, (bus, logger) => fn({ bus, flows: config.flows, readiness: config.readiness, baseUrl: sidecarBaseUrl(config.listen), now: deps.now, logger, ...control }), level);
 }
 
-/** `cutover flip`: 0 flipped or no-op; throws CUTOVER_FLIP_REFUSED (exit 1), CUTOVER_USAGE / config / unknown flow (exit 2). */
+/** `cutover flip`: 0 flipped or no-op; throws CUTOVER_FLIP_REFUSED (exit 1), CUTOVER_USAGE / config / unknown flow / CUTOVER_FLIP_NOT_OPERATOR (exit 2). */
 export async function flipCommand(argv: string[], io: CliIo, deps: CommandDeps = {}): Promise<number> {
   const { values, positionals } = parseCommandArgs(
     argv,
@@ -122,10 +127,12 @@ export async function statusCommand(argv: string[], io: CliIo, deps: CommandDeps
   return 0;
 }
 
-/** One line of `cutover history`. */
-export function historyLine(f: FlipEntry): string {
+/** One line of `cutover history`; a record followers ignore is marked REJECTED with why. */
+export function historyLine(f: HistoryFlip): string {
   const verdict = f.report ? ` [${f.report.verdict}, ${int(f.report.samples)} samples, parity ${pct(f.report.parity)}]` : '';
-  return `${f.at}  ${f.from} -> ${f.to}  by ${f.who}${f.automatic ? '  AUTOMATIC' : ''}${f.forced ? '  FORCED' : ''}${f.reason ? `  reason: ${f.reason}` : ''}${verdict}`;
+  const signer = f.signer ? `  signed by ${f.signer}` : '';
+  const rejected = f.rejected ? `  REJECTED (${f.rejected.reason}): ${f.rejected.message}` : '';
+  return `${f.at}  ${f.from} -> ${f.to}  by ${f.who}${signer}${f.automatic ? '  AUTOMATIC' : ''}${f.forced ? '  FORCED' : ''}${f.reason ? `  reason: ${f.reason}` : ''}${verdict}${rejected}`;
 }
 
 /** `cutover history FLOW`: the flow's flips, oldest first. Exit 0. */

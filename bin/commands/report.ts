@@ -2,6 +2,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseDuration } from '../../src/duration.js';
 import { currentModes, readFlips } from '../../src/flips/log.js';
+import { flipPolicy } from '../../src/flips/policy.js';
 import { sidecarBaseUrl } from '../../src/net.js';
 import { renderHtml } from '../../reports/render-html.js';
 import { renderJson } from '../../reports/render-json.js';
@@ -70,9 +71,10 @@ export async function reportCommand(argv: string[], io: CliIo, deps: CommandDeps
 
   const now = (deps.now ?? (() => new Date()))();
   const report = await withBus(config, deps, async (bus, logger) => {
-    const flips = await readFlips(bus);
+    const configModes = new Map(config.flows.map((f) => [f.name, f.mode]));
+    const flips = await readFlips(bus, { policy: flipPolicy(config.trust), configModes });
     return buildReport(parityRecordsFromBus(bus), {
-      flows: reportFlowsFromConfig(flows, currentModes(flips, new Map(flows.map((f) => [f.name, f.mode]))), flips),
+      flows: reportFlowsFromConfig(flows, currentModes(flips, configModes), flips),
       readiness: config.readiness,
       since: sinceMs === undefined ? null : new Date(now.getTime() - sinceMs),
       now,

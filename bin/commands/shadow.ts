@@ -1,20 +1,20 @@
 import http from 'node:http';
-import { CutoverError, ErrorCodes } from '../../src/errors.js';
 import type { Bus } from '../../src/bus/types.js';
 import { openBus } from '../../src/bus/index.js';
 import { signedBus } from '../../src/bus/signed-bus.js';
 import { loadIdentity } from '../../src/events/signature.js';
 import { createLogger } from '../../src/logger.js';
-import { createRegistry, type Registry } from '../../src/metrics.js';
+import { createRegistry } from '../../src/metrics.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
-import { hostPort } from '../../src/config/fields.js';
-import { parseListen } from '../../src/net.js';
+import { Keyring } from '../../src/crypto/keyring.js';
 import { ExitCode, loadConfig, parseCommandArgs, untilStopped, usageError, type CliIo, type CommandDeps } from '../io.js';
+import { closeMetrics, metricsListen, serveMetrics } from '../metrics-server.js';
 
 export const SHADOW_USAGE = `usage: cutover shadow --config FILE [--only delivery|comparator] [--metrics HOST:PORT]
 
 Runs the shadow side on its own: a delivery consumer per flow with a shadow.target (consumer group
-cutover.shadow.<flow>) and the comparator for the config's flows (group cutover.comparator.<flow> each).
+cutover.shadow.<flow>), the saga of each flow with a saga (group cutover.saga-flow.<flow>, with an
+orchestrator replica), and the comparator for the config's flows (group cutover.comparator.<flow> each).
 Start several to scale out. --metrics serves Prometheus metrics at http://HOST:PORT/metrics (bearer
 admin.token when the config has one; without a token only on a loopback address).`;
 
@@ -32,8 +32,7 @@ export async function shadowCommand(argv: string[], io: CliIo, deps: CommandDeps
   if (values.only !== undefined && values.only !== 'delivery' && values.only !== 'comparator') {
     throw usageError(`--only takes delivery or comparator, got ${JSON.stringify(values.only)}`, SHADOW_USAGE);
   }
-  if (values.metrics !== undefined && !hostPort.safeParse(values.metrics).success) throw usageError(`--metrics takes HOST:PORT, got ${JSON.stringify(values.metrics)}`, SHADOW_USAGE);
-  const metricsAt = values.metrics === undefined ? undefined : parseListen(values.metrics);
+  const metricsAt = metricsListen(values.metrics, SHADOW_USAGE);
 
   let runtime: ShadowRuntime | undefined;
   let bus: Bus | undefined;
@@ -41,60 +40,36 @@ export async function shadowCommand(argv: string[], io: CliIo, deps: CommandDeps
   try {
     const config = loadConfig(values.config, deps);
     const registry = createRegistry({ defaultMetrics: true });
-    if (metricsAt) {
-      const token = config.admin.auth ? config.admin.token : undefined;
-      if (!token && !/^(127\.\d+\.\d+\.\d+|localhost|::1)$/.test(metricsAt.host)) {
-        throw new CutoverError(ErrorCodes.USAGE, `--metrics ${values.metrics}: a non-loopback address needs admin.token in the config`);
-      }
-      metricsServer = await serveMetrics(registry, metricsAt.host, metricsAt.port, token);
-    }
+    if (metricsAt) metricsServer = await serveMetrics(config, metricsAt, registry);
     const logger = deps.logger ?? createLogger({ level: config.log.level });
     const identity = loadIdentity(config);
-    bus = signedBus(await (deps.openBus ?? ((c, l) => openBus(c, { logger: l })))(config.bus, logger), { ...identity, registry, logger });
+    // Read once here: a configured key that is missing stops the start, naming its variable.
+    const keyring = config.encryption ? Keyring.fromConfig(config.encryption, deps.env ?? process.env) : undefined;
+    bus = signedBus(await (deps.openBus ?? ((c, l) => openBus(c, { logger: l, registry })))(config.bus, logger), { ...identity, registry, logger });
     runtime = new ShadowRuntime({
       bus,
       busConfig: config.bus,
       flows: config.flows,
       shadow: config.shadow,
+      sagas: config.sagas,
       dataDir: config.dataDir,
       logger,
       registry,
       delivery: values.only !== 'comparator',
       comparator: values.only === 'delivery' ? false : config.shadow.comparator,
+      ...(keyring ? { keyring } : {}),
       ...(config.observationsTopic ? { observationsTopic: config.observationsTopic } : {}),
     });
     await runtime.start();
     const delivering = runtime.consumers.map((c) => c.group);
-    io.out(`shadow: bus ${config.bus.kind}; delivery ${delivering.length ? delivering.join(', ') : 'none'}; comparator ${runtime.comparator ? 'on' : 'off'}${metricsServer ? `; metrics http://${values.metrics}/metrics` : ''}`);
+    const sagaFlows = config.flows.filter((f) => f.saga !== undefined && runtime!.sagaFlows).map((f) => `${f.name} → saga ${f.saga}`);
+    io.out(`shadow: bus ${config.bus.kind}; delivery ${delivering.length ? delivering.join(', ') : 'none'}${sagaFlows.length ? `; sagas ${sagaFlows.join(', ')}` : ''}; comparator ${runtime.comparator ? 'on' : 'off'}${metricsServer ? `; metrics http://${values.metrics}/metrics` : ''}`);
     await untilStopped(io.signal);
     io.out('shadow: stopping');
     return ExitCode.OK;
   } finally {
     await runtime?.close().catch((err) => io.err(`closing the shadow runtime failed: ${(err as Error).message}`));
     await bus?.close().catch(() => undefined);
-    if (metricsServer) await new Promise<void>((resolve) => metricsServer!.close(() => resolve()));
+    await closeMetrics(metricsServer);
   }
-}
-
-/** A minimal Prometheus endpoint for the standalone shadow side (the sidecar serves its own on the admin API). */
-async function serveMetrics(registry: Registry, host: string, port: number, token: string | undefined): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: ErrorCodes.NOT_FOUND, message: 'only GET /metrics here' } }));
-      return;
-    }
-    if (token && req.headers.authorization !== `Bearer ${token}`) {
-      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(JSON.stringify({ error: { code: ErrorCodes.UNAUTHORIZED, message: 'missing or wrong bearer token' } }));
-      return;
-    }
-    registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (err: unknown) => res.writeHead(500).end(String(err)),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return server;
 }

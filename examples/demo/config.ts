@@ -3,7 +3,10 @@ import { stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
 import { readinessSchema, type ReadinessConfig } from '../../src/config/readiness.js';
 import type { BusConfigInput } from '../../src/config/bus.js';
+import { sagaSchema, type SagaConfig, type SagaConfigInput } from '../../src/config/saga.js';
 import { configFlowSchema, cutoverConfigSchema } from '../../src/config/schema.js';
+import { checkoutTopic } from '../shop/bus-native/checkout.js';
+import { CHECKOUT_CHAIN } from '../shop/checkout-rules.js';
 import type { CalleeAgent } from '../shop/index.js';
 import type { Fixable } from './options.js';
 
@@ -25,8 +28,8 @@ export type ConfigFlow = z.infer<typeof configFlowSchema>;
 export const DEMO_READINESS_INPUT = { minSamples: 200, minParityLowerBound: 0.98 } as const;
 export const DEMO_READINESS: ReadinessConfig = readinessSchema.parse(DEMO_READINESS_INPUT);
 
-/** Who answers a flow's call events on the bus. */
-export type Replier = { kind: 'bus-native'; agent: CalleeAgent } | { kind: 'delivery'; agent: CalleeAgent };
+/** Who answers a flow's call events on the bus: a bus-native agent, a shadow instance, or a saga of `sagas:`. */
+export type Replier = { kind: 'bus-native'; agent: CalleeAgent } | { kind: 'delivery'; agent: CalleeAgent } | { kind: 'saga'; saga: string };
 
 /** A flow as written under `flows:` in a config file (before defaults). */
 export type ConfigFlowInput = z.input<typeof configFlowSchema>;
@@ -34,7 +37,7 @@ export type ConfigFlowInput = z.input<typeof configFlowSchema>;
 /** One migrating flow of the demo. */
 export interface DemoFlow {
   /** The agent whose sidecar dual-writes the flow. */
-  agent: CalleeAgent;
+  agent: CalleeAgent | 'orders';
   /** The flow's config; for a delivery flow `shadow.target` is filled in once the shadow instance listens. */
   flow: ConfigFlow;
   /** The same as written in a config file (what the demo's cutover.yaml shows). */
@@ -108,18 +111,57 @@ export function demoFlows(fixes: ReadonlySet<Fixable>): DemoFlow[] {
   ];
 }
 
+// The checkout chain as a saga.
+
+/**
+ * The `checkout` saga (`sagas:`): the chain of `POST /checkout` step by step — hold the lines (undone by
+ * releasing the hold), screen for fraud, charge (undone by a refund), ship. Once the parcel is booked the
+ * saga only goes forward.
+ */
+export const CHECKOUT_SAGA_INPUT: SagaConfigInput = {
+  name: 'checkout',
+  steps: CHECKOUT_CHAIN.map((link) => ({
+    name: link.step,
+    command: checkoutTopic(link.agent, link.action),
+    ...(link.undo ? { compensation: checkoutTopic(link.agent, link.undo.action) } : {}),
+    timeout: '5s',
+  })),
+  pointOfNoReturn: 'ship',
+};
+export const CHECKOUT_SAGA: SagaConfig = sagaSchema.parse(CHECKOUT_SAGA_INPUT);
+
+/**
+ * The checkout flow: the orders sidecar dual-writes each `POST /checkout`, and the shadow side answers it
+ * with the `checkout` saga's outcome (in shadow: the participants compute, the chain acted), compared with
+ * the chain's answer.
+ */
+export function checkoutFlow(): DemoFlow {
+  const input: ConfigFlowInput = {
+    name: 'orders.checkout',
+    match: { method: 'POST', path: '/checkout' },
+    topic: 'commands.agent.orders.checkout',
+    key: 'body.checkoutId',
+    mode: 'shadow',
+    saga: 'checkout',
+    // The booking time of the parcel differs between the chain's logistics and the saga's.
+    compare: { ignore: ['/body/createdAt'] },
+  };
+  return { agent: 'orders', flow: configFlowSchema.parse(input), input, replier: { kind: 'saga', saga: 'checkout' } };
+}
+
 /**
  * The run's config as a cutover config file, so that the CLI can look at the running demo (`cutover status`,
  * `history`, `flip`, `report`). Validated with the CLI's own schema before it is written.
  */
-export function demoConfigYaml(bus: BusConfigInput, dataDir: string, flows: readonly DemoFlow[], outDir: string): string {
+export function demoConfigYaml(bus: BusConfigInput, dataDir: string, flows: readonly DemoFlow[], outDir: string, rpcFlows: readonly ConfigFlowInput[] = []): string {
   const config = {
     agent: 'shop',
     admin: { listen: '127.0.0.1:15001', auth: false },
     bus,
     dataDir,
     readiness: DEMO_READINESS_INPUT,
-    flows: flows.map((f) => f.input),
+    flows: [...flows.map((f) => f.input), ...rpcFlows],
+    ...(flows.some((f) => f.replier.kind === 'saga') ? { sagas: [CHECKOUT_SAGA_INPUT] } : {}),
   };
   cutoverConfigSchema.parse(config);
   const file = path.join(outDir, 'cutover.yaml');

@@ -95,7 +95,8 @@ function evidence(f: FlowReport): string {
   return `parity ${pct(f.parity.value)} over ${f.parity.compared} compared calls, 95% lower bound ${pct(f.parity.lowerBound)} (needs ${pct(f.criteria.minParityLowerBound)}), ${f.samples} samples (needs ${f.criteria.minSamples})`;
 }
 
-async function waitForMode(sidecar: SidecarHandle | undefined, flow: string, mode: string, timeoutMs: number): Promise<boolean> {
+/** Waits until `sidecar` serves `flow` in `mode` (a flip applied); false after `timeoutMs`. */
+export async function waitForMode(sidecar: SidecarHandle | undefined, flow: string, mode: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (sidecar?.flows.get(flow)?.mode === mode) return true;
@@ -168,11 +169,13 @@ export async function resetFlowModes(options: {
   who: string;
   reason: string;
   engine?: FlipsEngine;
+  /** The mode of a flow the log has no flip for (the sidecars' config); default the mode asked for. */
+  unflipped?: string;
 }): Promise<string[]> {
   const engine = options.engine ?? logEngine();
   if (!engine.modes) return [];
   const configured = new Map(options.flows.map((f) => [f.name, f.mode]));
-  const current = await engine.modes(options.bus, configured);
+  const current = await engine.modes(options.bus, options.unflipped === undefined ? configured : new Map(options.flows.map((f) => [f.name, options.unflipped!])));
   const reset: string[] = [];
   for (const [flow, mode] of configured) {
     const now = current.get(flow) ?? mode;

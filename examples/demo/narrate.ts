@@ -46,17 +46,19 @@ export function printCriteria(out: (l: string) => void): void {
 
 export function printTopology(out: (l: string) => void, shop: Shop, flows: readonly DemoFlow[], sidecarOf: ReadonlyMap<string, SidecarHandle>, shadowTargets: ReadonlyMap<CalleeAgent, AgentHandle>): void {
   const port = (url: string): string => `:${new URL(url).port}`;
-  out('The shop (six REST agents on 127.0.0.1) and the flows moving to the bus:');
+  out('The shop (seven REST agents on 127.0.0.1) and the flows moving to the bus:');
   for (const f of flows) {
     const agent = shop.agents[f.agent];
     const sidecar = sidecarOf.get(f.flow.name)!;
     const replier =
       f.replier.kind === 'bus-native'
         ? `bus-native ${f.replier.agent} (SDK) replies`
-        : `delivery to a shadow ${f.replier.agent} instance ${port(shadowTargets.get(f.replier.agent)!.url)} replies`;
+        : f.replier.kind === 'delivery'
+          ? `delivery to a shadow ${f.replier.agent} instance ${port(shadowTargets.get(f.replier.agent)!.url)} replies`
+          : `the ${f.replier.saga} saga's outcome replies`;
     out(`  ${f.agent.padEnd(14)} ${port(agent.url).padEnd(7)} sidecar ${port(sidecar.data.url).padEnd(7)} ${f.flow.name.padEnd(18)} ${`${f.flow.match.method} ${f.flow.match.path}`.padEnd(19)} key ${f.flow.key ?? '-'}; ${replier}`);
   }
-  out(`  ${'orders'.padEnd(14)} ${port(shop.agents.orders.url).padEnd(7)} calls pricing, inventory, fraud and logistics through their sidecars`);
+  out(`  ${'orders'.padEnd(14)} ${port(shop.agents.orders.url).padEnd(7)} calls pricing, inventory, fraud and logistics through their sidecars (and payments for checkouts)`);
   out(`  ${'recommendation'.padEnd(14)} ${port(shop.agents.recommendation.url).padEnd(7)} calls pricing and inventory through their sidecars`);
   out('');
 }
@@ -68,7 +70,8 @@ export function summarizeTraffic(t: TrafficStats): string {
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([label, count]) => `${n(count)}× ${label.slice(kind.length + 1)}`)
       .join(', ');
-  return `Traffic: ${n(t.sent)} requests in ${secs(t.elapsedMs)} (${(t.sent / (t.elapsedMs / 1000)).toFixed(0)}/s): ${n(t.orders)} orders (${by('order')}), ${n(t.browses)} recommendation pages (${by('browse')})${t.failures ? `, ${n(t.failures)} without an answer` : ''}.`;
+  const checkouts = t.checkouts ? `, ${n(t.checkouts)} checkouts (${by('checkout')})` : '';
+  return `Traffic: ${n(t.sent)} requests in ${secs(t.elapsedMs)} (${(t.sent / (t.elapsedMs / 1000)).toFixed(0)}/s): ${n(t.orders)} orders (${by('order')}), ${n(t.browses)} recommendation pages (${by('browse')})${checkouts}${t.failures ? `, ${n(t.failures)} without an answer` : ''}.`;
 }
 
 /** For each flow: why its verdict, and for the planted bugs, the cause the evidence points to. */

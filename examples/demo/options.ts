@@ -5,14 +5,19 @@ import { CutoverError, ErrorCodes } from '../../src/errors.js';
 /** The demo's flags (`npm start -- --help`). */
 export const DEMO_USAGE = `usage: npm start -- [options]      (or: npx tsx examples/demo/main.ts [options])
 
-Runs the cutover demo: six shop agents calling each other over REST, sidecars dual-writing four flows
-onto a bus, bus-native agents and a shadow instance answering from the bus, the comparator pairing both
-results, then the readiness report and the flip step.
+Runs the cutover demo: seven shop agents calling each other over REST, and customer service calling a
+fraud desk over A2A and stock tools over MCP. The sidecars first only observe and the discovery table is
+printed; then they dual-write the flows onto a bus (five REST flows, one of them the checkout chain proven
+as a saga, and three JSON-RPC methods), bus-native agents, shadow instances and the saga answer from the
+bus, the comparator pairs both results, then the readiness report and the flip step.
 
-  --bus KIND         embedded (default: a SQLite file, nothing to install), redis or kafka
+  --bus KIND         embedded (default: a SQLite file, nothing to install), redis, kafka or rabbitmq
                      redis: REDIS_URL (default redis://127.0.0.1:6379)
                      kafka: KAFKA_BROKERS (default 127.0.0.1:19092; npm run kafka:start starts one)
-  --requests N       shop requests to send (orders and recommendations; default 1000)
+                     rabbitmq: RABBITMQ_URL (default amqp://guest:guest@127.0.0.1:5672/)
+  --requests N       shop requests to send (orders and recommendations; default 1000), and beside them a
+                     quarter as many questions to customer service (at least 240) and a fifth as many
+                     checkouts (at least 210)
   --concurrency N    requests in flight at once (default 8)
   --seed N           seed of the traffic (default 42): the same seed sends the same requests
   --out DIR          where the reports go (default ./cutover-demo-report; overwritten)
@@ -22,7 +27,7 @@ results, then the readiness report and the flip step.
   --log-level LEVEL  pino level of the toolkit's logs on stderr (default warn)
   -h, --help         this text`;
 
-export type DemoBusKind = 'embedded' | 'redis' | 'kafka';
+export type DemoBusKind = 'embedded' | 'redis' | 'kafka' | 'rabbitmq';
 
 /** The planted bugs `--fix` can remove. */
 export const FIXABLE = ['pricing.quote', 'inventory.reserve'] as const;
@@ -40,6 +45,7 @@ export interface DemoOptions {
   logLevel: string;
   redisUrl: string;
   kafkaBrokers: string[];
+  rabbitmqUrl: string;
   help: boolean;
 }
 
@@ -83,7 +89,7 @@ export function parseDemoArgs(argv: readonly string[], env: NodeJS.ProcessEnv, c
     throw usage((err as Error).message);
   }
   const bus = (values.bus as string | undefined) ?? 'embedded';
-  if (bus !== 'embedded' && bus !== 'redis' && bus !== 'kafka') throw usage(`--bus expects embedded, redis or kafka, got ${JSON.stringify(bus)}`);
+  if (bus !== 'embedded' && bus !== 'redis' && bus !== 'kafka' && bus !== 'rabbitmq') throw usage(`--bus expects embedded, redis, kafka or rabbitmq, got ${JSON.stringify(bus)}`);
   const fixes = new Set<Fixable>();
   for (const f of (values.fix as string[] | undefined) ?? []) {
     if (!(FIXABLE as readonly string[]).includes(f)) throw usage(`--fix expects one of ${FIXABLE.join(', ')}, got ${JSON.stringify(f)}`);
@@ -107,6 +113,7 @@ export function parseDemoArgs(argv: readonly string[], env: NodeJS.ProcessEnv, c
     logLevel,
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
     kafkaBrokers: (env.KAFKA_BROKERS || '127.0.0.1:19092').split(',').map((b) => b.trim()).filter(Boolean),
+    rabbitmqUrl: env.RABBITMQ_URL || 'amqp://guest:guest@127.0.0.1:5672/',
     help: values.help === true,
   };
 }

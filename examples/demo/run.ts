@@ -15,13 +15,22 @@ import type { Bus } from '../../src/bus/types.js';
 import { CutoverError, describeError, ErrorCodes } from '../../src/errors.js';
 import { createLogger, type Logger } from '../../src/logger.js';
 import { createRegistry } from '../../src/metrics.js';
-import { startBusFraud, startBusInventory, startBusPricing, type BusAgent } from '../shop/bus-native/index.js';
+import { startBusCheckout, startBusFraud, startBusInventory, startBusPricing, type BusAgent } from '../shop/bus-native/index.js';
 import type { AgentHandle } from '../shop/http.js';
 import { startCallee, startShop, type CalleeAgent, type Shop } from '../shop/index.js';
 import { busConfigFor, busHelp, firstUnreachable } from './bus.js';
 import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
-import { DEMO_READINESS, demoConfigYaml, demoFlows } from './config.js';
+import { deleteRabbitObjects, listRabbitNames } from '../../src/bus/rabbitmq/maintenance.js';
+import { vhostOf } from '../../src/acl/rabbitmq.js';
+import type { RabbitmqBus } from '../../src/bus/rabbitmq/rabbitmq-bus.js';
+import { CHECKOUT_SAGA, checkoutFlow, DEMO_READINESS, demoConfigYaml, demoFlows, type DemoFlow } from './config.js';
+import { checkoutCount, mixIn, planCheckouts } from './checkout-traffic.js';
+import { printSagaFlows } from './narrate-saga.js';
 import { resetFlowModes, runFlipStep } from './flip-step.js';
+import { observing, runDiscoveryPhase } from './discovery-phase.js';
+import { askQuestions, planQuestions, questionsFor } from './questions.js';
+import { frontRpcAgents, printRpcTopology, startRpcAgents, type RpcSide } from './rpc-side.js';
+import type { ConfigFlow } from './config.js';
 import { n, PLACEHOLDER_BASE, printCriteria, printTopology, printWhy, retarget, secs, summarizeTraffic, tableOf } from './narrate.js';
 import type { DemoOptions } from './options.js';
 import { ProgressBar, type ProgressStream } from './progress.js';
@@ -56,9 +65,14 @@ interface Running {
   shadowInstances: AgentHandle[];
   runtime?: ShadowRuntime;
   shop?: Shop;
+  /** The JSON-RPC agents (A2A, MCP) with their shadow instances, and customer service calling them. */
+  rpc?: RpcSide;
+  customerService?: AgentHandle;
   tmp?: string;
   /** This run's Redis keys, deleted at the end. */
   redis?: { url: string; prefix: string };
+  /** The RabbitMQ URL: the exchanges and queues the run's bus declared are deleted at the end. */
+  rabbitmq?: { url: string; prefix: string };
   /** Puts the demo's flows back in their configured modes in a flip log that outlives the run (Kafka). */
   resetModes?: () => Promise<unknown>;
 }
@@ -79,7 +93,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
   try {
     running.tmp = await mkdtemp(path.join(tmpdir(), 'cutover-demo-'));
     const { input: busInput, config: busConfig, where } = busConfigFor(options, running.tmp, runId);
-    const flows = demoFlows(options.fixes);
+    const flows = [...demoFlows(options.fixes), checkoutFlow()];
     // On Kafka, topics are shared by every run: this run's consumer groups are its own and start at the
     // end, and the report only reads parity records decided after the run started.
     const shared = busConfig.kind === 'kafka';
@@ -107,6 +121,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
       return DemoExit.FAILED;
     }
     if (busConfig.kind === 'redis') running.redis = { url: busConfig.url, prefix: busConfig.prefix };
+    if (busConfig.kind === 'rabbitmq') running.rabbitmq = { url: busConfig.url, prefix: busConfig.prefix };
 
     // The bus-driven side first, so it is consuming before the first call is dual-written.
     const adminToken = randomBytes(18).toString('base64url');
@@ -129,17 +144,23 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
       if (!start) throw new CutoverError(ErrorCodes.INTERNAL, `no bus-native ${f.replier.agent} agent in examples/shop/bus-native`);
       running.busAgents.push(await start());
     }
+    // The checkout saga's participants: inventory, fraud, payments and logistics serving their steps.
+    if (flows.some((f) => f.replier.kind === 'saga')) running.busAgents.push(...(await startBusCheckout({ bus, logger, group: (topic) => group(`agent.${topic}`), from })));
     for (const f of flows) {
       if (f.replier.kind !== 'delivery') continue;
       const target = shadowTargets.get(f.replier.agent)!.url;
       f.flow.shadow = { ...f.flow.shadow!, target };
       f.input.shadow = { ...f.input.shadow, target };
     }
+    const rpc = await startRpcAgents();
+    running.rpc = rpc;
+    const allFlows: ConfigFlow[] = [...flows.map((f) => f.flow), ...rpc.flows];
     // The shadow side runs once for all flows here, as `cutover shadow` would beside the sidecars.
     const runtime = new ShadowRuntime({
       bus,
       busConfig,
-      flows: flows.map((f) => f.flow),
+      flows: allFlows,
+      sagas: [CHECKOUT_SAGA],
       shadow: shadowConfigSchema.parse({ window: WINDOW_MS }),
       dataDir: running.tmp,
       logger,
@@ -152,28 +173,28 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
 
     if (shared) {
       // Kafka's flip log outlives the run: undo an earlier run's flips before the sidecars apply them, and this run's at the end.
-      const reset = (reason: string) => resetFlowModes({ bus, flows: flows.map((f) => ({ name: f.flow.name, mode: f.flow.mode })), who: 'cutover-demo', reason });
-      const undone = await reset('cutover demo: a new run starts from the configured modes');
-      if (undone.length > 0) out(`(flipped ${undone.join(', ')} back to shadow: an earlier demo run on this Kafka left them flipped)`);
+      const reset = (reason: string, mode?: 'direct') => resetFlowModes({ bus, flows: allFlows.map((f) => ({ name: f.name, mode: mode ?? f.mode })), who: 'cutover-demo', reason, unflipped: 'direct' });
+      // A run starts with discovery, every flow direct.
+      const undone = await reset('cutover demo: a new run starts with every flow direct', 'direct');
+      if (undone.length > 0) out(`(flipped ${undone.join(', ')} back to direct: an earlier demo run on this Kafka left them flipped)`);
       running.resetModes = () => reset('cutover demo: end of run, leaving the shared flip log as it found it');
     }
 
     // The shop, with a sidecar in front of every agent that has a migrating flow.
     const sidecarOf = new Map<string, SidecarHandle>();
-    const shop = await startShop({
-      logger,
-      front: async (agent, handle) => {
-        const mine = flows.filter((f) => f.agent === agent).map((f) => f.flow);
-        if (mine.length === 0) return handle.url;
+    const startFlowSidecar = async (agent: string, upstream: string, mine: ConfigFlow[]): Promise<SidecarHandle> => {
         const sidecar = await startSidecar(
           {
             agent,
             listen: '127.0.0.1:0',
-            upstream: handle.url,
+            upstream,
             admin: { listen: '127.0.0.1:0', token: adminToken },
             bus: busConfig,
             dataDir: running.tmp!,
-            flows: mine,
+            // Direct until the discovery phase is over; then flipped to their configured mode.
+            flows: mine.map(observing),
+            observe: {},
+            ...(mine.some((f) => f.saga) ? { sagas: [CHECKOUT_SAGA] } : {}),
             // The demo runs one shadow side for every flow (above), not one per sidecar.
             shadow: { inProcess: false },
             readiness: DEMO_READINESS,
@@ -183,28 +204,52 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
         );
         running.sidecars.push(sidecar);
         for (const f of mine) sidecarOf.set(f.name, sidecar);
-        return sidecar.data.url;
+        return sidecar;
+    };
+    const shop = await startShop({
+      logger,
+      front: async (agent, handle) => {
+        const mine = flows.filter((f) => f.agent === agent).map((f) => f.flow);
+        return mine.length === 0 ? handle.url : (await startFlowSidecar(agent, handle.url, mine)).data.url;
       },
     });
     running.shop = shop;
+    // Checkouts reach orders through its own sidecar (the storefront's other requests go to orders directly).
+    const ordersFlows = flows.filter((f) => f.agent === 'orders').map((f) => f.flow);
+    const checkoutUrl = ordersFlows.length === 0 ? shop.agents.orders.url : (await startFlowSidecar('orders', shop.agents.orders.url, ordersFlows)).data.url;
+    const { customerService, sidecars: rpcSidecars } = await frontRpcAgents(rpc, startFlowSidecar, logger);
+    running.customerService = customerService;
     printTopology(out, shop, flows, sidecarOf, shadowTargets);
+    printRpcTopology(out, rpc, rpcSidecars, customerService);
     printCriteria(out);
     checkpoint();
 
+    await runDiscoveryPhase({ bus, shop, customerService: customerService.url, flows: allFlows, sidecars: running.sidecars, sidecarOf, seed: options.seed, concurrency: options.concurrency, out, signal: io.signal, who: 'cutover-demo' });
+    checkpoint();
+
     // Traffic.
-    const plan = planTraffic(options.seed, options.requests);
-    out(`Sending ${n(plan.length)} shop requests (seed ${options.seed}, ${options.concurrency} at a time) to orders and recommendation...`);
+    const checkouts = planCheckouts(options.seed, checkoutCount(options.requests));
+    const plan = mixIn(planTraffic(options.seed, options.requests), checkouts);
+    out(`Sending ${n(plan.length)} shop requests (seed ${options.seed}, ${options.concurrency} at a time) to orders and recommendation, ${n(checkouts.length)} of them checkouts...`);
+    const questions = planQuestions(options.seed, questionsFor(options.requests));
+    out(`... and ${n(questions.length)} customers' questions to customer service, beside them.`);
     const bar = new ProgressBar(io.progress, 'traffic', plan.length, 'requests');
-    const traffic = await driveTraffic(plan, {
-      ordersUrl: shop.agents.orders.url,
-      recommendationUrl: shop.agents.recommendation.url,
-      concurrency: options.concurrency,
-      onProgress: (done) => bar.update(done),
-      signal: io.signal,
-    });
+    const [traffic, answers] = await Promise.all([
+      driveTraffic(plan, {
+        ordersUrl: shop.agents.orders.url,
+        recommendationUrl: shop.agents.recommendation.url,
+        checkoutUrl,
+        concurrency: options.concurrency,
+        onProgress: (done) => bar.update(done),
+        signal: io.signal,
+      }),
+      // Fewer at a time: each question is four JSON-RPC calls.
+      askQuestions(customerService.url, questions, 2, io.signal),
+    ]);
     bar.finish(traffic.sent);
     checkpoint();
     out(summarizeTraffic(traffic));
+    out(`Customer service: ${n(questions.length)} questions, answered ${[...answers].map(([status, count]) => `${n(count)}× ${status}`).join(', ')} (each a SendMessage, GetTask and SendStreamingMessage to the fraud desk, a tools/call lookup_stock to inventory's MCP server).`);
 
     // Wait until the comparator decided every dual-written call.
     const expected = running.sidecars.reduce((sum, s) => sum + s.flows.entries.reduce((a, e) => a + e.counters.events, 0), 0);
@@ -218,7 +263,8 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
     out('');
 
     // The report, from the parity records on the bus, as `cutover report` builds it.
-    const reportFlows = reportFlowsFromConfig(flows.map((f) => f.flow));
+    // A flow left direct (fraud-desk.get-task) is only forwarded: nothing to compare, so not in the report.
+    const reportFlows = reportFlowsFromConfig(allFlows.filter((f) => f.mode !== 'direct'));
     const report = retarget(
       await buildReport(parityRecordsFromBus(bus), { flows: reportFlows, readiness: DEMO_READINESS, since: runStart, baseUrl: PLACEHOLDER_BASE, logger }),
       new Map([...sidecarOf].map(([flow, s]) => [flow, s.data.url])),
@@ -227,6 +273,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
     out(tableOf(text));
     out('');
     printWhy(out, report, flows);
+    printSagaFlows(out, report);
 
     const outDir = options.out;
     await mkdir(outDir, { recursive: true });
@@ -237,7 +284,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
     await writeFile(path.join(outDir, 'report.md'), markdown);
     await writeFile(path.join(outDir, 'report.json'), json);
     await writeFile(path.join(outDir, 'report.txt'), renderText(report, { colour: false }));
-    await writeFile(path.join(outDir, 'cutover.yaml'), demoConfigYaml(busInput, running.tmp, flows, outDir));
+    await writeFile(path.join(outDir, 'cutover.yaml'), demoConfigYaml(busInput, running.tmp, flows, outDir, rpc.inputs));
     out(`Reports written to ${outDir}${path.sep}: report.html, report.md, report.json, report.txt (and cutover.yaml, this run's config)`);
     out('');
 
@@ -304,13 +351,26 @@ async function shutdown(running: Running, logger: Logger): Promise<void> {
       logger.warn({ err, what }, 'cleanup step failed');
     }
   };
+  if (running.customerService) await step('customer service', () => running.customerService!.close());
   if (running.shop) await step('shop', () => running.shop!.close());
   for (const s of running.sidecars) await step(`sidecar ${s.config.agent}`, () => s.close());
   for (const a of running.busAgents) await step('bus-native agent', () => a.close());
   if (running.runtime) await step('shadow runtime', () => running.runtime!.close());
   if (running.resetModes) await step('flip log', running.resetModes);
   for (const i of running.shadowInstances) await step('shadow instance', () => i.close());
+  if (running.rpc) await step('JSON-RPC agents', () => running.rpc!.close());
+  // Named before the bus closes; deleted after, so nothing consumes or re-declares them meanwhile.
+  const rabbitNames = running.rabbitmq && running.bus?.kind === 'rabbitmq' ? (running.bus as RabbitmqBus).declaredNames() : undefined;
   if (running.bus) await step('bus', () => running.bus!.close());
+  if (running.rabbitmq && rabbitNames) {
+    // The demo's own bus knows what it declared; the sidecars' buses declared more (their reply channels,
+    // logs, groups). On the broker's host rabbitmqctl lists everything under the run's prefix.
+    const { url, prefix } = running.rabbitmq;
+    await step('rabbitmq exchanges and queues', async () => {
+      const listed = await listRabbitNames(`${prefix}.`, vhostOf(url));
+      await deleteRabbitObjects(url, { queues: [...new Set([...rabbitNames.queues, ...listed.queues])], exchanges: [...new Set([...rabbitNames.exchanges, ...listed.exchanges])] });
+    });
+  }
   if (running.redis) await step('redis keys', async () => void (await deleteRedisPrefix(running.redis!.url, running.redis!.prefix)));
   if (running.tmp) await step('temporary files', () => rm(running.tmp!, { recursive: true, force: true }));
 }

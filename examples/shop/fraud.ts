@@ -1,4 +1,5 @@
 import { assess, parseCheck } from './fraud-rules.js';
+import { checkoutRoutes } from './checkout-routes.js';
 import { createJsonServer, HttpError, listenAgent, readJson, type AgentHandle, type StartOptions } from './http.js';
 
 /**
@@ -6,6 +7,7 @@ import { createJsonServer, HttpError, listenAgent, readJson, type AgentHandle, t
  *
  * - `POST /checks` `{ orderId, customerId, amount, shipTo, itemCount }` → 200 `{ orderId, decision:
  *   approve|review|reject, score, reasons, modelVersion }`; 400 on a malformed body.
+ * - `POST /checkout/...`: its step of the checkout chain and the step's undo (checkout-rules.ts).
  */
 export async function start(options: StartOptions = {}): Promise<AgentHandle> {
   const served = new Map<string, number>();
@@ -19,6 +21,7 @@ export async function start(options: StartOptions = {}): Promise<AgentHandle> {
         return { status: 200, body: assess(parsed.value) };
       },
     },
+    ...checkoutRoutes('fraud'),
   ], served, options.logger);
   return listenAgent('fraud', server, served, options);
 }

@@ -4,21 +4,23 @@ import type { AgentHandle } from './http.js';
 import { start as startInventory } from './inventory.js';
 import { start as startLogistics } from './logistics.js';
 import { start as startOrders } from './orders.js';
+import { start as startPayments } from './payments.js';
 import { start as startPricing } from './pricing.js';
 import { start as startRecommendation } from './recommendation.js';
 
 /**
- * The online shop: six agents calling each other over REST.
+ * The online shop: seven agents calling each other over REST.
  *
  * ```
  * recommendation ──▶ pricing (POST /quotes), inventory (GET /stock/:sku)
  * orders         ──▶ pricing (POST /quotes), inventory (POST /reservations), fraud (POST /checks),
  *                    logistics (POST /shipments)
+ * orders (POST /checkout, the checkout chain) ──▶ inventory, fraud, payments, logistics (POST /checkout/...)
  * ```
  */
 
 /** The agents other agents call: the ones a sidecar can stand in front of. */
-export const CALLEE_AGENTS = ['pricing', 'inventory', 'fraud', 'logistics'] as const;
+export const CALLEE_AGENTS = ['pricing', 'inventory', 'fraud', 'logistics', 'payments'] as const;
 export type CalleeAgent = (typeof CALLEE_AGENTS)[number];
 export const AGENTS = [...CALLEE_AGENTS, 'orders', 'recommendation'] as const;
 export type AgentName = (typeof AGENTS)[number];
@@ -29,6 +31,7 @@ export const startCallee: Readonly<Record<CalleeAgent, (options?: { logger?: Log
   inventory: startInventory,
   fraud: startFraud,
   logistics: startLogistics,
+  payments: startPayments,
 };
 
 export interface ShopOptions {
@@ -48,7 +51,7 @@ export interface Shop {
   close(): Promise<void>;
 }
 
-/** Starts the six agents on free local ports, callees first, wired through `front`. */
+/** Starts the seven agents on free local ports, callees first, wired through `front`. */
 export async function startShop(options: ShopOptions = {}): Promise<Shop> {
   const started: AgentHandle[] = [];
   const common = options.logger ? { logger: options.logger } : {};
@@ -62,13 +65,14 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
     const inventory = await callee('inventory');
     const fraud = await callee('fraud');
     const logistics = await callee('logistics');
-    const callees = { pricing: pricing.url, inventory: inventory.url, fraud: fraud.url, logistics: logistics.url };
+    const payments = await callee('payments');
+    const callees = { pricing: pricing.url, inventory: inventory.url, fraud: fraud.url, logistics: logistics.url, payments: payments.url };
     const orders = await startOrders({ ...common, deps: callees });
     started.push(orders);
     const recommendation = await startRecommendation({ ...common, deps: { pricing: callees.pricing, inventory: callees.inventory } });
     started.push(recommendation);
     return {
-      agents: { pricing: pricing.handle, inventory: inventory.handle, fraud: fraud.handle, logistics: logistics.handle, orders, recommendation },
+      agents: { pricing: pricing.handle, inventory: inventory.handle, fraud: fraud.handle, logistics: logistics.handle, payments: payments.handle, orders, recommendation },
       callees,
       close: async () => {
         for (const handle of [...started].reverse()) await handle.close();

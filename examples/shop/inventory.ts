@@ -1,4 +1,5 @@
 import { initialStock } from './catalog.js';
+import { checkoutRoutes } from './checkout-routes.js';
 import { createJsonServer, HttpError, listenAgent, readJson, type AgentHandle, type StartOptions } from './http.js';
 import { parseReservation, reservationId, warehouseFor, type Reservation } from './inventory-rules.js';
 
@@ -12,6 +13,7 @@ import { parseReservation, reservationId, warehouseFor, type Reservation } from 
  *   holds (callers retry).
  * - `GET /stock/:sku` → 200 `{ sku, available, reserved }` or 404.
  * - `GET /reservations/:id` → 200 the reservation or 404.
+ * - `POST /checkout/...`: its step of the checkout chain and the step's undo (checkout-rules.ts).
  */
 export async function start(options: StartOptions = {}): Promise<AgentHandle> {
   const available = initialStock();
@@ -58,6 +60,7 @@ export async function start(options: StartOptions = {}): Promise<AgentHandle> {
         return { status: 200, body: r };
       },
     },
+    ...checkoutRoutes('inventory'),
   ], served, options.logger);
   return listenAgent('inventory', server, served, options);
 }

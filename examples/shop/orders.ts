@@ -1,6 +1,7 @@
 import http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { customer } from './catalog.js';
+import { runCheckout } from './checkout.js';
 import type { Assessment } from './fraud-rules.js';
 import { HttpError, JsonClient, listenAgent, type AgentHandle, type JsonResponse, type StartOptions } from './http.js';
 import type { Reservation } from './inventory-rules.js';
@@ -18,6 +19,9 @@ import type { Quote } from './pricing.js';
  *
  * Answers 201 `{ orderId, status: confirmed|on_hold, ... }`, 409 when no line is in stock, 422 when fraud
  * rejects it, 400 on a malformed cart, 502 when an agent it needs fails. `GET /orders/:id` returns an order.
+ *
+ * `POST /checkout` (a checkout, see checkout-rules.ts) runs the checkout chain of checkout.ts through
+ * inventory, fraud, payments and logistics, apart from the orders above.
  */
 
 export interface OrdersDeps {
@@ -25,6 +29,8 @@ export interface OrdersDeps {
   inventory: string;
   fraud: string;
   logistics: string;
+  /** Only the checkout chain calls payments. */
+  payments: string;
 }
 
 interface OrderLine {
@@ -55,7 +61,7 @@ function expect<T>(what: string, res: JsonResponse<T>, ok: number[]): T {
 
 export async function start(options: StartOptions<OrdersDeps>): Promise<AgentHandle> {
   const deps = options.deps;
-  if (!deps) throw new HttpError(500, 'MISCONFIGURED', 'orders needs deps { pricing, inventory, fraud, logistics }');
+  if (!deps) throw new HttpError(500, 'MISCONFIGURED', 'orders needs deps { pricing, inventory, fraud, logistics, payments }');
   const client = new JsonClient('orders');
   const orders = new Map<string, Order>();
   const served = new Map<string, number>();
@@ -74,6 +80,11 @@ export async function start(options: StartOptions<OrdersDeps>): Promise<AgentHan
 
   app.post('/orders', (req, res, next) => {
     placeOrder(req.body, String(req.headers['x-request-id'] ?? '')).then((result) => res.status(result.status).json(result.body), next);
+  });
+
+  app.post('/checkout', (req, res, next) => {
+    const requestId = String(req.headers['x-request-id'] ?? '');
+    runCheckout(client, deps, req.body, requestId ? { 'x-request-id': requestId } : {}).then((result) => res.status(result.status).json(result.body), next);
   });
 
   app.get('/orders/:id', (req, res) => {

@@ -5,6 +5,20 @@ import { backoffDelay, DEFAULT_MAX_ATTEMPTS, resolveBackoff, type ResolvedBackof
 import { DlqHeaders, type BusMessage, type Delivery, type Handler, type SubscribeOptions } from './types.js';
 import { dlqTopic } from './topics.js';
 
+/** The headers of a dead letter: the original ones plus where it came from, why it failed and when. */
+export function dlqHeaders(original: Record<string, string>, failure: { topic: string; error: unknown; attempts: number; group: string }): Record<string, string> {
+  const { code, message } = describeError(failure.error);
+  return {
+    ...original,
+    [DlqHeaders.originalTopic]: failure.topic,
+    [DlqHeaders.errorCode]: code,
+    [DlqHeaders.errorMessage]: message.slice(0, 2_000),
+    [DlqHeaders.attempts]: String(failure.attempts),
+    [DlqHeaders.failedAt]: new Date().toISOString(),
+    [DlqHeaders.group]: failure.group,
+  };
+}
+
 export type DeliveryOutcome = 'handled' | 'dead-lettered' | 'aborted';
 
 export interface RetryPolicy {
@@ -35,20 +49,11 @@ export function retryPolicy(options: SubscribeOptions, logger: Logger, deadLette
  */
 export async function deliverWithRetry(delivery: Delivery, policy: RetryPolicy): Promise<DeliveryOutcome> {
   const deadLetter = async (failure: unknown, attempt: number): Promise<'dead-lettered'> => {
-    const { code, message } = describeError(failure);
     policy.logger.child({ eventId: delivery.event.id, topic: delivery.topic, attempt }).warn({ err: failure }, 'handler failed on its last attempt; moving the message to the DLQ');
     await policy.deadLetter(dlqTopic(delivery.topic), {
       key: delivery.key,
       event: delivery.event,
-      headers: {
-        ...delivery.headers,
-        [DlqHeaders.originalTopic]: delivery.topic,
-        [DlqHeaders.errorCode]: code,
-        [DlqHeaders.errorMessage]: message.slice(0, 2_000),
-        [DlqHeaders.attempts]: String(attempt),
-        [DlqHeaders.failedAt]: new Date().toISOString(),
-        [DlqHeaders.group]: policy.group,
-      },
+      headers: dlqHeaders(delivery.headers, { topic: delivery.topic, error: failure, attempts: attempt, group: policy.group }),
     });
     return 'dead-lettered';
   };

@@ -11,7 +11,7 @@ export { topicMatcher, topicsMatcher, assertTopicName, assertTopicPattern, dlqTo
 
 /**
  * Builds the adapter for `config` (not started: call `start()`). Vendor modules load lazily, so an
- * embedded-only install never loads kafkajs or ioredis.
+ * embedded-only install never loads kafkajs, ioredis or amqplib.
  */
 export async function createBus(config: BusConfigInput, options: CreateBusOptions = {}): Promise<Bus> {
   const parsed = busConfigSchema.safeParse(config);
@@ -32,6 +32,10 @@ export async function createBus(config: BusConfigInput, options: CreateBusOption
     case 'kafka': {
       const { KafkaBus } = await import('./kafka/kafka-bus.js');
       return new KafkaBus(parsed.data, logger, options);
+    }
+    case 'rabbitmq': {
+      const { RabbitmqBus } = await import('./rabbitmq/rabbitmq-bus.js');
+      return new RabbitmqBus(parsed.data, logger, options);
     }
   }
 }

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
 
 /** What the caller injects into an adapter besides its config. */
@@ -9,4 +10,6 @@ export interface CreateBusOptions {
    * at the connection layer, since Kafka clients reconnect to the addresses the broker advertises.
    */
   connect?: (host: string, port: number) => Socket;
+  /** Where adapters register broker-side metrics of their own (RabbitMQ: partition depth, group size, redeliveries). */
+  registry?: Registry;
 }

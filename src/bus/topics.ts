@@ -1,8 +1,9 @@
 import { ErrorCodes, ValidationError } from '../errors.js';
+import type { SubscribeOptions } from './types.js';
 
 /** Kafka's limits are the strictest of the three buses, so every adapter applies them. */
-const TOPIC_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
-const MAX_TOPIC_LENGTH = 249;
+export const TOPIC_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+export const MAX_TOPIC_LENGTH = 249;
 export const DLQ_SUFFIX = '.dlq';
 
 /** Throws CUTOVER_TOPIC_INVALID unless `topic` is a concrete topic name (no wildcards). */
@@ -81,4 +82,20 @@ export function conventionProblem(topic: string): string | undefined {
   if (!rule) return `expected a topic under events., commands., metrics. or cutover., got ${JSON.stringify(topic)}`;
   if (!rule.re.test(topic)) return `expected ${rule.shape} in lowercase, got ${JSON.stringify(topic)}`;
   return undefined;
+}
+
+/**
+ * Checks subscribe() options before anything is joined: CUTOVER_TOPIC_INVALID for the topic list (naming
+ * `topics[i]`), CUTOVER_CONFIG_INVALID naming any other bad field.
+ */
+export function validateSubscribe(options: SubscribeOptions): void {
+  const bad = (message: string): never => {
+    throw new ValidationError(ErrorCodes.CONFIG_INVALID, `subscribe: ${message}`);
+  };
+  if (typeof options?.group !== 'string' || options.group.length === 0) bad('group: expected a non-empty string');
+  if (!Array.isArray(options.topics) || options.topics.length === 0) throw new ValidationError(ErrorCodes.TOPIC_INVALID, 'subscribe: topics: expected at least one topic or pattern');
+  options.topics.forEach((t, i) => assertTopicPattern(t, `topics[${i}]`));
+  if (typeof options.handler !== 'function') bad('handler: expected a function');
+  if (options.concurrency !== undefined && (!Number.isInteger(options.concurrency) || options.concurrency < 1)) bad('concurrency: expected an integer >= 1');
+  if (options.maxAttempts !== undefined && (!Number.isInteger(options.maxAttempts) || options.maxAttempts < 1)) bad('maxAttempts: expected an integer >= 1');
 }

@@ -8,7 +8,7 @@ import type { CloudEvent } from '../events/types.js';
  * so handlers must be idempotent by event id.
  */
 export interface Bus {
-  /** Which adapter this is (`embedded`, `redis`, `kafka`). */
+  /** Which adapter this is (`embedded`, `redis`, `kafka`, `rabbitmq`). */
   readonly kind: BusKind;
 
   /**
@@ -19,8 +19,8 @@ export interface Bus {
 
   /**
    * Appends messages to one topic. Resolves only once the bus has durably accepted every message
-   * (Kafka acks=all, Redis XADD replies, SQLite commit). Rejects with a BusError within the configured
-   * publish timeout otherwise; never hangs. Messages of one call keep their order per key.
+   * (Kafka acks=all, Redis XADD replies, SQLite commit, RabbitMQ publisher confirms). Rejects with a BusError
+   * within the configured publish timeout otherwise; never hangs. Messages of one call keep their order per key.
    */
   publish(topic: string, messages: readonly BusMessage[]): Promise<void>;
 
@@ -46,7 +46,7 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-export type BusKind = 'embedded' | 'redis' | 'kafka';
+export type BusKind = 'embedded' | 'redis' | 'kafka' | 'rabbitmq';
 
 export interface BusMessage {
   /** Partition key: messages with one key keep their order. Null spreads messages freely. */
@@ -62,13 +62,25 @@ export interface Delivery {
   key: string | null;
   event: CloudEvent;
   headers: Record<string, string>;
-  /** Adapter-specific position (Kafka `partition:offset`, Redis stream id, embedded sequence). */
+  /**
+   * Adapter-specific position (Kafka `partition:offset`, Redis stream id, embedded sequence; RabbitMQ
+   * `partition:deliveryTag` for a subscription, the stream offset for read()).
+   */
   position: string;
   /** When the bus accepted the message, epoch milliseconds. */
   publishedAt: number;
-  /** 1 on first delivery; counts retries (and, on Redis and embedded, redeliveries after a crash). */
+  /** 1 on first delivery; counts retries (and, on Redis, embedded and RabbitMQ, redeliveries after a crash). */
   attempt: number;
+  /**
+   * Set on reads by a bus that verifies signatures (`signedBus` with a trust): who signed the event, checked
+   * against the trusted keys (`agent` absent for an unsigned event from an `allowUnsigned` producer), or why
+   * it failed. Absent when nothing was verified. Never copied from the event's own attributes unchecked.
+   */
+  verification?: Verification;
 }
+
+/** The outcome of checking a read event's signature. */
+export type Verification = { ok: true; agent?: string; keyId?: string } | { ok: false; code: string; reason: string };
 
 export type Handler = (delivery: Delivery) => Promise<void>;
 
@@ -104,6 +116,11 @@ export interface ReadOptions {
   from: 'start' | 'end';
   /** Keep waiting for new messages (true, default) or end at the current last message (false). */
   follow?: boolean;
+  /**
+   * On a verifying bus: also yield events that fail verification (marked in `verification`) instead of
+   * skipping them, for readers that judge and report each record themselves (the flip log's history).
+   */
+  rejected?: boolean;
 }
 
 export interface ReadStream extends AsyncIterable<Delivery> {

@@ -8,10 +8,17 @@ import { flowModeSchema } from '../flips/mode.js';
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
 
-const topicSchema = z.string().superRefine((topic, ctx) => {
+export const topicSchema = z.string().superRefine((topic, ctx) => {
   const problem = conventionProblem(topic);
   if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
 });
+
+/** A JSON-RPC method name as A2A and MCP spell them (`SendMessage`, `message/send`, `tools/call`). */
+const rpcNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_./-]*$/, 'expected a JSON-RPC method name like SendMessage, message/send or tools/call');
+const toolNameSchema = z.string().min(1, 'expected a tool, prompt or resource name').max(256);
+
+/** JSON-RPC methods whose `params` name a tool, prompt or resource (what `match.tool` selects on). */
+const NAMED_METHODS = ['tools/call', 'prompts/get', 'resources/read', 'resources/subscribe', 'resources/unsubscribe'];
 
 /** `:name` segments of a path template. */
 const PARAM = /^:([A-Za-z_][A-Za-z0-9_]*)$/;
@@ -35,13 +42,24 @@ export const flowObjectSchema = z
           .string()
           .regex(/^\/[^\s?#]*$/, 'expected a path starting with / (templates like /stock/:sku allowed, no query)')
           .refine((p) => p.split('/').every((s) => !s.startsWith(':') || PARAM.test(s)), 'a :param segment must be : followed by a name like :sku'),
+        /**
+         * JSON-RPC method(s) of the body (A2A, MCP): the flow takes only those calls on this URL. A2A 0.3 and
+         * 1.0 names are aliases (`SendMessage` also matches `message/send`). A flow on the same URL without
+         * `rpc` takes the calls no `rpc` flow takes.
+         */
+        rpc: z.union([rpcNameSchema, z.array(rpcNameSchema).min(1, 'expected at least one method')]).optional(),
+        /** With `rpc: tools/call` (or prompts/get, resources/read): the tool, prompt or resource name(s) in `params`. */
+        tool: z.union([toolNameSchema, z.array(toolNameSchema).min(1, 'expected at least one name')]).optional(),
       })
       .strict(),
     topic: topicSchema,
-    /** Partition key of the flow's events: `body.<field>[.<field>...]`, `path.<param>`, `query.<name>` or `header.<name>`. */
+    /**
+     * Partition key of the flow's events: `body.<field>[.<field>...]`, `path.<param>`, `query.<name>`,
+     * `header.<name>`, or on a flow with `match.rpc` `rpc.<member>[.<field>...]` (`rpc.params.message.contextId`).
+     */
     key: z
       .string()
-      .regex(/^(body|path|query|header)\.[A-Za-z0-9_.-]+$/, 'expected body.<field>, path.<param>, query.<name> or header.<name>')
+      .regex(/^(body|path|query|header|rpc)\.[A-Za-z0-9_.-]+$/, 'expected body.<field>, path.<param>, query.<name>, header.<name> or rpc.<member>')
       .optional(),
     schemaVersion: z.string().regex(/^\d+(\.\d+){0,2}$/, 'expected a version like 1, 1.2 or 1.2.3').default('1'),
     mode: flowModeSchema.default('direct'),
@@ -83,7 +101,10 @@ export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTION
 
 /** Cross-field checks of a flow, reusable on schemas that extend {@link flowObjectSchema}. */
 export function refineFlow(
-  flow: { key?: string | undefined; match: { path: string; method?: string }; verify?: boolean | undefined; safe?: boolean | undefined; status?: number | undefined; kind?: string | undefined },
+  flow: {
+    key?: string | undefined;
+    match: { path: string; method?: string; rpc?: string | string[] | undefined; tool?: string | string[] | undefined };
+    verify?: boolean | undefined; safe?: boolean | undefined; status?: number | undefined; kind?: string | undefined },
   ctx: z.RefinementCtx,
 ): void {
   if (flow.verify && !flow.safe && flow.match.method !== undefined && !SAFE_METHODS.has(flow.match.method)) {
@@ -95,6 +116,16 @@ export function refineFlow(
   }
   if (flow.status !== undefined && flow.kind !== 'event') {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['status'], message: 'status applies to kind: event only' });
+  }
+  const rpc = flow.match.rpc === undefined ? undefined : typeof flow.match.rpc === 'string' ? [flow.match.rpc] : flow.match.rpc;
+  if (rpc && flow.match.method !== undefined && flow.match.method !== 'POST') {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['match', 'method'], message: `JSON-RPC calls are POSTed; match.rpc needs method POST, not ${flow.match.method}` });
+  }
+  if (flow.match.tool !== undefined && !(rpc && rpc.every((m) => NAMED_METHODS.includes(m)))) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['match', 'tool'], message: `match.tool needs match.rpc naming only methods with a named target (${NAMED_METHODS.join(', ')})` });
+  }
+  if (flow.key?.startsWith('rpc.') && !rpc) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['key'], message: `${flow.key} reads the JSON-RPC call: the flow needs match.rpc (or key it on body.<field>)` });
   }
   if (flow.key?.startsWith('path.')) {
     const param = flow.key.slice('path.'.length);

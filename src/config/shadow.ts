@@ -57,6 +57,12 @@ export const flowCompareSchema = z
     status: z.boolean().default(true),
     /** Response headers to compare (case-insensitive). None by default: the two paths legitimately differ in most. */
     headers: z.array(z.string().min(1).transform((h) => h.toLowerCase())).default([]),
+    /**
+     * Flows with `match.rpc`: ignore the JSON-RPC `id` and the ids and timestamps an A2A server generates
+     * (task, context, message and artifact ids, `status.timestamp`; the full list in docs/a2a-mcp.md).
+     * Default true; set false to compare them.
+     */
+    rpcIds: z.boolean().default(true),
     /** Most differences kept in one parity record. */
     maxDiffs: z.number().int().min(1).max(1000).default(20),
   })
@@ -76,9 +82,15 @@ export const flowNoiseSchema = z
   })
   .strict();
 
-/** The shadow side's keys of a flow (`shadow`, `compare`, `noise`): `flowObjectSchema.extend(flowShadowKeys)`. */
+/** The shadow side's keys of a flow (`shadow`, `saga`, `compare`, `noise`): `flowObjectSchema.extend(flowShadowKeys)`. */
 export const flowShadowKeys = {
   shadow: flowShadowSchema.optional(),
+  /**
+   * The saga (a name under `sagas:`) that stands for this flow on the bus: the shadow side begins it for
+   * each call event of the flow (in shadow mode while the flow is in shadow) and answers the call with
+   * its outcome, so the REST chain behind the flow is compared with the saga that replaces it.
+   */
+  saga: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected a saga name like order').optional(),
   compare: flowCompareSchema.default({}),
   noise: flowNoiseSchema.optional(),
 };
@@ -104,6 +116,12 @@ export const shadowConfigSchema = z
     dedupe: dedupeSchema.optional(),
     /** Run the comparator (`cutover shadow` may run delivery consumers only, to scale them apart). */
     comparator: z.boolean().default(true),
+    /**
+     * The comparator also reads the shared topic `observationsTopic`, where sidecars that predate per-flow
+     * observation topics publish every flow's observations. Turn it on while such sidecars still run (a
+     * rolling upgrade), off once they are gone: each comparator group then reads only its flow's topic.
+     */
+    sharedObservations: z.boolean().default(false),
   })
   .strict();
 

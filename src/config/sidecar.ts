@@ -77,14 +77,33 @@ export const redactSchema = z
 
 const jsonPointer = z.string().regex(/^(\/([^~/]|~[01])*)+$/, 'expected a JSON pointer like /card/number');
 
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name');
+const keyIdSchema = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1-64 letters, digits, dots, _ or -');
+
+/** A key that only decrypts (`encryption.keys`): an older key during a rotation, or a caller's key. */
+export const decryptionKeySchema = z
+  .object({
+    /** The `kid` of the values it decrypts. */
+    keyId: keyIdSchema,
+    /** Name of the environment variable holding it (64 hex characters or base64 of 32 bytes). */
+    keyEnv: envName,
+  })
+  .strict();
+
 export const encryptionSchema = z
   .object({
     /** Name of the environment variable holding the 256-bit key (64 hex characters or base64 of 32 bytes). */
-    keyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
+    keyEnv: envName,
     /** Identifies the key in events (`cutoverkid`), so consumers pick the right key after a rotation. */
-    keyId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1-64 letters, digits, dots, _ or -'),
+    keyId: keyIdSchema,
     /** JSON pointers of request and response body fields to encrypt (AES-256-GCM). */
     fields: z.array(jsonPointer).min(1),
+    /**
+     * More keys this process decrypts with, never encrypts with, chosen by each value's `kid`: the old key
+     * while a rotation drains the bus. The shadow side, `deliver:` and the comparator decrypt with
+     * `keyEnv` and these.
+     */
+    keys: z.array(decryptionKeySchema).default([]),
   })
   .strict();
 
@@ -174,8 +193,9 @@ export const repliesSchema = z
 /** The sidecar's keys of the config file, beside the contract keys (agent, listen, upstream, admin, bus, flows). */
 export const sidecarConfigShape = {
   /**
-   * Topic of the direct observations and the call events' `replyto`. Leave the default
-   * (`cutover.observations`) unless several installations share one broker (benchmarks, staging).
+   * Base of the observation topics: flow F's direct observations, and the `replyto` of its call events,
+   * are on `<observationsTopic>.F`. Leave the default (`cutover.observations`) unless several installations
+   * share one broker (benchmarks, staging); then pick bases that are not below one another.
    */
   observationsTopic: z
     .string()
@@ -204,6 +224,7 @@ export type RouteConfig = z.infer<typeof routeSchema>;
 export type CaptureConfig = z.infer<typeof captureSchema>;
 export type RedactConfig = z.infer<typeof redactSchema>;
 export type EncryptionConfig = z.infer<typeof encryptionSchema>;
+export type EncryptionConfigInput = z.input<typeof encryptionSchema>;
 export type SpoolConfig = z.infer<typeof spoolSchema>;
 export type PublisherConfig = z.infer<typeof publisherSchema>;
 export type DeliverConfig = z.infer<typeof deliverSchema>;

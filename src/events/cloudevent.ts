@@ -21,6 +21,7 @@ const cloudEventSchema = z
     data_base64: z.string().optional(),
     schemaversion: z.string().regex(/^\d+(\.\d+){0,2}$/, 'expected a version like 1, 1.2 or 1.2.3').optional(),
     correlationid: z.string().min(1).optional(),
+    causationid: z.string().min(1).optional(),
     replyto: z.string().min(1).optional(),
     partitionkey: z.string().optional(),
     traceparent: z.string().regex(TRACEPARENT, 'expected a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)').optional(),

@@ -1,8 +1,11 @@
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { AclConfig } from '../config/acl.js';
 import type { IdentityConfig, TrustConfig } from '../config/identity.js';
+import { effectiveAcl, TopicAcl } from '../acl/rules.js';
 import { ConfigError, CutoverError, ErrorCodes } from '../errors.js';
 import type { CloudEvent } from './types.js';
+import { rpcAttributesProblem } from './wire.js';
 
 /**
  * Agent identity on the wire: who produced an event, proven with an Ed25519 signature that consumers check
@@ -41,7 +44,7 @@ export interface Trust {
 
 /** Why an event was not accepted. */
 export interface Rejection {
-  code: typeof ErrorCodes.AUTH_UNSIGNED | typeof ErrorCodes.AUTH_BAD_SIGNATURE | typeof ErrorCodes.AUTH_UNKNOWN_AGENT;
+  code: typeof ErrorCodes.AUTH_UNSIGNED | typeof ErrorCodes.AUTH_BAD_SIGNATURE | typeof ErrorCodes.AUTH_UNKNOWN_AGENT | typeof ErrorCodes.AUTH_TOPIC_DENIED;
   reason: string;
 }
 
@@ -137,7 +140,16 @@ export function verifyEvent(event: CloudEvent, topic: string, trust: Trust, head
   } catch {
     valid = false;
   }
-  return valid ? 'ok' : { code: ErrorCodes.AUTH_BAD_SIGNATURE, reason: `event ${event.id} on ${topic}: the signature does not verify (altered, moved to another topic, or a wrong key)` };
+  if (!valid) return { code: ErrorCodes.AUTH_BAD_SIGNATURE, reason: `event ${event.id} on ${topic}: the signature does not verify (altered, moved to another topic, or a wrong key)` };
+  // rpcmethod / rpcid are not in the signed content; they must repeat the signed body to be believed.
+  const rpc = rpcAttributesProblem(event);
+  return rpc ? { code: ErrorCodes.AUTH_BAD_SIGNATURE, reason: `event ${event.id} on ${topic}: ${rpc} (altered after signing)` } : 'ok';
+}
+
+/** The identity an event speaks for: the agent that signed it, or for an unsigned one its source's agent. */
+export function producerOf(event: CloudEvent): string {
+  const agent = event[SignatureAttributes.agent];
+  return typeof agent === 'string' ? agent : sourceAgent(event.source);
 }
 
 /** The error a consumer dead-letters a rejected event with. */
@@ -165,10 +177,13 @@ function ed25519(make: () => KeyObject, path: string): KeyObject {
   return key;
 }
 
-/** The signer of an `identity:` section; `defaultAgent` is the config's top-level agent. Bad keys fail at boot. */
-export function loadSigner(identity: IdentityConfig, defaultAgent: string): Signer {
-  const pem = readKey(identity.privateKey, identity.privateKeyFile, 'identity.privateKey');
-  return { agent: identity.agent ?? defaultAgent, keyId: identity.keyId, key: ed25519(() => createPrivateKey(pem), 'identity.privateKey') };
+/**
+ * The signer of an `identity:` section; `defaultAgent` is the config's top-level agent. Bad keys fail at boot,
+ * named under `path` (another section with the same shape, such as `admin.operatorIdentity`).
+ */
+export function loadSigner(identity: IdentityConfig, defaultAgent: string, path = 'identity'): Signer {
+  const pem = readKey(identity.privateKey, identity.privateKeyFile, `${path}.privateKey`);
+  return { agent: identity.agent ?? defaultAgent, keyId: identity.keyId, key: ed25519(() => createPrivateKey(pem), `${path}.privateKey`) };
 }
 
 /** The public keys of a `trust:` section, read and checked once. */
@@ -186,7 +201,20 @@ export function loadTrust(trust: TrustConfig): Trust {
   return { keys, allowUnsigned: new Set(trust.allowUnsigned), enforce: trust.enforce };
 }
 
-/** The signer and trust of a config file's `identity:` and `trust:` sections; each undefined when absent. */
-export function loadIdentity(config: { agent: string; identity?: IdentityConfig | undefined; trust?: TrustConfig | undefined }): { signer: Signer | undefined; trust: Trust | undefined } {
-  return { signer: config.identity ? loadSigner(config.identity, config.agent) : undefined, trust: config.trust ? loadTrust(config.trust) : undefined };
+/**
+ * The signer, trust and topic rules of a config file's `identity:`, `trust:` and `acl:` sections (each
+ * undefined when absent), and the config's agent: what `signedBus` needs.
+ */
+export function loadIdentity(config: { agent: string; identity?: IdentityConfig | undefined; trust?: TrustConfig | undefined; acl?: AclConfig | undefined; observationsTopic?: string | undefined }): {
+  signer: Signer | undefined;
+  trust: Trust | undefined;
+  acl: TopicAcl | undefined;
+  agent: string;
+} {
+  return {
+    signer: config.identity ? loadSigner(config.identity, config.agent) : undefined,
+    trust: config.trust ? loadTrust(config.trust) : undefined,
+    acl: config.acl ? new TopicAcl(effectiveAcl(config)!, { observations: config.observationsTopic }) : undefined,
+    agent: config.agent,
+  };
 }

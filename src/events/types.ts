@@ -17,6 +17,8 @@ export interface CloudEvent<T = unknown> {
   /** schema version of `data`, semver-like (`1`, `1.2`, `2.0.0`). */
   schemaversion?: string;
   correlationid?: string;
+  /** The id of the event this one answers (bus replies). */
+  causationid?: string;
   replyto?: string;
   partitionkey?: string;
   /** W3C trace context. */

@@ -1,4 +1,4 @@
-import type { CallSample } from '../parity/types.js';
+import type { CallSample, SagaSummary } from '../parity/types.js';
 import { bodyText, type EncodedBody } from './body.js';
 
 /**
@@ -8,13 +8,80 @@ import { bodyText, type EncodedBody } from './body.js';
  */
 
 /** Extension attributes cutover defines (CloudEvents names: lowercase letters and digits only). */
-export const EXTENSIONS = ['schemaversion', 'correlationid', 'replyto', 'partitionkey', 'traceparent', 'cutoverflow', 'cutovermode'] as const;
+export const EXTENSIONS = ['schemaversion', 'correlationid', 'causationid', 'replyto', 'partitionkey', 'traceparent', 'cutoverflow', 'cutovermode'] as const;
+
+/**
+ * Extensions of a call event whose body is a JSON-RPC call (flows with `match.rpc`): its `method` and its
+ * `id` (as a string; the typed id stays in `data.body.id`), so consumers and bus tooling can route and
+ * filter without parsing `data`. They are copies of `data.body`, which the signature covers: a verifying
+ * consumer refuses an event whose copies disagree with it ({@link rpcAttributesProblem}).
+ */
+export const RpcExtensions = { method: 'rpcmethod', id: 'rpcid' } as const;
+
+/** The `rpcmethod` / `rpcid` attributes of a JSON-RPC call (no `rpcid` for a notification or a null id). */
+export function rpcAttributes(call: { method: string; id?: string | number | null }): Record<string, string> {
+  const out: Record<string, string> = { [RpcExtensions.method]: call.method };
+  if (call.id !== undefined && call.id !== null) out[RpcExtensions.id] = String(call.id);
+  return out;
+}
+
+/** Why an event's `rpcmethod` / `rpcid` do not agree with the JSON-RPC call in its `data.body`; undefined when they do (or are absent). */
+export function rpcAttributesProblem(event: { data?: unknown; [name: string]: unknown }): string | undefined {
+  const method = event[RpcExtensions.method];
+  const id = event[RpcExtensions.id];
+  if (method === undefined && id === undefined) return undefined;
+  const body = (event.data as { body?: unknown } | undefined)?.body as { method?: unknown; id?: unknown } | undefined;
+  if (body === null || typeof body !== 'object') return 'rpcmethod/rpcid on an event whose data.body is no JSON-RPC call';
+  if (method !== body.method) return `rpcmethod ${JSON.stringify(method)} is not data.body.method ${JSON.stringify(body.method)}`;
+  const bodyId = body.id === undefined || body.id === null ? undefined : String(body.id as string | number);
+  if (id !== bodyId) return `rpcid ${JSON.stringify(id)} is not data.body.id ${JSON.stringify(bodyId)}`;
+  return undefined;
+}
 
 /** Extension naming the key that encrypted fields of `data`, so consumers pick the right key after a rotation. */
 export const KEY_ID_EXTENSION = 'cutoverkid';
 
-/** Where direct observations go, and where a shadow-mode call event asks for its bus reply. */
+/**
+ * The base of the observation topics (the config's `observationsTopic`): the observations of flow F go to
+ * `<base>.<F>` ({@link observationsTopicOf}). The base itself is the shared topic sidecars before per-flow
+ * topics published every flow on.
+ */
 export const OBSERVATIONS_TOPIC = 'cutover.observations';
+
+/**
+ * The topic of flow `flow`'s observations: its direct observations and noise baselines, and the `replyto`
+ * of its shadow-mode call events (so replay consumers and SDK agents reply there). One topic per flow lets
+ * each comparator group read only its flow; the key stays the correlation id, so both sides of a pair meet
+ * on one partition.
+ */
+export function observationsTopicOf(flow: string, base: string = OBSERVATIONS_TOPIC): string {
+  return `${base}.${flow}`;
+}
+
+/**
+ * The pattern covering every flow's observation topic below `base` (flow names may have several levels),
+ * and the shared topic `base` itself (`#` matches zero levels too). Wildcards never match `.dlq` topics.
+ */
+export function observationsPattern(base: string = OBSERVATIONS_TOPIC): string {
+  return `${base}.#`;
+}
+
+/**
+ * The pattern covering every flow's observation topic below `base` but not `base` itself: `*` is one level
+ * and `#` zero or more, so `<base>.*.#` is one level or more (flow names may have several).
+ */
+export function flowObservationsPattern(base: string = OBSERVATIONS_TOPIC): string {
+  return `${base}.*.#`;
+}
+
+/**
+ * Whether `topic` is one of the observation topics below `base`: a flow's topic `<base>.<flow>` or the
+ * shared topic `base`; never a dead-letter topic.
+ */
+export function isObservationsTopic(topic: string, base: string = OBSERVATIONS_TOPIC): boolean {
+  if (topic === base) return true;
+  return topic.startsWith(`${base}.`) && topic.length > base.length + 1 && !topic.endsWith('.dlq');
+}
 
 /**
  * CloudEvent types of the observations the comparator pairs, keyed by correlation id so both sides of a
@@ -28,6 +95,21 @@ export const ObservationTypes = {
   noise: 'cutover.observation.direct.noise',
   bus: 'cutover.observation.bus',
 } as const;
+
+/**
+ * CloudEvent type of one event of a streamed bus reply (`data`: {@link StreamEventData}), published on a
+ * sidecar's reply channel while the bus side still works, so that the sidecar relays it to its caller at
+ * once. The bus reply that follows carries the whole stream; only reply channels ever see these.
+ */
+export const REPLY_STREAM_EVENT_TYPE = 'cutover.reply.stream';
+
+/** `data` of a {@link REPLY_STREAM_EVENT_TYPE} event. */
+export interface StreamEventData {
+  /** 0, 1, 2... in the order the bus side produced them (a redelivery repeats them; readers drop repeats). */
+  seq: number;
+  /** The event as stream text (`data: ...\n\n`). */
+  text: string;
+}
 
 /**
  * Transport headers on a call event's bus message: what an exact HTTP replay needs, kept out of `data`
@@ -84,6 +166,10 @@ export interface ObservationData extends EncodedBody {
   request?: CallSample;
   /** Version of the code that produced this result (the flow's `versions`, or an SDK agent's `version`). */
   version?: string;
+  /** Direct observations: where the call stopped fitting the flow's contract (`contract:`), when it did. */
+  drift?: string;
+  /** Direct observations of JSON-RPC calls: the MCP headers (`mcp-method`, `mcp-name`) that disagreed with the body. */
+  rpcHeaderMismatch?: string[];
 }
 
 /** `data` of a bus reply (`cutover.observation.bus`): the result plus the timing of the bus path. */
@@ -100,6 +186,8 @@ export interface BusReplyData extends ObservationData {
   dlq?: boolean;
   /** Size of the serialized call event, bytes (reports advise slimming large events). */
   eventBytes?: number;
+  /** The reply of a saga flow: how the saga that answered the call ran, per step. */
+  saga?: SagaSummary;
 }
 
 /** Longest request body (characters) kept in a call sample. */

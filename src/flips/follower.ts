@@ -1,8 +1,9 @@
 import type { Bus, ReadStream } from '../bus/types.js';
 import { ControlError, ErrorCodes } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { flipFromDelivery } from './log.js';
+import { FlipJudge, type JudgedFlip } from './judge.js';
 import type { FlowMode } from './mode.js';
+import type { FlipPolicy } from './policy.js';
 import { FLIP_TOPIC, type FlipEntry } from './types.js';
 
 /** The part of the sidecar's FlowTable the follower needs. */
@@ -17,6 +18,12 @@ export interface FlipFollowerOptions {
   logger?: Logger;
   /** Called after each flip is applied (metrics, tests). */
   onApplied?: (flip: FlipEntry) => void;
+  /** Who may flip (the config's `trust:`); without it every well-formed flip is applied. */
+  policy?: FlipPolicy | undefined;
+  /** The configured mode of each flow: where judging a flow's first flip starts. */
+  configModes?: ReadonlyMap<string, FlowMode> | undefined;
+  /** Called for each record of a served flow that breaks the policy (skipped, or applied with `enforce: false`). */
+  onRejected?: (judged: JudgedFlip) => void;
   /** Wait before re-reading the log after the bus failed a read. Default 1 s. */
   retryDelayMs?: number;
 }
@@ -27,6 +34,8 @@ export interface FlipFollower {
   start(): Promise<void>;
   /** Flips applied so far (unknown flows and malformed records are not counted). */
   readonly applied: number;
+  /** Records of served flows that broke the policy so far. */
+  readonly rejected: number;
   /** Stops following. Idempotent. */
   close(): Promise<void>;
 }
@@ -46,7 +55,12 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
   // Flows of other sidecars: normal when each sidecar serves some flows, so said once per flow at debug level.
   const seenUnknown = new Set<string>();
   let applied = 0;
+  let rejected = 0;
   let closed = false;
+  // One judge for the whole run: it tracks each flow's current mode, which directions are judged against.
+  const judge = new FlipJudge(options.policy, options.configModes);
+  // Verified reads skip records that fail; with a policy the follower sees them to log and count them.
+  const readOptions = { from: 'start' as const, rejected: options.policy !== undefined };
   let stream: ReadStream | undefined;
   let loop: Promise<void> | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -64,13 +78,27 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
     markReady = undefined;
   };
 
-  const apply = (flip: FlipEntry): void => {
+  const apply = (judged: JudgedFlip): void => {
+    const { flip, rejection } = judged;
     if (options.flows.get(flip.flow) === undefined) {
       if (!seenUnknown.has(flip.flow)) {
         seenUnknown.add(flip.flow);
         logger.debug({ flow: flip.flow, to: flip.to, flipId: flip.id }, 'flip of a flow this sidecar does not serve: skipped');
       }
       return;
+    }
+    if (rejection) {
+      rejected++;
+      const fields = { flow: flip.flow, from: flip.from, to: flip.to, who: flip.who, signer: judged.signer, reason: rejection.reason, flipId: flip.id, position: flip.position };
+      options.onRejected?.(judged);
+      // The follower that reports rejections (the sidecar's) warns; another one in the same process (the
+      // rollback watch) would only repeat the line.
+      const level = options.onRejected ? 'warn' : 'debug';
+      if (!judged.applied) {
+        logger[level](fields, `flip rejected: ${rejection.message}`);
+        return;
+      }
+      logger[level](fields, `flip breaks the control policy, applied anyway (trust.enforce is off): ${rejection.message}`);
     }
     options.flows.setMode(flip.flow, flip.to);
     applied++;
@@ -81,12 +109,12 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
   const follow = async (): Promise<void> => {
     while (!closed) {
       try {
-        stream = options.bus.read(FLIP_TOPIC, { from: 'start', follow: true });
+        stream = options.bus.read(FLIP_TOPIC, { ...readOptions, follow: true });
         for await (const delivery of stream) {
           if (closed) break;
           if (done.has(delivery.position)) continue;
-          const flip = flipFromDelivery(delivery);
-          if (flip) apply(flip);
+          const judged = judge.judge(delivery);
+          if (judged) apply(judged);
           else logger.warn({ position: delivery.position, type: delivery.event.type }, 'skipping a control event that is not a valid flip');
           done.add(delivery.position);
           checkReady();
@@ -111,7 +139,7 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
   const readSnapshot = async (): Promise<Set<string>> => {
     for (;;) {
       const positions = new Set<string>();
-      const s = options.bus.read(FLIP_TOPIC, { from: 'start', follow: false });
+      const s = options.bus.read(FLIP_TOPIC, { ...readOptions, follow: false });
       try {
         for await (const d of s) positions.add(d.position);
         return positions;
@@ -128,6 +156,9 @@ export function createFlipFollower(options: FlipFollowerOptions): FlipFollower {
   return {
     get applied() {
       return applied;
+    },
+    get rejected() {
+      return rejected;
     },
     start() {
       starting ??= new Promise<void>((resolve, reject) => {

@@ -50,6 +50,12 @@ export function isTowardsBus(from: FlowMode, to: FlowMode): boolean {
   return modeRank(to) > modeRank(from);
 }
 
+/** True when a flip from → to needs a READY verdict: towards the bus, except direct → shadow (it only observes). */
+export function isGated(from: FlowMode, to: FlowMode): boolean {
+  if (!isTowardsBus(from, to)) return false;
+  return !(from === 'direct' && to === 'shadow');
+}
+
 export const FLOW_MODE_HELP = 'expected direct, shadow, canary:<1-99> or bus';
 
 /** zod type for a mode in config and API bodies. */

@@ -2,7 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { CutoverError, ErrorCodes } from '../errors.js';
 
 /** Where a flow's partition key comes from. */
-export type KeySource = 'body' | 'path' | 'query' | 'header';
+/** `rpc` reads the JSON-RPC call, which is the body of a flow with `match.rpc` (`rpc.params.message.contextId`). */
+export type KeySource = 'body' | 'path' | 'query' | 'header' | 'rpc';
 
 /** What key extraction may look at for one request. */
 export interface KeyInput {
@@ -16,7 +17,7 @@ export interface KeyInput {
 export interface KeyExtractor {
   readonly spec: string;
   readonly source: KeySource;
-  /** `body.customer.id` → ['customer', 'id']; one element for the other sources. */
+  /** `body.customer.id` (or `rpc.customer.id`) → ['customer', 'id']: a path into the body; one element for the other sources. */
   readonly path: readonly string[];
   /** The key as a string, or undefined when the request does not carry it (or it is not a scalar). */
   extract(input: KeyInput): string | undefined;
@@ -36,14 +37,17 @@ function first(value: string | string[] | undefined): string | undefined {
 
 /**
  * Compiles a key spec: `body.<field>[.<field>...]` (array elements by index, `body.items.0.sku`),
- * `path.<param>`, `query.<name>` (first value when repeated) or `header.<name>` (case-insensitive).
+ * `path.<param>`, `query.<name>` (first value when repeated), `header.<name>` (case-insensitive), or
+ * `rpc.<member>[.<field>...]`: the same walk as `body.` through the JSON-RPC call the body is
+ * (`rpc.method`, `rpc.id`, `rpc.params.message.contextId`), for flows that select JSON-RPC methods.
  */
 export function compileKey(spec: string): KeyExtractor {
   const dot = spec.indexOf('.');
   const source = spec.slice(0, dot) as KeySource;
   const rest = spec.slice(dot + 1);
   switch (source) {
-    case 'body': {
+    case 'body':
+    case 'rpc': {
       const path = rest.split('.');
       return {
         spec,

@@ -1,3 +1,4 @@
+import { compileRpcSelector, type RpcCall, type RpcSelector } from './rpc.js';
 import type { FlowConfig } from '../config/flow.js';
 
 /** A request that matched a flow, with the path template's parameters (percent-decoded). */
@@ -6,9 +7,25 @@ export interface FlowMatch<F extends FlowConfig = FlowConfig> {
   params: Record<string, string>;
 }
 
+/**
+ * A request on a URL where flows select JSON-RPC calls (`match.rpc`): which flow it belongs to depends on
+ * its body. `select` picks the first `rpc` flow that takes the call, else the URL's flow without `rpc`.
+ */
+export interface RpcRoute<F extends FlowConfig = FlowConfig> {
+  rpc: true;
+  params: Record<string, string>;
+  /** The flow of a call, or of a body that is no single JSON-RPC call (undefined: `fallback`). */
+  select(call: RpcCall | undefined): F | undefined;
+}
+
 /** Finds the flow of a request by method and path (no query string). */
 export interface FlowMatcher<F extends FlowConfig = FlowConfig> {
-  match(method: string, path: string): FlowMatch<F> | undefined;
+  match(method: string, path: string): FlowMatch<F> | RpcRoute<F> | undefined;
+}
+
+/** Whether a match still needs the request body (JSON-RPC flows) to name its flow. */
+export function isRpcRoute<F extends FlowConfig>(m: FlowMatch<F> | RpcRoute<F>): m is RpcRoute<F> {
+  return 'rpc' in m;
 }
 
 type Segment = { literal: string } | { param: string };
@@ -69,15 +86,31 @@ export function compilePathTemplate(template: string): PathTemplate {
   };
 }
 
+/** The flows of one method and path template: at most one plain flow, and the `rpc` flows in order. */
+interface TemplateGroup<F extends FlowConfig> {
+  template: PathTemplate;
+  order: number;
+  plain: F | undefined;
+  rpc: Array<{ flow: F; selector: RpcSelector }>;
+}
+
 /**
  * Compiles flows into a matcher. When several templates match one request, the one with more literal
- * segments wins (`/stock/reserved` before `/stock/:sku`), then the one declared first.
+ * segments wins (`/stock/reserved` before `/stock/:sku`), then the one declared first. Flows of one
+ * template with `match.rpc` are told apart by the body, in declaration order; a flow of that template
+ * without `rpc` takes the rest.
  */
 export function compileFlows<F extends FlowConfig>(flows: readonly F[]): FlowMatcher<F> {
-  const byMethod = new Map<string, Array<{ flow: F; template: PathTemplate; order: number }>>();
+  const byMethod = new Map<string, Array<TemplateGroup<F>>>();
   flows.forEach((flow, order) => {
     const list = byMethod.get(flow.match.method) ?? [];
-    list.push({ flow, template: compilePathTemplate(flow.match.path), order });
+    const template = compilePathTemplate(flow.match.path);
+    const same = split(flow.match.path).join('/');
+    let group = list.find((g) => split(g.template.template).join('/') === same);
+    if (!group) list.push((group = { template, order, plain: undefined, rpc: [] }));
+    if (flow.match.rpc !== undefined) group.rpc.push({ flow, selector: compileRpcSelector(flow.match.rpc, flow.match.tool) });
+    // A second plain flow on one template never matched before either: the first declared wins.
+    else group.plain ??= flow;
     byMethod.set(flow.match.method, list);
   });
   for (const list of byMethod.values()) {
@@ -87,9 +120,15 @@ export function compileFlows<F extends FlowConfig>(flows: readonly F[]): FlowMat
     match(method, path) {
       const list = byMethod.get(method);
       if (!list) return undefined;
-      for (const entry of list) {
-        const params = entry.template.match(path);
-        if (params) return { flow: entry.flow, params };
+      for (const group of list) {
+        const params = group.template.match(path);
+        if (!params) continue;
+        if (group.rpc.length === 0) return { flow: group.plain!, params };
+        return {
+          rpc: true,
+          params,
+          select: (call) => (call ? group.rpc.find((r) => r.selector.matches(call))?.flow : undefined) ?? group.plain,
+        };
       }
       return undefined;
     },

@@ -3,7 +3,7 @@ import https from 'node:https';
 import type { Delivery } from '../bus/types.js';
 import { ErrorCodes, ProxyError, ValidationError } from '../errors.js';
 import { bodyBytes, encodeContent, type EncodedContent } from '../events/body.js';
-import { CallHeaders, HOP_BY_HOP_HEADERS, OBSERVATIONS_TOPIC, type CallData } from '../events/wire.js';
+import { CallHeaders, HOP_BY_HOP_HEADERS, isObservationsTopic, OBSERVATIONS_TOPIC, type CallData } from '../events/wire.js';
 import { DEFAULT_REDACTED_HEADERS, DEFAULT_REQUEST_HEADERS } from '../config/sidecar.js';
 import { compilePathTemplate, type PathTemplate } from '../flows/match.js';
 
@@ -101,9 +101,12 @@ export interface ReplayPolicyOptions {
   replyTo?: (topic: string) => boolean;
 }
 
-/** Replies of the shadow side: the observations topic (shadow copies) or a sidecar's reply channel (bus mode). */
+/**
+ * Replies of the shadow side: an observation topic (shadow copies: a flow's `<observationsTopic>.<flow>`, or
+ * the shared `observationsTopic` older sidecars name) or a sidecar's reply channel (bus mode).
+ */
 export function shadowReplyTopics(observationsTopic: string = OBSERVATIONS_TOPIC): (topic: string) => boolean {
-  return (topic) => topic === observationsTopic || isReplyChannel(topic);
+  return (topic) => isObservationsTopic(topic, observationsTopic) || isReplyChannel(topic);
 }
 
 export function replayPolicy(flow: { match: { method: string; path: string } }, options: ReplayPolicyOptions = {}): ReplayPolicy {
@@ -134,10 +137,10 @@ export function refusalReason(err: unknown): RefusalReason | undefined {
  * Throws CUTOVER_AUTH_REPLYTO_REFUSED when the event names a `replyto` the policy does not allow. The topic
  * is quoted (truncated): it is the forger's text, not a secret.
  */
-export function checkReplyTo(event: Delivery['event'], policy: ReplayPolicy): void {
+export function checkReplyTo(event: Delivery['event'], policy: Pick<ReplayPolicy, 'replyTo'>): void {
   const topic = event.replyto;
   if (topic === undefined || policy.replyTo(topic)) return;
-  throw refused(event.id, 'replyto', `replyto ${JSON.stringify(topic.slice(0, 200))} is not a reply topic cutover created (cutover.observations or ${REPLY_CHANNEL_PREFIX}<agent>.<instance>)`);
+  throw refused(event.id, 'replyto', `replyto ${JSON.stringify(topic.slice(0, 200))} is not a reply topic cutover created (${OBSERVATIONS_TOPIC}.<flow> or ${REPLY_CHANNEL_PREFIX}<agent>.<instance>)`);
 }
 
 /** Dot segments a server would resolve (`/stock/..` reaches `/`), also percent-encoded. */

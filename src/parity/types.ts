@@ -33,6 +33,32 @@ export interface CallSample {
   bodyTruncated?: boolean;
 }
 
+/** How one step of a saga that answered a call ran. */
+export interface SagaStepSummary {
+  name: string;
+  /** `succeeded`, `refused` (a reply that is not a success), `failed` (no reply in time or an error reply on every send), `skipped` (never sent). */
+  outcome: 'succeeded' | 'refused' | 'failed' | 'skipped';
+  /** Send to the reply (or the last timeout) that decided the step, ms. */
+  latencyMs?: number;
+  /** `compensated` when it was undone, `failed` when its compensation failed; absent when it was not compensated. */
+  compensation?: 'compensated' | 'failed';
+}
+
+/** The bus side of a saga flow: how the saga that answered the call ran, from its events. */
+export interface SagaSummary {
+  /** The saga's name (`sagas[].name`). */
+  name: string;
+  status: 'completed' | 'compensated' | 'stuck';
+  /** The step whose failure made the saga compensate (or stick). */
+  failedStep?: string;
+  /** Its error code: CUTOVER_SAGA_STEP_REFUSED, CUTOVER_REPLY_TIMEOUT, CUTOVER_SAGA_STUCK or the participant's. */
+  failureCode?: string;
+  /** A stuck saga: the step it is stuck at, and whether undoing it (`compensate`) or running it (`forward`, past the point of no return) kept failing. */
+  stuck?: { step: string; phase: 'forward' | 'compensate' };
+  /** Every step in order. */
+  steps: SagaStepSummary[];
+}
+
 export interface ParityRecord {
   v: 1;
   flow: string;
@@ -63,8 +89,14 @@ export interface ParityRecord {
   eventBytes?: number;
   /** Version of the direct side's code, when it says (reports judge each version pair on its own). */
   directVersion?: string;
+  /** Where the call stopped fitting the flow's contract (`contract:`), when it did: contract drift. */
+  drift?: string;
   /** Version of the bus side's code: the shadow target's or the bus-native agent's. */
   busVersion?: string;
+  /** JSON-RPC calls: the MCP headers (`mcp-method`, `mcp-name`) that disagreed with the call's body. */
+  rpcHeaderMismatch?: string[];
+  /** Saga flows: how the saga that answered the call ran (the bus reply carries it). */
+  saga?: SagaSummary;
 }
 
 /** A flow's readiness verdict; reports produce it, flips record it. */

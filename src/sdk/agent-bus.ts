@@ -2,13 +2,17 @@ import { randomUUID } from 'node:crypto';
 import { nonRetriable } from '../bus/attempts.js';
 import type { Registry } from 'prom-client';
 import { createBus, type CreateBusOptions } from '../bus/index.js';
+import type { TopicAcl } from '../acl/rules.js';
 import { signedBus } from '../bus/signed-bus.js';
 import type { Signer, Trust } from '../events/signature.js';
 import type { BusConfig, BusConfigInput } from '../config/bus.js';
 import { busConfigSchema } from '../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../bus/topics.js';
 import type { BackoffOptions, Bus, Delivery, Subscription } from '../bus/types.js';
-import { base64Body } from '../events/body.js';
+import { base64Body, isJsonContentType } from '../events/body.js';
+import { formatSse, SSE_CONTENT_TYPE } from '../events/sse.js';
+import { buildStreamEvent } from '../events/reply.js';
+import { isReplyChannel } from '../http/replay.js';
 import { newTraceparent, schemaMajor } from '../events/cloudevent.js';
 import type { CloudEvent } from '../events/types.js';
 import { ObservationTypes } from '../events/wire.js';
@@ -16,6 +20,10 @@ import { CutoverError, ErrorCodes, ValidationError, describeError, isCutoverErro
 import { AtLeastOnce, publishBusReply, type ReplyContext } from '../handling/at-least-once.js';
 import { createDedupeStore, MemoryDedupeStore, type DedupeChoice, type DedupeStore } from '../handling/dedupe/index.js';
 import { silentLogger, type Logger } from '../logger.js';
+import { openCallData, sealResult } from '../crypto/body-fields.js';
+import { rpcDispatcher, type RpcHandlers } from './rpc.js';
+import type { Keyring } from '../crypto/keyring.js';
+import { inSpan, SpanKind } from '../tracing.js';
 
 /** CloudEvent type of a reply (what the comparator pairs with the direct observation). */
 export const REPLY_EVENT_TYPE = ObservationTypes.bus;
@@ -46,8 +54,21 @@ export interface AgentBusOptions {
   signer?: Signer;
   /** Handlers see only events that verify against it; others go to the DLQ with a `CUTOVER_AUTH_*` code. */
   trust?: Trust;
+  /**
+   * Topic authorization (`new TopicAcl(aclSchema.parse(...))`): publishes outside this agent's grant reject
+   * with `CUTOVER_AUTH_TOPIC_DENIED`; with `trust`, events whose producer may not publish on their topic are
+   * dead-lettered with that code.
+   */
+  acl?: TopicAcl;
   /** Where `cutover_events_rejected_total` is counted. */
   registry?: Registry;
+  /**
+   * The keys of fields the sidecar encrypts (`Keyring.fromConfig(config.encryption, process.env)`).
+   * Handlers then see those fields decrypted in `ctx.data.body`, an event whose fields do not decrypt
+   * goes to the DLQ with CUTOVER_CRYPTO_FAILED (and an error reply), and the configured fields of replies
+   * are encrypted before they are published. Without it, handlers see the `{ $enc, kid }` objects.
+   */
+  keyring?: Keyring;
   now?: () => number;
 }
 
@@ -84,14 +105,17 @@ export interface ReplyOptions {
   /** HTTP-like status of the result. Default 200. */
   status?: number;
   headers?: Record<string, string>;
-  /** Content type of a Buffer reply. */
+  /** Content type of a Buffer reply, or of a string reply that is text, not JSON (`text/event-stream`, `text/plain`). */
   contentType?: string;
 }
 
 /** What a handler gets for one event. */
 export interface HandlerContext<T = unknown> {
   event: CloudEvent<T>;
-  /** `event.data`. For calls dual-written by the sidecar: `{ body, params, query }`. */
+  /**
+   * `event.data`. For calls dual-written by the sidecar: `{ body, params, query }`, encrypted body fields
+   * decrypted when the AgentBus has a `keyring` (`event.data` keeps them encrypted).
+   */
   data: T;
   topic: string;
   key: string | null;
@@ -109,6 +133,13 @@ export interface HandlerContext<T = unknown> {
    * a Buffer travels as bytes.
    */
   reply(data: unknown, options?: ReplyOptions): void;
+  /**
+   * Streams one event of the answer (Server-Sent Events; a JSON value is serialized). In bus mode it is
+   * published at once on the waiting sidecar's reply channel, which relays it to the caller as it comes;
+   * once the handler resolves, the reply carries the whole stream (`text/event-stream`), which is what shadow
+   * mode compares. Do not call `reply` as well.
+   */
+  streamEvent(data: unknown): Promise<void>;
   /** Publishes another event (carries this event's traceparent and correlation id). */
   publish(topic: string, data: unknown, options?: PublishOptions): Promise<CloudEvent>;
 }
@@ -149,7 +180,7 @@ export class AgentBus {
   private closed = false;
 
   constructor(private readonly options: AgentBusOptions) {
-    this.bus = signedBus(options.bus, { signer: options.signer, trust: options.trust, registry: options.registry, logger: options.logger });
+    this.bus = signedBus(options.bus, { signer: options.signer, trust: options.trust, acl: options.acl, agent: options.agent, registry: options.registry, logger: options.logger });
     this.agent = options.agent;
     this.version = options.version;
     this.log = (options.logger ?? silentLogger()).child({ component: 'agent-bus', agent: options.agent });
@@ -167,7 +198,7 @@ export class AgentBus {
     options: Omit<AgentBusOptions, 'bus' | 'dedupe'> & { dedupe?: DedupeChoice; dataDir?: string; busOptions?: CreateBusOptions },
   ): Promise<AgentBus> {
     const parsed: BusConfig = busConfigSchema.parse(config);
-    const bus = await createBus(parsed, { ...(options.logger ? { logger: options.logger } : {}), ...(options.busOptions ?? {}) });
+    const bus = await createBus(parsed, { ...(options.logger ? { logger: options.logger } : {}), ...(options.registry ? { registry: options.registry } : {}), ...(options.busOptions ?? {}) });
     const dedupe = createDedupeStore(parsed, { ...(options.dedupe ? { choice: options.dedupe } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
     try {
       await bus.start();
@@ -249,6 +280,22 @@ export class AgentBus {
     return sub;
   }
 
+  /**
+   * Serves A2A / MCP operations bus-natively: the call events on `patterns` (the topics of flows with
+   * `match.rpc`) are dispatched by JSON-RPC method, or MCP tool, to `handlers`, and answered with JSON-RPC
+   * responses carrying the caller's id (see {@link rpcDispatcher}).
+   *
+   * ```ts
+   * await agents.serveRpc('commands.agent.travel.*', {
+   *   methods: { GetTask: async (params) => tasks.get((params as { id: string }).id) ?? rpcFailure(-32001, 'Task not found') },
+   *   tools: { lookup_stock: async (args) => ({ content: [{ type: 'text', text: '12' }] }) },
+   * });
+   * ```
+   */
+  serveRpc(patterns: string | readonly string[], handlers: RpcHandlers<HandlerContext>, options: AgentSubscribeOptions = {}): Promise<Subscription> {
+    return this.subscribe(patterns, rpcDispatcher(handlers), options);
+  }
+
   /** Stops every subscription (waiting for handlers in flight), then what it owns. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -275,13 +322,25 @@ export class AgentBus {
       throw nonRetriable(err);
     }
 
+    let data: unknown;
+    try {
+      data = openCallData(this.options.keyring, event.id, event.data);
+    } catch (err) {
+      log.warn({ code: isCutoverError(err) ? err.code : undefined }, 'encrypted fields do not decrypt; moving the event to the DLQ');
+      await this.sendError(d, reply, err);
+      throw nonRetriable(err as object);
+    }
+
+    const attributes = { 'messaging.destination.name': d.topic, 'messaging.message.id': event.id, 'cutover.agent': this.agent, 'cutover.attempt': d.attempt };
     await sub.runner.handle(d, {
       maxAttempts: sub.maxAttempts,
-      run: async () => {
+      // One span per attempt, a child of the span the event carries (the sidecar's publish or bus request).
+      run: () => inSpan('cutover handle', SpanKind.CONSUMER, event.traceparent, attributes, async () => {
         let replied: PendingReply | undefined;
+        const streamed: string[] = [];
         const ctx: HandlerContext = {
           event,
-          data: event.data,
+          data,
           topic: d.topic,
           key: d.key,
           attempt: d.attempt,
@@ -289,7 +348,17 @@ export class AgentBus {
           logger: log,
           reply: (data, options = {}) => {
             if (replied) throw new CutoverError(ErrorCodes.INTERNAL, `event ${event.id}: reply() called twice`);
+            if (streamed.length > 0) throw new CutoverError(ErrorCodes.INTERNAL, `event ${event.id}: reply() after streamEvent()`);
             replied = { data, options };
+          },
+          streamEvent: async (value) => {
+            if (replied) throw new CutoverError(ErrorCodes.INTERNAL, `event ${event.id}: streamEvent() after reply()`);
+            const text = formatSse(typeof value === 'string' ? value : JSON.stringify(value));
+            const seq = streamed.push(text) - 1;
+            // Only a waiting sidecar relays events one by one; the comparator reads the whole stream in the reply.
+            if (event.replyto && isReplyChannel(event.replyto)) {
+              await this.bus.publish(event.replyto, [buildStreamEvent({ call: event, source: reply.source, seq, text })]);
+            }
           },
           publish: (topic, data, options = {}) =>
             this.publish(topic, data, {
@@ -300,8 +369,9 @@ export class AgentBus {
         };
         const started = performance.now();
         await handler(ctx);
+        if (streamed.length > 0) replied = { data: streamed.join(''), options: { contentType: SSE_CONTENT_TYPE } };
         return replied ? { ...replied, latencyMs: Math.round((performance.now() - started) * 100) / 100 } : undefined;
-      },
+      }),
       reply: (pending) => this.sendReply(d, reply, pending),
       replyError: (err) => this.sendError(d, reply, err),
     });
@@ -309,13 +379,22 @@ export class AgentBus {
 
   private async sendReply(d: Delivery, reply: ReplyContext, pending: PendingReply): Promise<void> {
     const { data, options } = pending;
-    const body = Buffer.isBuffer(data) ? base64Body(data, options.contentType) : data === undefined ? {} : { body: data };
-    await publishBusReply(d, reply, {
+    const text = typeof data === 'string' && options.contentType !== undefined && !isJsonContentType(options.contentType);
+    const body = Buffer.isBuffer(data)
+      ? base64Body(data, options.contentType)
+      : text
+        ? { body: data, bodyEncoding: 'utf8' as const, contentType: options.contentType! }
+        : data === undefined
+          ? {}
+          : { body: data };
+    const result = {
       status: options.status ?? 200,
       headers: options.headers ?? {},
       ...body,
       ...(pending.latencyMs !== undefined ? { latencyMs: pending.latencyMs } : {}),
-    });
+    };
+    // Bound like the sidecar's direct observation of the same call: its correlation id, `response`.
+    await publishBusReply(d, reply, sealResult(this.options.keyring, result, d.event.correlationid ?? d.event.id));
   }
 
   private async sendError(d: Delivery, reply: ReplyContext, err: unknown): Promise<void> {

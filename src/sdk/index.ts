@@ -1,8 +1,24 @@
 /** The agent SDK: AgentBus plus the dedupe stores it (and the shadow side) use. */
 export { AgentBus, REPLY_EVENT_TYPE, isSchemaUnsupported } from './agent-bus.js';
+export { rpcDispatcher, rpcFailure, RpcErrorCodes } from './rpc.js';
+export type { RpcContext, RpcFailure, RpcHandlers, RpcMethodHandler } from './rpc.js';
+export { A2A_METHOD_ALIASES, canonicalRpcMethod } from '../flows/rpc.js';
 export type { AgentBusOptions, AgentHandler, AgentSubscribeOptions, HandlerContext, PublishOptions, ReplyOptions } from './agent-bus.js';
 export { createDedupeStore, MemoryDedupeStore, RedisDedupeStore, SqliteDedupeStore, DEDUPE_FILE } from '../handling/dedupe/index.js';
 export type { ClaimResult, DedupeChoice, DedupeStore } from '../handling/dedupe/index.js';
 export { nonRetriable, isNonRetriable } from '../bus/attempts.js';
 export { loadSigner, loadTrust, signEvent, verifyEvent, SignatureAttributes } from '../events/signature.js';
 export type { Signer, Trust, Rejection } from '../events/signature.js';
+export { TopicAcl } from '../acl/rules.js';
+export { aclSchema } from '../config/acl.js';
+export type { AclConfig, AclConfigInput } from '../config/acl.js';
+export { Keyring } from '../crypto/keyring.js';
+export type { KeyringKey, KeyringOptions } from '../crypto/keyring.js';
+export { serveSagaStep } from './saga-step.js';
+export type { SagaStepContext, SagaStepHandler, SagaStepOptions, StepAnswer } from './saga-step.js';
+export { SagaOrchestrator, beginSaga } from '../saga/orchestrator.js';
+export type { BeginOptions, SagaOrchestratorOptions } from '../saga/orchestrator.js';
+export { defineSaga } from '../saga/model.js';
+export type { SagaDefinition } from '../saga/model.js';
+export type { SagaCommandData, SagaFailure, SagaOutcome, StepReply } from '../saga/types.js';
+export { outcomeResponse } from '../saga/state.js';

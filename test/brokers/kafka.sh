@@ -11,6 +11,14 @@
 # CUTOVER_CACHE (default .cache under the repo; git-ignored), KAFKA_START_TIMEOUT seconds (120),
 # KAFKA_STOCK=1: keep the broker's default group settings (6 s minimum session timeout, 3 s initial
 # rebalance delay), as a user's broker has them, to check that the tests hold there too.
+# KAFKA_EXTRA_PROPERTIES: a file appended to server.properties (a key given again there wins), for
+# brokers with other listeners (SASL, TLS) or an authorizer; the readiness check then waits for the
+# broker's "started" log line instead of asking for metadata over plaintext.
+# KAFKA_FORMAT_ARGS: more arguments for the storage format step, split on spaces (for example
+# --add-scram SCRAM-SHA-512=[name=admin,password=admin-secret]).
+# For one node of a cluster (test/brokers/kafka-cluster.sh): KAFKA_NODE_ID (1), KAFKA_QUORUM_VOTERS
+# (default: this node alone), KAFKA_CLUSTER_ID (default: a new one; every node of a cluster needs the same).
+# KAFKA_HEAP: the JVM's maximum heap (768m).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,6 +31,9 @@ jars="$cache/kafka-$version/libs"
 run="$cache/kafka-run-$port"
 pidfile="$run/kafka.pid"
 timeout="${KAFKA_START_TIMEOUT:-120}"
+node="${KAFKA_NODE_ID:-1}"
+voters="${KAFKA_QUORUM_VOTERS:-$node@127.0.0.1:$cport}"
+heap="${KAFKA_HEAP:-768m}"
 
 log() { printf '[kafka.sh] %s\n' "$*" >&2; }
 die() { printf '[kafka.sh] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -64,6 +75,10 @@ POM
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 answers_metadata() {
+  if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
+    grep -q 'Kafka Server started' "$run/server.log" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+    return
+  fi
   # A metadata request through the broker's own admin client would need a second JVM (slow); kafkajs is
   # what the project uses anyway, so ask with it when node_modules is there, else fall back to the port.
   if [ -d "$repo/node_modules/kafkajs" ]; then
@@ -94,8 +109,8 @@ start() {
   # joins and topic creation fast for tests (KAFKA_STOCK=1 leaves it out).
   cat >"$run/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=$node
+controller.quorum.voters=$voters
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
@@ -116,6 +131,10 @@ auto.create.topics.enable=true
 log.retention.hours=1
 PROPS
   fi
+  if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
+    [ -f "$KAFKA_EXTRA_PROPERTIES" ] || die "KAFKA_EXTRA_PROPERTIES=$KAFKA_EXTRA_PROPERTIES is not a file"
+    cat "$KAFKA_EXTRA_PROPERTIES" >>"$run/server.properties"
+  fi
   cat >"$run/log4j.properties" <<L4J
 log4j.rootLogger=WARN, file
 log4j.appender.file=org.apache.log4j.FileAppender
@@ -135,13 +154,15 @@ appender.file.layout.type=PatternLayout
 appender.file.layout.pattern=[%d] %p %m (%c)%n
 L4J2
   local cp="$jars/*"
-  local jvm=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+  local jvm=(-Xms256m -Xmx$heap -XX:+UseG1GC -Djava.awt.headless=true
              -Dlog4j.configuration="file:$run/log4j.properties"
              -Dlog4j2.configurationFile="$run/log4j2.properties")
   local cluster
-  cluster=$(java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
+  cluster="${KAFKA_CLUSTER_ID:-$(java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)}"
   [ -n "$cluster" ] || die "StorageTool random-uuid printed nothing"
-  java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster" -c "$run/server.properties" >"$run/format.log" 2>&1 \
+  local fargs=()
+  read -r -a fargs <<<"${KAFKA_FORMAT_ARGS:-}"
+  java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool format --cluster-id="$cluster" -c "$run/server.properties" ${fargs[@]+"${fargs[@]}"} >"$run/format.log" 2>&1 \
     || { cat "$run/format.log" >&2; die "StorageTool format failed"; }
   # setsid: the broker must outlive the shell that started it (npm test's global setup) and be stoppable by pid.
   setsid java -cp "$cp" "${jvm[@]}" kafka.Kafka "$run/server.properties" >"$run/stdout.log" 2>&1 < /dev/null &

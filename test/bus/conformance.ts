@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { createBus, DlqHeaders, dlqTopic, type Bus, type BusConfigInput, type CreateBusOptions, type Delivery, type Subscription } from '../../src/bus/index.js';
+import { createBus, DlqHeaders, dlqTopic, type Bus, type BusKind, type BusConfigInput, type CreateBusOptions, type Delivery, type Subscription } from '../../src/bus/index.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
 import { ErrorCodes, isCutoverError } from '../../src/errors.js';
 import { settled, waitFor } from '../helpers/wait-for.js';
@@ -12,7 +12,9 @@ import { settled, waitFor } from '../helpers/wait-for.js';
  * for tests (short session timeouts so takeovers happen in seconds) and how to cut its connection.
  */
 export interface ConformanceTarget {
-  kind: 'embedded' | 'redis' | 'kafka' | 'memory';
+  kind: BusKind | 'memory';
+  /** Names the variant in the suite's title when one kind runs more than once (`kafka, platformatic producer`). */
+  label?: string;
   /** Serializable bus config; the crash test passes it to a child process. */
   config(): BusConfigInput;
   options?(): CreateBusOptions;
@@ -33,16 +35,17 @@ export interface ConformanceTarget {
 const root = path.resolve(import.meta.dirname, '../..');
 
 export function runConformance(target: ConformanceTarget): void {
-  describe(`bus conformance: ${target.kind}`, () => {
+  const name = target.label ? `${target.kind}, ${target.label}` : target.kind;
+  describe(`bus conformance: ${name}`, () => {
     const cleanups: Array<() => Promise<unknown>> = [];
     const topicOf = (label: string): string => `test.${label}.${randomUUID().slice(0, 8)}`;
 
     const make = (config: BusConfigInput, options: CreateBusOptions): Promise<Bus> => (target.create ? Promise.resolve(target.create(config, options)) : createBus(config, options));
     /** `it`, or a skip that names why the target cannot run the case. */
-    const unless = (feature: keyof NonNullable<ConformanceTarget['unsupported']>, name: string, fn: () => Promise<void>): void => {
+    const unless = (feature: keyof NonNullable<ConformanceTarget['unsupported']>, title: string, fn: () => Promise<void>): void => {
       const why = target.unsupported?.[feature];
-      if (why) it.skip(`${name} (unsupported on ${target.kind}: ${why})`, fn);
-      else it(name, fn);
+      if (why) it.skip(`${title} (unsupported on ${name}: ${why})`, fn);
+      else it(title, fn);
     };
 
     async function bus(config = target.config(), options = target.options?.() ?? {}): Promise<Bus> {

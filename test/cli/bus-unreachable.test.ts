@@ -33,6 +33,7 @@ describe('commands against a bus that accepts connections and never answers', ()
   it.each([
     { kind: 'kafka', bus: (address: string) => `{ kind: kafka, brokers: [${address}], connectionTimeout: 300ms, publishTimeout: 1s }` },
     { kind: 'redis', bus: (address: string) => `{ kind: redis, url: "redis://${address}", publishTimeout: 1s }` },
+    { kind: 'rabbitmq', bus: (address: string) => `{ kind: rabbitmq, url: "amqp://guest:guest@${address}/", connectionTimeout: 300ms, publishTimeout: 1s }` },
   ])('$kind: print a typed bus error naming the server and exit 1', async ({ bus }) => {
     const hole = await startBlackHole();
     cleanups.push(() => hole.close());

@@ -53,7 +53,7 @@ describe('identity and trust config', () => {
     expect(cutoverConfigSchema.parse({ ...base, trust: { agents: { inventory: [{ keyId: 'k', publicKey: 'x' }] }, enforce: false } }).trust?.enforce).toBe(false);
     const none = cutoverConfigSchema.parse(base);
     expect(none.trust).toBeUndefined();
-    expect(loadIdentity(none)).toEqual({ signer: undefined, trust: undefined });
+    expect(loadIdentity(none)).toEqual({ signer: undefined, trust: undefined, acl: undefined, agent: base.agent });
   });
 
   it('needs exactly one of privateKey and privateKeyFile, with paths in the message', () => {

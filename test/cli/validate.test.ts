@@ -36,6 +36,19 @@ describe('cutover validate', () => {
     expect(text).toContain('flows[0].topic:');
   });
 
+  it("holds a sidecar's file to the sidecar's rules: a flow outside its acl: grant fails as cutover sidecar would", async () => {
+    const text = (publish: string) =>
+      `agent: checkout\nupstream: http://127.0.0.1:9\nadmin: { auth: false }\nflows:\n  - { name: inventory.reserve, match: { method: POST, path: /reservations }, topic: commands.agent.inventory.reserve, mode: shadow }\nacl:\n  agents:\n    checkout: { publish: [${publish}] }\n  shadow: [checkout]\n`;
+    const ok = capture();
+    expect(await runCli(['validate', '--config', file('acl-ok.yaml', text('commands.agent.inventory.*'))], ok.io)).toBe(0);
+    const bad = capture();
+    expect(await runCli(['validate', '--config', file('acl-bad.yaml', text('commands.agent.pricing.*'))], bad.io)).toBe(2);
+    expect(bad.err.join('\n')).toContain('flows[0].topic: commands.agent.inventory.reserve is outside what checkout may publish');
+    // Without upstream or routes the file is a shadow side's or the CLI's: the sidecar's rules do not apply.
+    const shadowSide = capture();
+    expect(await runCli(['validate', '--config', file('acl-shadow.yaml', text('commands.agent.pricing.*').replace('upstream: http://127.0.0.1:9\n', ''))], shadowSide.io)).toBe(0);
+  });
+
   it('refuses a YAML alias bomb with a config error and exit 2, not an internal error', async () => {
     const c = capture();
     const code = await runCli(['validate', '--config', file('bomb.yaml', `agent: a\nadmin: { auth: false }\nlaughs:\n${aliasBomb()}\n`)], c.io);

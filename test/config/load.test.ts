@@ -40,6 +40,17 @@ describe('config', () => {
     expect(config.admin.token).toBe('a-long-enough-token');
   });
 
+  it('bus.client.producer picks the Kafka producer client: kafkajs by default, platformatic on request, nothing else', () => {
+    const env = { CUTOVER_ADMIN_TOKEN: 'a-long-enough-token' };
+    expect(parseConfigText(valid, cutoverConfigSchema, { env }).bus).toMatchObject({ client: { producer: 'kafkajs' } });
+    const chosen = valid.replace('brokers: [127.0.0.1:9092] }', 'brokers: [127.0.0.1:9092], client: { producer: platformatic } }');
+    expect(parseConfigText(chosen, cutoverConfigSchema, { env }).bus).toMatchObject({ client: { producer: 'platformatic' } });
+    const unknown = valid.replace('brokers: [127.0.0.1:9092] }', 'brokers: [127.0.0.1:9092], client: { producer: librdkafka, consumer: platformatic } }');
+    const issues = issuesOf(unknown, env);
+    expect(issues.some((i) => i.startsWith('bus.client.producer:'))).toBe(true);
+    expect(issues.some((i) => i.startsWith('bus.client') && i.includes('consumer'))).toBe(true);
+  });
+
   it('interpolates ${VAR:-default} and reports unset variables by line', () => {
     const text = valid.replace('${CUTOVER_ADMIN_TOKEN}', '${TOKEN:-default-token-of-16+}');
     expect(parseConfigText(text, cutoverConfigSchema, { env: {} }).admin.token).toBe('default-token-of-16+');
@@ -120,8 +131,38 @@ flows:
   it('checks cross-field rules: duplicate flow names and admin auth', () => {
     const dup = `agent: a\nadmin: { auth: false }\nflows:\n  - { name: x, match: { method: GET, path: /a }, topic: events.a.b }\n  - { name: x, match: { method: GET, path: /b }, topic: events.a.c }\n`;
     expect(issuesOf(dup)).toEqual(['flows[1].name: duplicate flow name (also flows[0])']);
-    expect(issuesOf('agent: a\n')).toEqual(['admin.token: required, or admin.tokens (or set admin.auth: false on a loopback listen address)']);
+    expect(issuesOf('agent: a\n')).toEqual(['admin.token: required, or admin.tokens or admin.clientCerts (or set admin.auth: false on a loopback listen address)']);
     expect(issuesOf('agent: a\nadmin: { auth: false, listen: 0.0.0.0:1 }\n')).toEqual(['admin.auth: auth may only be disabled on a loopback listen address']);
+  });
+
+  it('refuses a flow name that cannot name its observation topic <observationsTopic>.<flow>, naming the flow', () => {
+    const env = { CUTOVER_ADMIN_TOKEN: 'a-long-enough-token' };
+    const named = (name: string, extra = ''): string => `${extra}${valid.replace('name: inventory.reserve', `name: "${name}"`)}`;
+    expect(issuesOf(named('inventory..reserve'), env)).toEqual([
+      'flows[0].name: flow "inventory..reserve" cannot name its observation topic: cutover.observations.inventory..reserve has an empty level (two dots in a row, or a dot at either end)',
+    ]);
+    expect(issuesOf(named('inventory.'), env)[0]).toMatch(/^flows\[0\]\.name: flow "inventory\." cannot name its observation topic: .* has an empty level/);
+    expect(issuesOf(named('inventory.dlq'), env)).toEqual(['flows[0].name: flow "inventory.dlq" cannot name its observation topic: cutover.observations.inventory.dlq ends in a dlq level, the suffix of dead-letter topics']);
+    // 229 characters is a valid flow name, but not below cutover.observations. (21 characters): 249 at most.
+    const long = `a${'b'.repeat(228)}`;
+    expect(issuesOf(named(long), env)).toEqual([`flows[0].name: flow "${long}" cannot name its observation topic: cutover.observations.${long} is 250 characters long, over the 249 a topic name may have`]);
+    // One character less fits; multi-level names and "dlq" inside a level are fine.
+    expect(() => parseConfigText(named(long.slice(0, 228)), cutoverConfigSchema, { env })).not.toThrow();
+    expect(() => parseConfigText(named('shop.checkout.v2'), cutoverConfigSchema, { env })).not.toThrow();
+    expect(() => parseConfigText(named('orders.dlq-replay'), cutoverConfigSchema, { env })).not.toThrow();
+  });
+
+  it('refuses a JSON-RPC flow that an earlier flow of its URL always takes first, naming both', () => {
+    const flows = (a: string, b: string) =>
+      `agent: a\nadmin: { auth: false }\nflows:\n  - { name: first, match: { method: POST, path: /a2a, ${a} }, topic: commands.agent.a.x }\n  - { name: second, match: { method: POST, path: /a2a, ${b} }, topic: commands.agent.a.y }\n`;
+    expect(issuesOf(flows('rpc: [SendMessage, GetTask]', 'rpc: message/send'))).toEqual([
+      'flows[1].match.rpc: every call this flow selects on POST /a2a goes to flows[0] (first), declared first: it would never see one',
+    ]);
+    expect(issuesOf(flows('rpc: tools/call', 'rpc: tools/call, tool: lookup'))).toHaveLength(1);
+    const accepted = (text: string) => parseConfigText(text, cutoverConfigSchema, { env: {} }).flows.map((f) => f.name);
+    expect(accepted(flows('rpc: tools/call, tool: lookup', 'rpc: tools/call'))).toEqual(['first', 'second']);
+    expect(issuesOf(flows('rpc: tools/call, tool: [a, b]', 'rpc: tools/call, tool: b'))).toHaveLength(1);
+    expect(accepted(flows('rpc: SendMessage', 'rpc: [SendMessage, GetTask]'))).toEqual(['first', 'second']);
   });
 
   it('reports YAML syntax errors with their line', () => {

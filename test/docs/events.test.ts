@@ -4,7 +4,7 @@ import path from 'node:path';
 import { CloudEvent as SdkCloudEvent } from 'cloudevents';
 import { describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
-import { CallHeaders, EXTENSIONS, OBSERVATIONS_TOPIC, ObservationTypes } from '../../src/events/wire.js';
+import { CallHeaders, EXTENSIONS, ObservationTypes, observationsTopicOf } from '../../src/events/wire.js';
 import { startSidecar } from '../../proxy/sidecar.js';
 import { DlqHeaders } from '../../src/bus/types.js';
 import { validateEvent } from '../../src/events/cloudevent.js';
@@ -64,12 +64,12 @@ async function produced(doc: Map<string, CloudEvent>): Promise<Map<string, Cloud
       body: JSON.stringify((call.data as { body: unknown }).body),
     });
     const callDelivery = await waitFor(() => bus.messages(flow.topic)[0], { what: 'the call event' });
-    const observation = await waitFor(() => bus.messages(OBSERVATIONS_TOPIC)[0], { what: 'the direct observation' });
+    const observation = await waitFor(() => bus.messages(observationsTopicOf(flow.name))[0], { what: 'the direct observation' });
 
     const consumer = new ReplayConsumer({ bus, flow: { ...flow, shadow: { target: agent.url, timeout: 5_000, concurrency: 1, maxAttempts: 1 } }, dedupe: new MemoryDedupeStore() });
     await consumer.handle(callDelivery);
     await consumer.close();
-    const reply = await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).find((d) => d.event.type === ObservationTypes.bus), { what: 'the bus reply' });
+    const reply = await waitFor(() => bus.messages(observationsTopicOf(flow.name)).find((d) => d.event.type === ObservationTypes.bus), { what: 'the bus reply' });
 
     const comparator = new Comparator({ bus, sweepInterval: 0, flows: { [flow.name]: {} } });
     await comparator.handle(observation);
@@ -134,6 +134,6 @@ describe('docs/events.md', () => {
     const text = prose(FILE);
     for (const name of [...EXTENSIONS, 'cutoverkid']) expect(text, name).toContain(`| \`${name}\` |`);
     for (const header of [...Object.values(CallHeaders), ...Object.values(DlqHeaders)]) expect(text, header).toContain(`| \`${header}\` |`);
-    for (const topic of ['cutover.observations', 'cutover.parity', 'cutover.control', '<topic>.dlq']) expect(text, topic).toContain(`| \`${topic}\` |`);
+    for (const topic of ['cutover.observations.<flow>', 'cutover.parity', 'cutover.control', '<topic>.dlq']) expect(text, topic).toContain(`| \`${topic}\` |`);
   });
 });

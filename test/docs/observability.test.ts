@@ -8,6 +8,10 @@ import { start as startInventory, type InventoryAgent } from '../../examples/age
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { createRegistry } from '../../src/metrics.js';
 import { markdownFiles, metricNames, prose, readDoc } from './markdown.js';
+import { Registry } from 'prom-client';
+import { rabbitMetrics } from '../../src/bus/rabbitmq/metrics.js';
+import { sagaMetrics } from '../../src/saga/metrics.js';
+import { sagaFlowMetrics } from '../../shadow/saga-flows.js';
 
 /**
  * Metric names as a running system registers them: a sidecar started the way `cutover sidecar` starts it
@@ -46,6 +50,13 @@ beforeAll(async () => {
     { registry: createRegistry({ defaultMetrics: true }) },
   );
   for (const m of await sidecar.registry.getMetricsAsJSON()) registered.set(m.name, String(m.type));
+  // A sidecar or shadow process on RabbitMQ registers the adapter's group metrics on the same registry too.
+  const rabbit = new Registry();
+  rabbitMetrics(rabbit);
+  // So does a process running a saga orchestrator, and a shadow side with saga flows.
+  sagaMetrics(rabbit);
+  sagaFlowMetrics(rabbit);
+  for (const m of await rabbit.getMetricsAsJSON()) registered.set(m.name, String(m.type));
 });
 
 afterAll(async () => {

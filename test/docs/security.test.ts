@@ -1,7 +1,7 @@
 import { createDecipheriv, hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { FieldCipher } from '../../proxy/crypto.js';
+import { FieldCipher } from '../../src/crypto/field-cipher.js';
 import { DEFAULT_REDACTED_HEADERS, DEFAULT_REDACTED_QUERY, DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS } from '../../src/config/sidecar.js';
 import { createBus } from '../../src/bus/index.js';
 import { silentLogger } from '../../src/logger.js';

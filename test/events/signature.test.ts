@@ -49,6 +49,15 @@ describe('signing and verifying events', () => {
     for (const e of tampered) expect(verifyEvent(e, TOPIC, trust())).toMatchObject({ code: ErrorCodes.AUTH_BAD_SIGNATURE });
   });
 
+  it('holds rpcmethod / rpcid to the signed JSON-RPC body: a changed copy is refused', () => {
+    const rpcCall = buildEvent({ source: '/agents/travel', type: 'travel.get', data: { body: { jsonrpc: '2.0', id: 7, method: 'GetTask', params: { id: 't' } }, params: {}, query: {} } });
+    const signed = signEvent({ ...rpcCall, rpcmethod: 'GetTask', rpcid: '7' }, TOPIC, signer(inventory.privateKey, 'k1', 'travel'));
+    const travel = trust({}, { travel: { k1: inventory.publicKey } });
+    expect(verifyEvent(signed, TOPIC, travel)).toBe('ok');
+    expect(verifyEvent({ ...signed, rpcmethod: 'CancelTask' }, TOPIC, travel)).toMatchObject({ code: ErrorCodes.AUTH_BAD_SIGNATURE, reason: expect.stringContaining('rpcmethod') });
+    expect(verifyEvent({ ...signed, rpcid: '8' }, TOPIC, travel)).toMatchObject({ code: ErrorCodes.AUTH_BAD_SIGNATURE, reason: expect.stringContaining('rpcid') });
+  });
+
   it('rejects a signed event replayed onto another topic', () => {
     const signed = signEvent(call(), TOPIC, signer(inventory.privateKey));
     expect(verifyEvent(signed, 'commands.agent.inventory.cancel', trust())).toMatchObject({ code: ErrorCodes.AUTH_BAD_SIGNATURE });

@@ -6,14 +6,17 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../reports/types.js';
+import { checkoutCount } from '../../examples/demo/checkout-traffic.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { cutoverConfigSchema } from '../../src/config/schema.js';
-import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
+import { kafkaBrokers, rabbitmqUrl, redisUrl } from '../helpers/brokers.js';
+import { listRabbitNames } from '../../src/bus/rabbitmq/maintenance.js';
 import { launchChromium, watchPage } from '../helpers/chromium.js';
 
 /**
  * `npm start` end to end: the demo as a child process, the way a user runs it (`--no-wait` so it exits).
- * 400 requests give every flow at least the demo's 200 samples.
+ * 400 requests (the 240 questions to customer service and the 210 checkouts beside them) give every flow
+ * at least the demo's 200 samples.
  */
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -40,13 +43,18 @@ function runDemo(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
 function tableVerdicts(stdout: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of stdout.split('\n')) {
-    const m = /^(pricing\.quote|inventory\.reserve|fraud\.check|logistics\.ship)\s+shadow\s+.*\s(READY|NOT_READY|INSUFFICIENT_DATA)$/.exec(line);
+    const m = /^(pricing\.quote|inventory\.reserve|fraud\.check|logistics\.ship|orders\.checkout|fraud-desk\.send|fraud-desk\.stream|inventory-mcp\.lookup-stock)\s+shadow\s+.*\s(READY|NOT_READY|INSUFFICIENT_DATA)$/.exec(line);
     if (m) out[m[1]!] = m[2]!;
   }
   return out;
 }
 
-const DESIGNED = { 'pricing.quote': 'NOT_READY', 'inventory.reserve': 'NOT_READY', 'fraud.check': 'READY', 'logistics.ship': 'READY' };
+/** The JSON-RPC flows, one per method: A2A SendMessage, the streamed SendStreamingMessage, MCP tools/call lookup_stock. */
+const RPC_FLOWS = ['fraud-desk.send', 'fraud-desk.stream', 'inventory-mcp.lookup-stock'];
+const DESIGNED = {
+  'pricing.quote': 'NOT_READY', 'inventory.reserve': 'NOT_READY', 'fraud.check': 'READY', 'logistics.ship': 'READY', 'orders.checkout': 'READY',
+  ...Object.fromEntries(RPC_FLOWS.map((f) => [f, 'READY'])),
+};
 
 async function expectDesignedRun(run: Run, out: string): Promise<Report> {
   expect(run.code, run.stderr.slice(-2000)).toBe(0);
@@ -54,8 +62,33 @@ async function expectDesignedRun(run: Run, out: string): Promise<Report> {
   for (const file of ['report.html', 'report.md', 'report.json', 'report.txt']) expect(existsSync(path.join(out, file)), file).toBe(true);
   // The run's config, for the CLI while the demo serves: valid for the CLI's schema.
   const config = loadConfigFile(path.join(out, 'cutover.yaml'), cutoverConfigSchema);
-  expect(config.flows.map((f) => [f.name, f.mode])).toEqual(Object.keys(DESIGNED).map((name) => [name, 'shadow']));
+  expect(config.flows.map((f) => [f.name, f.mode])).toEqual([
+    ...['pricing.quote', 'inventory.reserve', 'fraud.check', 'logistics.ship', 'orders.checkout', 'fraud-desk.send'].map((name) => [name, 'shadow']),
+    // GetTask reads a task only the direct agent holds: left direct, so not in the report.
+    ['fraud-desk.get-task', 'direct'],
+    ['fraud-desk.stream', 'shadow'],
+    ['inventory-mcp.lookup-stock', 'shadow'],
+  ]);
+  expect(config.flows.filter((f) => f.match.rpc !== undefined).map((f) => [f.match.path, f.match.rpc, f.match.tool])).toEqual([
+    ['/a2a', 'SendMessage', undefined],
+    ['/a2a', 'GetTask', undefined],
+    ['/a2a', 'SendStreamingMessage', undefined],
+    ['/mcp', 'tools/call', 'lookup_stock'],
+  ]);
   expect(config.readiness).toMatchObject({ minSamples: 200, minParityLowerBound: 0.98 });
+  expect(config.flows.find((f) => f.name === 'orders.checkout')!.saga).toBe('checkout');
+  expect(config.sagas!.map((s) => [s.name, s.steps.map((st) => [st.name, st.compensation ?? '-']), s.pointOfNoReturn])).toEqual([
+    [
+      'checkout',
+      [
+        ['reserve', 'commands.agent.inventory.checkout.release'],
+        ['fraud', '-'],
+        ['pay', 'commands.agent.payments.checkout.refund'],
+        ['ship', '-'],
+      ],
+      'ship',
+    ],
+  ]);
   const report = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')) as Report;
   expect(Object.fromEntries(report.flows.map((f) => [f.flow, f.verdict.status]))).toEqual(DESIGNED);
   expect(report.verdict).toBe('NOT_READY');
@@ -69,12 +102,27 @@ async function expectDesignedRun(run: Run, out: string): Promise<Report> {
   const inventory = flow('inventory.reserve');
   expect(inventory.verdict.reasons.map((r) => [r.criterion, r.status])).toEqual([['minParityLowerBound', 'fail']]);
   expect(inventory.topDiffs[0]!.field).toBe('/body/remaining');
-  for (const name of ['fraud.check', 'logistics.ship']) {
+  for (const name of ['fraud.check', 'logistics.ship', 'orders.checkout', ...RPC_FLOWS]) {
     const f = flow(name);
     expect(f.samples).toBeGreaterThanOrEqual(200);
     expect(f.outcomes.match).toBe(f.samples);
     expect(f.verdict.reasons).toEqual([]);
   }
+  // Customer service's questions: each answered after four JSON-RPC calls, one of them a stream.
+  expect(run.stdout).toMatch(/^Customer service: \d+ questions, answered \d+× 200 \(/m);
+  expect(run.stdout).toMatch(/fraud-desk\.stream\s+POST \/a2a SendStreamingMessage\s+key rpc\.params\.message\.contextId; delivery to a shadow fraud-desk instance/);
+  // Discovery first: the table of what the sidecars observed, printed before the flows are shadowed.
+  const table = run.stdout.indexOf('What the sidecars saw');
+  expect(table).toBeGreaterThan(-1);
+  expect(table).toBeLessThan(run.stdout.indexOf('direct -> shadow'));
+  expect(run.stdout.indexOf('direct -> shadow')).toBeLessThan(run.stdout.indexOf('Sending'));
+  const discovered = run.stdout.slice(table, run.stdout.indexOf('direct -> shadow'));
+  expect(discovered).toMatch(/GET\s+\/stock\/:stockId\s+\d+ .* inventory\.get-stock -> commands\.agent\.inventory\.get-stock/);
+  expect(discovered).toMatch(/POST\s+\/a2a\s+SendStreamingMessage\s+\d+ .* fraud-desk\.stream \(configured\)/);
+  expect(discovered).toMatch(/POST\s+\/mcp\s+tools\/call lookup_stock\s+\d+ .* inventory-mcp\.lookup-stock \(configured\)/);
+  expect(discovered).toMatch(/POST\s+\/mcp\s+tools\/list\s+1 .* inventory-mcp\.tools-list -> commands\.agent\.inventory-mcp\.tools-list/);
+  expect(run.stdout).toMatch(/Flipped pricing\.quote, inventory\.reserve, fraud\.check, logistics\.ship, orders\.checkout, fraud-desk\.send, fraud-desk\.stream, inventory-mcp\.lookup-stock direct -> shadow/);
+  expectCheckoutSaga(run, flow('orders.checkout'));
   // The flip step moves the READY flow (the sidecar applies the flip and serves more orders over the bus)
   // and the gate refuses the NOT_READY one.
   expect(run.stdout).toMatch(/Flip step/);
@@ -87,7 +135,31 @@ async function expectDesignedRun(run: Run, out: string): Promise<Report> {
   return report;
 }
 
-/** The demo's HTML report in headless Chromium: the four flows with their verdicts, no errors, no network. */
+/**
+ * The checkout chain proven as a saga: every outcome matches the chain's answer, payments refused some
+ * checkouts (the traffic's 402s), and the saga undid the hold of each checkout refused after it, as the
+ * chain did by hand. The narration says so.
+ */
+function expectCheckoutSaga(run: Run, checkout: Report['flows'][number]): void {
+  const saga = checkout.saga!;
+  expect(saga.name).toBe('checkout');
+  expect(saga.mismatchSteps).toEqual([]);
+  expect(saga.ended.stuck).toBe(0);
+  const step = (name: string) => saga.steps.find((s) => s.name === name)!;
+  const declined = Number(/checkouts \([^)]*?(\d+)× 402/.exec(run.stdout)?.[1] ?? 0);
+  expect(declined).toBeGreaterThan(0);
+  expect(step('pay').refused).toBe(declined);
+  // Every refusal after the hold released it; nothing after the charge failed, so nothing was refunded.
+  expect(step('reserve').compensated).toBe(step('fraud').refused + step('pay').refused + step('ship').refused);
+  expect(step('pay').compensated).toBe(step('ship').refused);
+  expect(saga.ended.compensated).toBe(saga.steps.reduce((sum, s) => sum + s.refused + s.failed, 0));
+  expect(saga.ended.completed + saga.ended.compensated).toBe(checkout.samples);
+  expect(run.stdout).toMatch(/Saga flows/);
+  expect(run.stdout).toContain(`orders.checkout READY as saga checkout: ${checkout.samples} of ${checkout.samples} outcomes match the REST chain's answer.`);
+  expect(run.stdout).toContain(`compensations ran: reserve ${step('reserve').compensated} undone.`);
+}
+
+/** The demo's HTML report in headless Chromium: the five flows with their verdicts, no errors, no network. */
 async function expectHtmlOpens(file: string): Promise<void> {
   const profile = await mkdtemp(path.join(tmpdir(), 'cutover-demo-chromium-'));
   const context = await launchChromium(profile);
@@ -98,7 +170,7 @@ async function expectHtmlOpens(file: string): Promise<void> {
     await page.goto(url, { waitUntil: 'load' });
     expect(await page.locator('section.flow h2').allTextContents()).toEqual(Object.keys(DESIGNED));
     expect(await page.locator('section.flow').evaluateAll((els) => els.map((e) => e.getAttribute('data-verdict')))).toEqual(Object.values(DESIGNED));
-    expect(await page.locator('svg.timeline-chart').count()).toBe(4);
+    expect(await page.locator('svg.timeline-chart').count()).toBe(Object.keys(DESIGNED).length);
     if (process.env.CUTOVER_DEMO_SCREENSHOT) await page.screenshot({ path: process.env.CUTOVER_DEMO_SCREENSHOT, fullPage: true });
     expect(problems).toEqual([]);
     expect(requests).toEqual([url]);
@@ -121,7 +193,8 @@ describe('the demo (npm start)', () => {
     const report = await expectDesignedRun(run, dir);
     expect(run.stdout).toMatch(/onto the embedded bus/);
     // The progress bar goes to stderr, as plain lines when stderr is not a terminal.
-    expect(run.stderr).toMatch(/^traffic \[#+\] 100% 400\/400 requests/m);
+    const sent = 400 + checkoutCount(400);
+    expect(run.stderr).toMatch(new RegExp(`^traffic \\[#+\\] 100% ${sent}/${sent} requests`, 'm'));
     expect(run.stderr).not.toMatch(/\r|\x1b\[/);
     expect(report.flows.every((f) => f.mode === 'shadow')).toBe(true);
     expect(await readFile(path.join(dir, 'report.md'), 'utf8')).toMatch(/pricing\.quote/);
@@ -132,7 +205,7 @@ describe('the demo (npm start)', () => {
     const dir = path.join(out, 'fixed');
     const run = await runDemo(['--no-wait', '--requests', '400', '--out', dir, '--fix', 'pricing.quote', '--fix', 'inventory.reserve']);
     expect(run.code, run.stderr.slice(-2000)).toBe(0);
-    expect(tableVerdicts(run.stdout)).toEqual({ 'pricing.quote': 'READY', 'inventory.reserve': 'READY', 'fraud.check': 'READY', 'logistics.ship': 'READY' });
+    expect(tableVerdicts(run.stdout)).toEqual(Object.fromEntries(Object.keys(DESIGNED).map((f) => [f, 'READY'])));
   }, 180_000);
 
   const redis = redisUrl();
@@ -151,6 +224,26 @@ describe('the demo (npm start)', () => {
     expect(run.stdout).toMatch(/onto the kafka bus/);
   }, 180_000);
 
+  const rabbitmq = rabbitmqUrl();
+  (rabbitmq ? it : it.skip)('runs the same on RabbitMQ (--bus rabbitmq)', async () => {
+    const dir = path.join(out, 'rabbitmq');
+    const before = await listRabbitNames('cutover-demo-');
+    const run = await runDemo(['--no-wait', '--bus', 'rabbitmq', '--requests', '400', '--out', dir], { RABBITMQ_URL: rabbitmq! });
+    await expectDesignedRun(run, dir);
+    expect(run.stdout).toMatch(/onto the rabbitmq bus/);
+    // The run removes every queue and exchange it declared (its sidecars' included) under its own prefix.
+    const after = await listRabbitNames('cutover-demo-');
+    expect(after.queues.filter((q) => !before.queues.includes(q))).toEqual([]);
+    expect(after.exchanges.filter((x) => !before.exchanges.includes(x))).toEqual([]);
+  }, 180_000);
+
+  it('says how to start RabbitMQ when nothing answers, and exits 1', async () => {
+    const run = await runDemo(['--no-wait', '--bus', 'rabbitmq', '--out', path.join(out, 'none-rabbitmq')], { RABBITMQ_URL: 'amqp://guest:guest@127.0.0.1:1/' });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/cannot reach the rabbitmq bus: nothing answers at 127\.0\.0\.1:1/);
+    expect(run.stdout).toMatch(/RABBITMQ_URL/);
+  });
+
   it('says how to start Kafka when no broker answers, and exits 1', async () => {
     const run = await runDemo(['--no-wait', '--bus', 'kafka', '--out', path.join(out, 'none')], { KAFKA_BROKERS: '127.0.0.1:1' });
     expect(run.code).toBe(1);
@@ -159,9 +252,9 @@ describe('the demo (npm start)', () => {
   });
 
   it('rejects a bad flag with the usage and exit 2', async () => {
-    const run = await runDemo(['--bus', 'rabbitmq']);
+    const run = await runDemo(['--bus', 'nats']);
     expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(/CUTOVER_USAGE: --bus expects embedded, redis or kafka/);
+    expect(run.stderr).toMatch(/CUTOVER_USAGE: --bus expects embedded, redis, kafka or rabbitmq/);
     expect(run.stderr).toMatch(/usage: npm start/);
   });
 });

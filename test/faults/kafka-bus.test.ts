@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
-import { OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
+import { observationsTopicOf } from '../../src/events/wire.js';
 import { startKafka, type OwnedBroker } from './helpers/brokers.js';
 import { expectNothingLost, runBusFault, type BusReader } from './helpers/bus-fault.js';
 import { collectKafka, type KafkaCollector } from './helpers/count.js';
@@ -37,24 +37,27 @@ function kafkaReader(flow: FlowUnderTest): BusReader {
   let collector: Promise<KafkaCollector> | undefined;
   return {
     async read() {
-      collector ??= collectKafka(kafka.brokers, [flow.topic, OBSERVATIONS_TOPIC]);
+      collector ??= collectKafka(kafka.brokers, [flow.topic, observationsTopicOf(flow.name)]);
       return (await collector).events();
     },
     close: async () => void (await (await collector)?.close()),
   };
 }
 
+const FAULTS = [
+  { fault: 'kill', what: 'killed mid-traffic, then restarted', scenario: 'kafka killed + restarted' },
+  { fault: 'pause', what: 'paused (SIGSTOP) mid-traffic, then resumed', scenario: 'kafka paused + resumed' },
+] as const;
+
 describe('sidecar on a Kafka bus that fails', () => {
-  it.each([
-    { fault: 'kill', what: 'killed mid-traffic, then restarted', scenario: 'kafka killed + restarted' },
-    { fault: 'pause', what: 'paused (SIGSTOP) mid-traffic, then resumed', scenario: 'kafka paused + resumed' },
-  ] as const)(
-    'Kafka $what: no direct call fails, every event arrives',
-    async ({ fault, scenario }) => {
+  // Each fault under each producer client (bus.client.producer); consumers are kafkajs in both.
+  it.each((['kafkajs', 'platformatic'] as const).flatMap((producer) => FAULTS.map((f) => ({ ...f, producer }))))(
+    'Kafka $what, $producer producer: no direct call fails, every event arrives',
+    async ({ fault, scenario, producer }) => {
       const r = await runBusFault({
-        scenario,
+        scenario: `${scenario} (${producer} producer)`,
         broker: kafka,
-        busYaml: `{ kind: kafka, brokers: [${kafka.brokers.join(', ')}] }`,
+        busYaml: `{ kind: kafka, brokers: [${kafka.brokers.join(', ')}], client: { producer: ${producer} } }`,
         reader: kafkaReader,
         fault,
         holdMs: HOLD_MS,

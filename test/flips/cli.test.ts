@@ -1,22 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli } from '../../bin/main.js';
 import { createBus } from '../../src/bus/index.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
 import { PARITY_EVENT_TYPE, PARITY_TOPIC } from '../../src/parity/types.js';
-import { busTargets, records, writeConfig } from './fixtures.js';
+import { busTargets, cli, records, writeConfig } from './fixtures.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
 });
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 /** A config on a fresh embedded bus with one NOT_READY flow (in shadow) and one READY flow. */
 async function setup(): Promise<string> {

@@ -1,3 +1,4 @@
+import { runCli } from '../../bin/main.js';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BusConfigInput } from '../../src/config/bus.js';
@@ -55,4 +56,12 @@ export async function writeConfig(
   };
   await writeFile(file, JSON.stringify(config, null, 2));
   return file;
+}
+
+/** Runs one `cutover` invocation in process and collects what it printed. */
+export async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
 }

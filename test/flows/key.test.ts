@@ -34,6 +34,15 @@ describe('compileKey', () => {
     expect(compileKey('header.absent').extract(input)).toBeUndefined();
   });
 
+  it('reads the JSON-RPC call of the body with rpc.: method, id and params', () => {
+    const rpc = { ...input, body: { jsonrpc: '2.0', id: 7, method: 'SendMessage', params: { message: { contextId: 'ctx-1', parts: [{ text: 'hi' }] } } } };
+    expect(compileKey('rpc.params.message.contextId').extract(rpc)).toBe('ctx-1');
+    expect(compileKey('rpc.method').extract(rpc)).toBe('SendMessage');
+    expect(compileKey('rpc.id').extract(rpc)).toBe('7');
+    expect(compileKey('rpc.params.message').extract(rpc)).toBeUndefined();
+    expect(compileKey('rpc.params.message.contextId')).toMatchObject({ source: 'rpc', path: ['params', 'message', 'contextId'] });
+  });
+
   it('describes its source and path', () => {
     expect(compileKey('body.customer.id')).toMatchObject({ source: 'body', path: ['customer', 'id'] });
   });

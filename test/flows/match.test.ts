@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { compileFlows, compilePathTemplate } from '../../src/flows/match.js';
+import { compileFlows, compilePathTemplate, isRpcRoute, type FlowMatch, type RpcRoute } from '../../src/flows/match.js';
+import { parseRpcCall, mcpHeaderMismatches, type RpcCall } from '../../src/flows/rpc.js';
 import { flowSchema, type FlowConfig } from '../../src/config/flow.js';
+
+function flowName(m: FlowMatch | RpcRoute | undefined): string | undefined {
+  return m && !isRpcRoute(m) ? m.flow.name : undefined;
+}
 
 const flow = (name: string, method: string, path: string): FlowConfig =>
   flowSchema.parse({ name, match: { method, path }, topic: `commands.agent.inventory.${name.replace(/\W/g, '')}`, mode: 'shadow' });
@@ -33,13 +38,13 @@ describe('compileFlows', () => {
   const matcher = compileFlows(flows);
 
   it('matches by method and path', () => {
-    expect(matcher.match('POST', '/reservations')?.flow.name).toBe('inventory.reserve');
+    expect(flowName(matcher.match('POST', '/reservations'))).toBe('inventory.reserve');
     expect(matcher.match('GET', '/reservations')).toBeUndefined();
     expect(matcher.match('GET', '/stock/SKU-1')).toMatchObject({ flow: { name: 'stock.get' }, params: { sku: 'SKU-1' } });
   });
 
   it('prefers the template with more literal segments, whatever the declaration order', () => {
-    expect(matcher.match('GET', '/stock/reserved')?.flow.name).toBe('stock.reserved');
+    expect(flowName(matcher.match('GET', '/stock/reserved'))).toBe('stock.reserved');
   });
 
   it('returns undefined for unmatched requests', () => {
@@ -48,7 +53,93 @@ describe('compileFlows', () => {
   });
 });
 
+const rpcFlow = (name: string, match: Record<string, unknown>): FlowConfig =>
+  flowSchema.parse({ name, match: { method: 'POST', path: '/a2a', ...match }, topic: `commands.agent.travel.${name.replace(/\W/g, '')}` });
+
+function call(body: unknown): RpcCall {
+  const parsed = parseRpcCall(Buffer.from(JSON.stringify(body)));
+  if ('problem' in parsed) throw new Error(`not a call: ${parsed.problem}`);
+  return parsed;
+}
+
+describe('compileFlows with JSON-RPC flows', () => {
+  const matcher = compileFlows([
+    rpcFlow('a2a.send', { rpc: 'SendMessage' }),
+    rpcFlow('a2a.read', { rpc: ['tasks/get', 'ListTasks'] }),
+    rpcFlow('mcp.stock', { rpc: 'tools/call', tool: ['lookup_stock', 'reserve_stock'] }),
+    rpcFlow('a2a.other', {}),
+    flow('stock.get', 'GET', '/stock/:sku'),
+  ]);
+  const select = (body: unknown): string | undefined => {
+    const route = matcher.match('POST', '/a2a');
+    if (!route || !isRpcRoute(route)) throw new Error('expected a JSON-RPC route');
+    return route.select(body === undefined ? undefined : call(body))?.name;
+  };
+
+  it('leaves plain URLs alone: no body needed', () => {
+    expect(flowName(matcher.match('GET', '/stock/1'))).toBe('stock.get');
+  });
+
+  it('selects by method, A2A 0.3 and 1.0 names alike, in both directions', () => {
+    expect(select({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: {} })).toBe('a2a.send');
+    expect(select({ jsonrpc: '2.0', id: 1, method: 'message/send', params: {} })).toBe('a2a.send');
+    expect(select({ jsonrpc: '2.0', id: 'x', method: 'GetTask', params: { id: 't' } })).toBe('a2a.read');
+    expect(select({ jsonrpc: '2.0', id: 'x', method: 'tasks/list' })).toBe('a2a.read');
+  });
+
+  it('selects MCP tool calls by tool name; other tools fall to the plain flow of the URL', () => {
+    expect(select({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'reserve_stock', arguments: {} } })).toBe('mcp.stock');
+    expect(select({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'ship' } })).toBe('a2a.other');
+    expect(select({ jsonrpc: '2.0', id: 3, method: 'tools/list' })).toBe('a2a.other');
+  });
+
+  it('without a plain flow on the URL, a call no flow selects is unmatched', () => {
+    const only = compileFlows([rpcFlow('a2a.send', { rpc: 'SendMessage' })]);
+    const route = only.match('POST', '/a2a');
+    expect(route && isRpcRoute(route) && route.select(call({ jsonrpc: '2.0', id: 1, method: 'GetTask' }))).toBeUndefined();
+    expect(route && isRpcRoute(route) && route.select(undefined)).toBeUndefined();
+  });
+});
+
+describe('parseRpcCall', () => {
+  it('refuses batches, non-JSON and non-JSON-RPC bodies with the reason', () => {
+    expect(parseRpcCall(Buffer.from('[{"jsonrpc":"2.0","id":1,"method":"GetTask"}]'))).toEqual({ problem: 'batch' });
+    expect(parseRpcCall(Buffer.from('{"jsonrpc":'))).toEqual({ problem: 'not_json' });
+    expect(parseRpcCall(Buffer.from('{"id":1,"method":"GetTask"}'))).toEqual({ problem: 'not_jsonrpc' });
+    expect(parseRpcCall(Buffer.from('{"jsonrpc":"2.0","id":{},"method":"GetTask"}'))).toEqual({ problem: 'not_jsonrpc' });
+    expect(parseRpcCall(Buffer.from('{"jsonrpc":"2.0","id":1,"method":"GetTask","params":3}'))).toEqual({ problem: 'not_jsonrpc' });
+  });
+
+  it('reads the named target of MCP calls (tool, prompt, resource)', () => {
+    expect(call({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'lookup' } })).toMatchObject({ method: 'tools/call', id: 1, name: 'lookup' });
+    expect(call({ jsonrpc: '2.0', id: 1, method: 'resources/read', params: { uri: 'file:///a' } }).name).toBe('file:///a');
+    expect(call({ jsonrpc: '2.0', method: 'notifications/initialized' })).toEqual({ method: 'notifications/initialized' });
+  });
+
+  it('tells which MCP headers disagree with the body', () => {
+    const c = call({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'lookup' } });
+    expect(mcpHeaderMismatches(c, {})).toEqual([]);
+    expect(mcpHeaderMismatches(c, { 'mcp-method': 'tools/call', 'mcp-name': 'lookup' })).toEqual([]);
+    expect(mcpHeaderMismatches(c, { 'mcp-method': 'tools/list', 'mcp-name': 'delete_all' })).toEqual(['mcp-method', 'mcp-name']);
+  });
+});
+
 describe('flowSchema', () => {
+  it('validates match.rpc and match.tool, naming the field', () => {
+    const base = { name: 'a2a.send', topic: 'commands.agent.travel.send' };
+    const issue = (match: Record<string, unknown>, key?: string) => {
+      const r = flowSchema.safeParse({ ...base, match, ...(key ? { key } : {}) });
+      return r.success ? undefined : { path: r.error.issues[0]!.path.join('.'), message: r.error.issues[0]!.message };
+    };
+    expect(issue({ method: 'POST', path: '/a2a', rpc: 'SendMessage' }, 'rpc.params.message.contextId')).toBeUndefined();
+    expect(issue({ method: 'GET', path: '/a2a', rpc: 'GetTask' })).toMatchObject({ path: 'match.method', message: expect.stringContaining('POST') });
+    expect(issue({ method: 'POST', path: '/a2a', rpc: 'bad name' })).toMatchObject({ path: 'match.rpc' });
+    expect(issue({ method: 'POST', path: '/a2a', rpc: [] })).toMatchObject({ path: 'match.rpc' });
+    expect(issue({ method: 'POST', path: '/mcp', rpc: 'tools/list', tool: 'lookup' })).toMatchObject({ path: 'match.tool' });
+    expect(issue({ method: 'POST', path: '/mcp', tool: 'lookup' })).toMatchObject({ path: 'match.tool' });
+    expect(issue({ method: 'POST', path: '/a2a' }, 'rpc.params.id')).toMatchObject({ path: 'key', message: expect.stringContaining('match.rpc') });
+  });
+
   it('rejects a path key that names no parameter of the template, with the path of the problem', () => {
     const result = flowSchema.safeParse({ name: 'stock.get', match: { method: 'get', path: '/stock/:sku' }, topic: 'commands.agent.inventory.stock', key: 'path.id' });
     expect(result.success).toBe(false);

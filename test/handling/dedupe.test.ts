@@ -122,13 +122,15 @@ describe('dedupe store: memory', () => {
 });
 
 describe('createDedupeStore', () => {
-  it('picks by bus: SQLite beside the embedded file, the same Redis, SQLite in dataDir for Kafka; or the configured choice', () => {
+  it('picks by bus: SQLite beside the embedded file, the same Redis, SQLite in dataDir for Kafka and RabbitMQ; or the configured choice', () => {
     const embedded = createDedupeStore(busConfigSchema.parse({ kind: 'embedded', path: '/var/lib/cutover/bus.db' }));
     expect(embedded).toBeInstanceOf(SqliteDedupeStore);
     expect((embedded as SqliteDedupeStore).file).toBe(path.join('/var/lib/cutover', DEDUPE_FILE));
     expect(createDedupeStore(busConfigSchema.parse({ kind: 'redis', url: 'redis://h:6379' }))).toBeInstanceOf(RedisDedupeStore);
     const kafka = createDedupeStore(busConfigSchema.parse({ kind: 'kafka', brokers: ['h:9092'] }), { dataDir: '/data' });
     expect((kafka as SqliteDedupeStore).file).toBe(path.join('/data', DEDUPE_FILE));
+    const rabbit = createDedupeStore(busConfigSchema.parse({ kind: 'rabbitmq', url: 'amqp://h:5672/' }), { dataDir: '/data' });
+    expect((rabbit as SqliteDedupeStore).file).toBe(path.join('/data', DEDUPE_FILE));
     expect(createDedupeStore(busConfigSchema.parse({ kind: 'kafka', brokers: ['h:9092'] }), { choice: { kind: 'redis', url: 'redis://r:6379' } })).toBeInstanceOf(RedisDedupeStore);
   });
 });

@@ -9,3 +9,7 @@ export function kafkaBrokers(): string[] | null {
   const brokers = inject('kafkaBrokers');
   return brokers ? brokers.split(',') : null;
 }
+
+export function rabbitmqUrl(): string | null {
+  return inject('rabbitmqUrl');
+}

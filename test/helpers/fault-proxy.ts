@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { redisBusSchema } from '../../src/config/bus.js';
+import { rabbitmqBusSchema, redisBusSchema } from '../../src/config/bus.js';
 import type { BusConfigInput, CreateBusOptions } from '../../src/bus/index.js';
 
 /**
@@ -78,8 +78,8 @@ export interface CuttableBus {
 }
 
 /**
- * Puts relays between `config`'s bus and its server: Redis through its URL; Kafka through the socket
- * factory, because Kafka clients reconnect to the addresses the broker advertises, not the bootstrap list.
+ * Puts relays between `config`'s bus and its server: Redis and RabbitMQ through their URL; Kafka through
+ * the socket factory, because Kafka clients reconnect to the addresses the broker advertises, not the bootstrap list.
  */
 export async function cuttableBus(config: BusConfigInput): Promise<CuttableBus> {
   const relays = new Map<string, FaultProxy>();
@@ -92,6 +92,14 @@ export async function cuttableBus(config: BusConfigInput): Promise<CuttableBus> 
     const { relay, url } = await redisFaultProxy(config.url ?? redisBusSchema.parse(config).url);
     relays.set('redis', relay);
     return { config: { ...config, url }, options: {}, ...all };
+  }
+  if (config.kind === 'rabbitmq') {
+    const target = new URL(config.url ?? rabbitmqBusSchema.parse(config).url);
+    const relay = await startFaultProxy(target.hostname, Number(target.port || 5672));
+    relays.set('rabbitmq', relay);
+    target.hostname = relay.host;
+    target.port = String(relay.port);
+    return { config: { ...config, url: target.toString() }, options: {}, ...all };
   }
   if (config.kind === 'kafka') {
     for (const b of config.brokers) {

@@ -1,15 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Registry } from 'prom-client';
 import { createAdminServer, type AdminOptions } from '../../proxy/admin.js';
 import { AdminTokens, FailureLimit } from '../../proxy/admin-auth.js';
-import type { AdminControl } from '../../proxy/admin-control.js';
-import { FlowTable } from '../../proxy/flow-table.js';
-import type { Outbox } from '../../proxy/outbox.js';
 import { cutoverConfigSchema } from '../../src/config/schema.js';
 import { ErrorCodes } from '../../src/errors.js';
-import { silentLogger } from '../../src/logger.js';
+import { adminFixture } from '../helpers/admin-server.js';
 
 const READ = 'read-only-token-0123456789';
 const OPERATOR = 'operator-token-0123456789';
@@ -21,32 +17,15 @@ afterEach(async () => {
 });
 
 async function admin(overrides: Partial<AdminOptions> = {}): Promise<{ url: string; flips: string[] }> {
-  const flips: string[] = [];
-  const control: AdminControl = {
-    flip: async (input) => {
-      flips.push(`${input.flow}->${input.to}`);
-      return { action: 'noop', flow: input.flow, mode: input.to } as never;
-    },
-    history: async () => [],
-    report: async () => ({ json: '{"flows":[]}', html: '<html></html>' }),
-  };
-  const server = createAdminServer({
+  const { options, flips } = adminFixture({
     token: LEGACY,
     tokens: [
       { token: READ, scopes: ['read'] },
       { token: OPERATOR, scopes: ['read', 'flip'] },
     ],
-    auth: true,
-    agent: 'inventory',
-    flows: new FlowTable([]),
-    publisher: { queueDepth: 0, spoolDepth: 0, stats: {}, lastFailure: undefined } as unknown as Outbox,
-    registry: new Registry(),
-    busHealth: async () => ({ ok: true }) as never,
-    listening: () => true,
-    logger: silentLogger(),
-    control,
     ...overrides,
   });
+  const server = createAdminServer(options);
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, flips };

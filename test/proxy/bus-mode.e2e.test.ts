@@ -11,7 +11,8 @@ import { createBus, type Bus, type BusConfigInput, type CreateBusOptions, type D
 import { ErrorCodes } from '../../src/errors.js';
 import type { FlowMode } from '../../src/flips/mode.js';
 import { createRegistry } from '../../src/metrics.js';
-import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
+import { kafkaBrokers, rabbitmqUrl, redisUrl } from '../helpers/brokers.js';
+import { deleteRabbitPrefix } from '../helpers/rabbitmq.js';
 import { cuttableBus } from '../helpers/fault-proxy.js';
 import { deleteKafkaTopics } from '../../src/bus/kafka/maintenance.js';
 import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
@@ -24,7 +25,7 @@ import { waitFor } from '../helpers/wait-for.js';
  */
 
 interface Target {
-  kind: 'redis' | 'kafka';
+  kind: 'redis' | 'kafka' | 'rabbitmq';
   skip?: string;
   setup(topics: string[]): Promise<{ config: BusConfigInput; cleanup(): Promise<void> }>;
   faulty(config: BusConfigInput): Promise<{ config: BusConfigInput; options?: CreateBusOptions; down(): void; up(): void; close(): Promise<void> }>;
@@ -32,6 +33,7 @@ interface Target {
 
 const redis = redisUrl();
 const brokers = kafkaBrokers();
+const rabbit = rabbitmqUrl();
 
 const targets: Target[] = [
   {
@@ -54,6 +56,18 @@ const targets: Target[] = [
         config: { kind: 'kafka', brokers: brokers!, partitions: 3, connectionTimeout: '1s', sessionTimeout: '6s', topicRefreshInterval: '1s' },
         // This test's flow topics, their DLQs, and the reply topics of its sidecars.
         cleanup: () => deleteKafkaTopics(brokers!, (t) => topics.some((p) => t.startsWith(p))).then(() => undefined),
+      };
+    },
+    faulty: cuttableBus,
+  },
+  {
+    kind: 'rabbitmq',
+    ...(rabbit ? {} : { skip: 'RabbitMQ unavailable (see the line printed at start)' }),
+    async setup() {
+      const prefix = `cutover-busmode-${randomUUID().slice(0, 8)}`;
+      return {
+        config: { kind: 'rabbitmq', url: rabbit!, prefix, rebalanceInterval: '200ms' },
+        cleanup: () => deleteRabbitPrefix(rabbit!, prefix),
       };
     },
     faulty: cuttableBus,

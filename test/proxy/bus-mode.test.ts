@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start as startInventory, type InventoryAgent } from '../../examples/agents/inventory.js';
 import { canaryBucket, replyToResponse, takesBusPath } from '../../proxy/bus-mode.js';
-import { OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
+import { observationsTopicOf } from '../../src/events/wire.js';
 import type { SidecarConfigInput } from '../../src/config/schema.js';
 import { parseSidecarConfig, startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import type { BusMessage, Delivery, SubscribeOptions, Subscription } from '../../src/bus/types.js';
@@ -16,6 +16,9 @@ import { buildBusReply } from '../../src/events/reply.js';
 import { request } from '../helpers/http.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { sealResult } from '../../src/crypto/body-fields.js';
+import type { Keyring } from '../../src/crypto/keyring.js';
+import { keyringOf } from '../helpers/field-keys.js';
 
 /** The shared MemoryBus only replays what it holds at subscribe time; bus mode needs live subscribers. */
 class LiveMemoryBus extends MemoryBus {
@@ -71,15 +74,15 @@ function config(reserve: FlowOverrides = {}, stock: FlowOverrides = {}, extra: P
   };
 }
 
-async function sidecar(cfg: SidecarConfigInput): Promise<{ sc: SidecarHandle; bus: LiveMemoryBus }> {
+async function sidecar(cfg: SidecarConfigInput, env?: NodeJS.ProcessEnv): Promise<{ sc: SidecarHandle; bus: LiveMemoryBus }> {
   const bus = new LiveMemoryBus();
-  const sc = await startSidecar(cfg, { bus, registry: createRegistry() });
+  const sc = await startSidecar(cfg, { bus, registry: createRegistry(), ...(env ? { env } : {}) });
   cleanups.push(() => sc.close());
   return { sc, bus };
 }
 
 /** A bus-side agent that answers every command on `topic` (optionally after `hold` resolves). */
-async function fakeReplier(bus: LiveMemoryBus, topic: string, options: { hold?: () => Promise<void>; status?: number } = {}): Promise<Delivery[]> {
+async function fakeReplier(bus: LiveMemoryBus, topic: string, options: { hold?: () => Promise<void>; status?: number; answer?: unknown; seal?: Keyring } = {}): Promise<Delivery[]> {
   const seen: Delivery[] = [];
   await bus.subscribe({
     group: 'fake-replier',
@@ -88,14 +91,15 @@ async function fakeReplier(bus: LiveMemoryBus, topic: string, options: { hold?: 
       seen.push(d);
       if (!d.event.replyto) return;
       await options.hold?.();
-      const body = { via: 'bus', echo: d.event.data, mode: d.event.cutovermode };
+      const body = options.answer ?? { via: 'bus', echo: d.event.data, mode: d.event.cutovermode };
+      const result = { status: options.status ?? 201, headers: { 'content-type': 'application/json; charset=utf-8', location: '/reservations/bus-1', 'x-internal': 'no' }, body };
       const reply = buildBusReply({
         call: d.event,
         eventPublishedAt: d.publishedAt,
         consumedAt: Date.now(),
         attempt: 1,
         source: '/agents/fake',
-        result: { status: options.status ?? 201, headers: { 'content-type': 'application/json; charset=utf-8', location: '/reservations/bus-1', 'x-internal': 'no' }, body },
+        result: sealResult(options.seal, result, d.event.id),
       });
       await bus.publish(d.event.replyto, [reply]);
     },
@@ -154,8 +158,31 @@ describe('bus mode (memory bus, fake replier)', () => {
     expect(sc.flows.get('inventory.reserve')!.counters).toMatchObject({ busServed: 1, fallbacks: 0 });
   });
 
+  it('encrypted reply fields: the caller gets clear values, the bus and the observation keep them sealed; without the key 502 CUTOVER_CRYPTO_FAILED', async () => {
+    const key = Buffer.alloc(32, 7);
+    const encryption = { keyEnv: 'BUSMODE_PII_KEY', keyId: 'pii-1', fields: ['/customer/email'] };
+    const answer = { id: 'r-1', customer: { email: 'erin@example.com' } };
+    const { sc, bus } = await sidecar(config({}, {}, { encryption }), { BUSMODE_PII_KEY: key.toString('hex') });
+    await fakeReplier(bus, FLOW_TOPIC, { answer, seal: keyringOf({ keyId: 'pii-1', key }) });
+    const res = await request(sc.data.url, reserve('cust-enc'));
+    expect(res.status).toBe(201);
+    expect(JSON.parse(res.body.toString())).toEqual(answer);
+    const replies = bus.messages(sc.replies.topic);
+    expect(replies).toHaveLength(1);
+    expect(JSON.stringify(replies[0]!.event.data)).not.toContain('erin@example.com');
+
+    // The same sealed answer to a sidecar that holds no key: never `{ "$enc" }` objects as the answer.
+    const plain = await sidecar(config());
+    await fakeReplier(plain.bus, FLOW_TOPIC, { answer, seal: keyringOf({ keyId: 'pii-1', key }) });
+    const refused = await request(plain.sc.data.url, reserve('cust-enc'));
+    expect(refused.status).toBe(502);
+    expect(JSON.parse(refused.body.toString()).error).toMatchObject({ code: ErrorCodes.CRYPTO_FAILED, message: expect.stringMatching(/holds no encryption key/) });
+  });
+
   it('canary:N sends a key always down one path, the bus share as commands and the rest as shadow', async () => {
-    const { sc, bus } = await sidecar(config({ mode: 'canary:50' }));
+    // A slow machine must not turn a late reply into a 504 and the key into a wrong-path failure.
+    // The fake replier's answers differ from the agent's: the comparator would soon roll the flow back.
+    const { sc, bus } = await sidecar(config({ mode: 'canary:50', timeout: '10s', rollback: 'off' }));
     const seen = await fakeReplier(bus, FLOW_TOPIC);
     const keys = Array.from({ length: 40 }, (_, i) => `cust-${i}`);
     for (const round of [0, 1]) {
@@ -171,7 +198,7 @@ describe('bus mode (memory bus, fake replier)', () => {
     // The direct share is dual-written as shadow: its copies say so, so `deliver:` skips them.
     await waitFor(() => seen.length === keys.length * 2, { what: 'every call on the flow topic' });
     expect(seen.filter((d) => d.event.cutovermode === 'canary:50')).toHaveLength(busKeys.length * 2);
-    expect(seen.filter((d) => d.event.cutovermode === 'shadow' && d.event.replyto === OBSERVATIONS_TOPIC)).toHaveLength((keys.length - busKeys.length) * 2);
+    expect(seen.filter((d) => d.event.cutovermode === 'shadow' && d.event.replyto === observationsTopicOf('inventory.reserve'))).toHaveLength((keys.length - busKeys.length) * 2);
   });
 
   it('no reply in time: 504 CUTOVER_REPLY_TIMEOUT, or the direct answer with fallback: direct', async () => {
@@ -234,8 +261,8 @@ describe('bus mode (memory bus, fake replier)', () => {
     await fakeReplier(bus, STOCK_TOPIC, { status: 200 });
     const res = await request(sc.data.url, { path: '/stock/SKU-RED-MUG' });
     expect(res.status).toBe(200);
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 2, { what: 'direct + bus observations' });
-    const obs = bus.messages(OBSERVATIONS_TOPIC);
+    await waitFor(() => bus.messages(observationsTopicOf('inventory.stock')).length === 2, { what: 'direct + bus observations' });
+    const obs = bus.messages(observationsTopicOf('inventory.stock'));
     const types = obs.map((d) => d.event.type).sort();
     expect(types).toEqual(['cutover.observation.bus', 'cutover.observation.direct']);
     expect(new Set(obs.map((d) => d.event.correlationid)).size).toBe(1);

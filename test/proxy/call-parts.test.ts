@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSidecarConfig, startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import type { SidecarConfigInput } from '../../src/config/schema.js';
 import { bodyBytes, type EncodedBody } from '../../src/events/body.js';
-import { CallHeaders, OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
-import { FieldCipher } from '../../proxy/crypto.js';
+import { CallHeaders, observationsTopicOf } from '../../src/events/wire.js';
+import { FieldCipher } from '../../src/crypto/field-cipher.js';
 
 import { createRegistry } from '../../src/metrics.js';
 import { buildCurl } from '../../reports/curl.js';
@@ -136,7 +136,7 @@ describe('call events with encrypted fields: fail closed', () => {
     const { sc, bus, registry } = await encrypting();
     expect(await post(sc.data.url, '/names', Buffer.from('{"email": "alice@example.com",'))).toBe(201);
     expect(await post(sc.data.url, '/names', Buffer.from('\uFEFF{"EMAIL": "bob@example.com"}'))).toBe(201);
-    await waitFor(() => bus.messages(TOPIC).length === 2 && bus.messages(OBSERVATIONS_TOPIC).length === 2);
+    await waitFor(() => bus.messages(TOPIC).length === 2 && bus.messages(observationsTopicOf('names.create')).length === 2);
     expect(JSON.stringify(bus.all())).not.toMatch(/alice@example\.com|bob@example\.com/);
     const [malformed, bom] = bus.messages(TOPIC).map((d) => d.event);
     expect(malformed!.data).toMatchObject({ bodySkipped: 'unencryptable' });

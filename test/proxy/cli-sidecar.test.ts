@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
-import { OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
+import { observationsTopicOf } from '../../src/events/wire.js';
 import { createBus, type Delivery } from '../../src/bus/index.js';
 import { tcpReachable } from '../../src/net.js';
 import { request } from '../helpers/http.js';
@@ -98,7 +98,7 @@ describe('cutover sidecar (process)', () => {
     expect(stdout).toContain('stopped (SIGTERM); 0 events left in the spool');
 
     const calls = await readAll(dbPath, topic);
-    const observations = (await readAll(dbPath, OBSERVATIONS_TOPIC)).filter((d) => d.event.cutoverflow === 'inventory.reserve');
+    const observations = (await readAll(dbPath, observationsTopicOf('inventory.reserve'))).filter((d) => d.event.cutoverflow === 'inventory.reserve');
     expect(calls).toHaveLength(11);
     expect(observations).toHaveLength(11);
   });

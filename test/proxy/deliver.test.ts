@@ -18,6 +18,10 @@ import { deliverSchema } from '../../src/config/sidecar.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
 import { redisUrl } from '../helpers/brokers.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { keyringOf, rotationKeys } from '../helpers/field-keys.js';
+import type { EncryptedValue } from '../../src/crypto/field-cipher.js';
+import { openReplyData } from '../../src/crypto/body-fields.js';
+import { KEY_ID_EXTENSION } from '../../src/events/wire.js';
 
 /**
  * The callee side against forged commands: whoever can write to the bus writes a command on a flow's
@@ -63,14 +67,14 @@ describe('deliver: forged commands on the memory bus', () => {
     await bus.publish(flow.topic, [
       command('forged-1', { ...ATTACK, flow: flow.name }),
       command('forged-2', { ...ATTACK, replyto: 'cutover.replies.checkout.a1', flow: flow.name }),
-      // The flow's own route, answered to the observations topic: deliver never serves shadow copies.
-      command('forged-3', { method: 'POST', target: '/reservations', headers: {}, replyto: 'cutover.observations', flow: flow.name }),
+      // The flow's own route, answered to its observation topic: deliver never serves shadow copies.
+      command('forged-3', { method: 'POST', target: '/reservations', headers: {}, replyto: 'cutover.observations.inventory.reserve', flow: flow.name }),
       command('forged-4', { method: 'POST', target: '/reservations', headers: { 'x-api-key': 'k' }, replyto: 'cutover.replies.checkout.a1', flow: flow.name }),
     ]);
     await waitFor(() => bus.messages(`${flow.topic}.dlq`).length === 4, { what: 'four dead letters' });
     expect(a.seen).toHaveLength(0);
     expect(bus.messages('attacker.inbox')).toHaveLength(0);
-    expect(bus.messages('cutover.observations')).toHaveLength(0);
+    expect(bus.messages('cutover.observations.inventory.reserve')).toHaveLength(0);
     expect(bus.messages('cutover.replies.checkout.a1')).toHaveLength(0);
     expect(Object.fromEntries(bus.messages(`${flow.topic}.dlq`).map((m) => [m.event.id, m.headers[DlqHeaders.errorCode]]))).toEqual({
       'forged-1': 'CUTOVER_AUTH_REPLYTO_REFUSED',
@@ -82,6 +86,55 @@ describe('deliver: forged commands on the memory bus', () => {
     await bus.publish(flow.topic, [command('legit', { method: 'POST', target: '/reservations', headers: { 'x-request-id': 'r1' }, replyto: 'cutover.replies.checkout.a1', flow: flow.name })]);
     await waitFor(() => bus.messages('cutover.replies.checkout.a1').length === 1, { what: 'the reply' });
     expect(a.seen.map((s) => `${s.method} ${s.url} ${s.headers['x-request-id']}`)).toEqual(['POST /reservations r1']);
+  });
+});
+
+describe('deliver: encrypted commands on the memory bus', () => {
+  it('gives the agent clear values, seals its answer with the caller\'s key, and dead-letters a tampered command with CUTOVER_CRYPTO_FAILED', async () => {
+    const bodies: unknown[] = [];
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        bodies.push(JSON.parse(Buffer.concat(chunks).toString()));
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true,"customer":{"email":"erin@example.com"}}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const { old, current } = rotationKeys();
+    // The callee's own key is `current`; the caller encrypts with `old`, which the callee lists as well.
+    const keyring = keyringOf(current, [old]);
+    const caller = keyringOf(old);
+    const bus = new MemoryBus();
+    const flow = { name: 'payments.charge', topic: 'commands.agent.payments.charge', match: { method: 'POST' as const, path: '/charges' }, mode: 'bus' as const };
+    const runtime = new DeliverRuntime({ bus, busConfig: { kind: 'embedded' } as never, config: deliverSchema.parse({ flows: [flow.name] }), flows: [flow as never], target: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, dataDir: '.', logger: silentLogger(), dedupe: new MemoryDedupeStore(), keyring });
+    await runtime.start();
+    cleanups.push(() => runtime.close());
+    const encrypted = (id: string): BusMessage => {
+      const m = command(id, { method: 'POST', target: '/charges', headers: {}, replyto: 'cutover.replies.checkout.a1', flow: flow.name });
+      const body = { customer: { email: 'erin@example.com' }, card: { number: '6011000990139424' } };
+      caller.current.encryptFields(body, { eventId: id, part: 'request' });
+      (m.event.data as { body: unknown }).body = body;
+      return { ...m, event: { ...m.event, [KEY_ID_EXTENSION]: old.keyId } };
+    };
+    const tampered = encrypted('tampered');
+    const email = (tampered.event.data as { body: { customer: { email: EncryptedValue } } }).body.customer.email;
+    email.$enc = Buffer.from(Buffer.from(email.$enc, 'base64').map((b, i) => (i === 12 ? b ^ 1 : b))).toString('base64');
+    await bus.publish(flow.topic, [encrypted('good'), tampered]);
+    await waitFor(() => bus.messages(`${flow.topic}.dlq`).length === 1 && bus.messages('cutover.replies.checkout.a1').length === 2, { what: 'the reply, the error reply and the dead letter' });
+    expect(bodies).toEqual([{ customer: { email: 'erin@example.com' }, card: { number: '6011000990139424' } }]);
+    expect(bus.messages(`${flow.topic}.dlq`)[0]!.event.id).toBe('tampered');
+    expect(bus.messages(`${flow.topic}.dlq`)[0]!.headers[DlqHeaders.errorCode]).toBe('CUTOVER_CRYPTO_FAILED');
+    const replies = new Map(bus.messages('cutover.replies.checkout.a1').map((m) => [m.event.correlationid, m.event.data]));
+    // Sealed on the bus with the key the call came with, so the caller's sidecar (holding only that key)
+    // opens it for its caller.
+    const good = replies.get('good') as { body: { ok: boolean; customer: { email: EncryptedValue } } };
+    expect(good).toMatchObject({ status: 200, body: { ok: true, customer: { email: { kid: old.keyId } } } });
+    expect(JSON.stringify(good)).not.toContain('erin@example.com');
+    expect(openReplyData(caller, 'good', good)).toMatchObject({ body: { ok: true, customer: { email: 'erin@example.com' } } });
+    expect(() => openReplyData(undefined, 'good', good)).toThrow(/holds no encryption key/);
+    expect(replies.get('tampered')).toMatchObject({ dlq: true, error: { code: 'CUTOVER_CRYPTO_FAILED' } });
   });
 });
 

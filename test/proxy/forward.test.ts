@@ -8,12 +8,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SidecarConfigInput } from '../../src/config/schema.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { ErrorCodes } from '../../src/errors.js';
-import { OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
+import { observationsTopicOf } from '../../src/events/wire.js';
 import { createRegistry } from '../../src/metrics.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
 import { settled, waitFor } from '../helpers/wait-for.js';
 
 const TOPIC = 'commands.agent.orders.get';
+const OBS_TOPIC = observationsTopicOf('orders.get');
 let dataDir: string;
 const cleanups: Array<() => Promise<unknown>> = [];
 
@@ -106,8 +107,8 @@ describe('exchanges that break', () => {
     expect(direct.ended).toBe('error');
     expect(viaSidecar).toMatchObject({ status: 200, ended: 'error', body: '{"id":"o-1","lines":[' });
 
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 1, { what: 'the direct observation' });
-    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.data).toMatchObject({ status: 200, bodyBytes: 21, error: { code: ErrorCodes.UPSTREAM_ABORTED } });
+    await waitFor(() => bus.messages(OBS_TOPIC).length === 1, { what: 'the direct observation' });
+    expect(bus.messages(OBS_TOPIC)[0]!.event.data).toMatchObject({ status: 200, bodyBytes: 21, error: { code: ErrorCodes.UPSTREAM_ABORTED } });
     expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_ABORTED)).toBe(1);
     expect(sc.flows.get('orders.get')!.counters.upstreamErrors).toBe(1);
   });
@@ -133,8 +134,8 @@ describe('exchanges that break', () => {
     const out = (await settled(call(`${sc.data.url}/orders/o-2`))) as Outcome;
     expect(out).toMatchObject({ status, ended: 'complete' });
     expect(JSON.parse(out.body)).toMatchObject({ error: { code } });
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 1, { what: 'the direct observation' });
-    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.data).toMatchObject({ status, error: { code } });
+    await waitFor(() => bus.messages(OBS_TOPIC).length === 1, { what: 'the direct observation' });
+    expect(bus.messages(OBS_TOPIC)[0]!.event.data).toMatchObject({ status, error: { code } });
     expect(await upstreamErrors(sc, code)).toBe(1);
   });
 
@@ -155,7 +156,7 @@ describe('exchanges that break', () => {
     });
     await waitFor(async () => sc.flows.get('orders.get')!.counters.skipped.client_aborted === 1, { what: 'the skipped observation' });
     expect(await upstreamErrors(sc, ErrorCodes.UPSTREAM_ABORTED)).toBe(0);
-    expect(bus.messages(OBSERVATIONS_TOPIC)).toHaveLength(0);
+    expect(bus.messages(OBS_TOPIC)).toHaveLength(0);
   });
 });
 

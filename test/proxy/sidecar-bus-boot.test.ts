@@ -15,8 +15,11 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
 });
 
-describe('sidecar whose Kafka broker accepts connections and never answers', () => {
-  it('listens and forwards at once, retries the bus in the background without piling up sockets, and closes them all', async () => {
+describe('sidecar whose bus broker accepts connections and never answers', () => {
+  it.each([
+    { kind: 'kafka', bus: (address: string) => ({ kind: 'kafka' as const, brokers: [address], connectionTimeout: '300ms', publishTimeout: '1s' }) },
+    { kind: 'rabbitmq', bus: (address: string) => ({ kind: 'rabbitmq' as const, url: `amqp://guest:guest@${address}/`, connectionTimeout: '300ms', publishTimeout: '1s' }) },
+  ])('$kind: listens and forwards at once, retries the bus in the background without piling up sockets, and closes them all', async ({ bus }) => {
     const hole = await startBlackHole();
     cleanups.push(() => hole.close());
     const agent = http.createServer((_req, res) => res.end('ok'));
@@ -38,7 +41,7 @@ describe('sidecar whose Kafka broker accepts connections and never answers', () 
         upstream: `http://127.0.0.1:${(agent.address() as AddressInfo).port}`,
         admin: { listen: '127.0.0.1:0', auth: false },
         dataDir: path.join(dir, randomUUID()),
-        bus: { kind: 'kafka', brokers: [hole.address], connectionTimeout: '300ms', publishTimeout: '1s' },
+        bus: bus(hole.address),
         publisher: { backoff: '50ms', maxBackoff: '100ms', drainTimeout: '500ms' },
         flows: [{ name: 'inventory.stock', match: { method: 'GET', path: '/stock/:sku' }, topic: 'commands.agent.inventory.stock', key: 'path.sku', mode: 'shadow' }],
       },

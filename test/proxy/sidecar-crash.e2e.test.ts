@@ -6,14 +6,16 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { createBus } from '../../src/bus/index.js';
+import { createBus, type BusConfigInput } from '../../src/bus/index.js';
 import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
-import { redisUrl } from '../helpers/brokers.js';
+import { rabbitmqUrl, redisUrl } from '../helpers/brokers.js';
+import { deleteRabbitPrefix } from '../helpers/rabbitmq.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { observationsTopicOf } from '../../src/events/wire.js';
 
 /**
  * SIGKILL of a sidecar process while traffic runs, then a restart on the same spool: the events on the
- * bus (read straight from Redis, not through the sidecar) are counted against the calls the upstream saw
+ * bus (Redis or RabbitMQ, read straight from it, not through the sidecar) are counted against the calls the upstream saw
  * and the responses the client got. What `spool.durability` promises is checked here, and the table each
  * run prints is what docs/sidecar.md quotes.
  */
@@ -26,10 +28,10 @@ afterEach(async () => {
 });
 const table: string[] = [];
 afterAll(() => {
-  if (table.length) process.stdout.write(`\nSIGKILL loss (${RATE} req/s, 2 events per call)\n| durability | bus at the kill | calls | events expected | on the bus | lost | duplicated |\n|---|---|---|---|---|---|---|\n${table.join('\n')}\n`);
+  if (table.length) process.stdout.write(`\nSIGKILL loss (${RATE} req/s, 2 events per call)\n| bus | durability | bus at the kill | calls | events expected | on the bus | lost | duplicated |\n|---|---|---|---|---|---|---|---|\n${table.join('\n')}\n`);
 });
 
-/** A TCP relay in front of Redis that can stall (hold every byte: a paused server) or refuse (a dead one). */
+/** A TCP relay in front of the bus server that can stall (hold every byte: a paused server) or refuse (a dead one). */
 async function relay(port: number): Promise<{ port: number; stall(): void; refuse(): void; close(): Promise<void> }> {
   let mode: 'open' | 'stall' | 'refuse' = 'open';
   const live = new Set<net.Socket>();
@@ -134,9 +136,29 @@ function traffic(url: string, from: number): { stop(): Promise<void>; completed:
   };
 }
 
-/** Events of a topic read straight from Redis: the call number of each (from its body or its call's id). */
-async function readTopic(url: string, prefix: string, topic: string, callOf?: Map<string, number>): Promise<Array<{ n: number | undefined; id: string }>> {
-  const bus = await createBus({ kind: 'redis', url, prefix });
+/** A bus server the sidecar reaches through the relay: its config at a given port, and its own cleanup. */
+interface Server {
+  kind: 'redis' | 'rabbitmq';
+  url: string;
+  config(prefix: string, port: number): BusConfigInput;
+  prefix(id: string): string;
+  cleanup(prefix: string): Promise<unknown>;
+}
+
+function atPort(url: string, port: number): string {
+  const u = new URL(url);
+  u.port = String(port);
+  return u.toString();
+}
+
+const SERVERS: Array<Server | undefined> = [
+  ((url) => (url ? { kind: 'redis', url, config: (prefix, port) => ({ kind: 'redis', url: atPort(url, port), prefix }), prefix: (id) => `cutover-crash-${id}:`, cleanup: (prefix) => deleteRedisPrefix(url, prefix) } : undefined))(redisUrl()),
+  ((url) => (url ? { kind: 'rabbitmq', url, config: (prefix, port) => ({ kind: 'rabbitmq', url: atPort(url, port), prefix, heartbeat: '5s' }), prefix: (id) => `cutover-crash-${id}`, cleanup: (prefix) => deleteRabbitPrefix(url, prefix) } : undefined))(rabbitmqUrl()),
+];
+
+/** Events of a topic read straight from the bus: the call number of each (from its body or its call's id). */
+async function readTopic(server: Server, prefix: string, topic: string, callOf?: Map<string, number>): Promise<Array<{ n: number | undefined; id: string }>> {
+  const bus = await createBus(server.config(prefix, Number(new URL(server.url).port)));
   await bus.start();
   try {
     const out: Array<{ n: number | undefined; id: string }> = [];
@@ -155,16 +177,16 @@ async function readTopic(url: string, prefix: string, topic: string, callOf?: Ma
 
 type BusState = 'healthy' | 'paused' | 'down';
 
-async function crashRun(redis: string, durability: 'none' | 'interval' | 'strict', state: BusState): Promise<{ calls: number; expected: number; found: number; lost: number; duplicated: number }> {
+async function crashRun(server: Server, durability: 'none' | 'interval' | 'strict', state: BusState): Promise<{ calls: number; expected: number; found: number; lost: number; duplicated: number }> {
   const id = randomUUID().slice(0, 8);
-  const prefix = `cutover-crash-${id}:`;
-  cleanups.push(() => deleteRedisPrefix(redis, prefix));
+  const prefix = server.prefix(id);
+  cleanups.push(() => server.cleanup(prefix));
   const dir = await mkdtemp(path.join(tmpdir(), 'cutover-crash-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const upstream = await upstreamServer();
   cleanups.push(() => upstream.close());
-  const redisPort = Number(new URL(redis).port || 6379);
-  const proxy = await relay(redisPort);
+  const serverPort = Number(new URL(server.url).port || (server.kind === 'redis' ? 6379 : 5672));
+  const proxy = await relay(serverPort);
   cleanups.push(() => proxy.close());
   const topic = `commands.agent.inventory.crash-${id}`;
   const observations = `cutover.observations.crash-${id}`;
@@ -175,7 +197,7 @@ async function crashRun(redis: string, durability: 'none' | 'interval' | 'strict
       listen: '127.0.0.1:0',
       upstream: upstream.url,
       admin: { listen: '127.0.0.1:0', auth: false },
-      bus: { kind: 'redis', url: `redis://127.0.0.1:${busPort}`, prefix },
+      bus: server.config(prefix, busPort),
       dataDir: dir,
       observationsTopic: observations,
       spool: { durability },
@@ -196,7 +218,7 @@ async function crashRun(redis: string, durability: 'none' | 'interval' | 'strict
   await load.stop();
 
   const second = path.join(dir, 'second.yaml');
-  await writeFile(second, config(redisPort));
+  await writeFile(second, config(serverPort));
   const b = startSidecar(second);
   const admin = await b.admin;
   await waitFor(
@@ -213,8 +235,8 @@ async function crashRun(redis: string, durability: 'none' | 'interval' | 'strict
   let found = { calls: [] as Array<{ n: number | undefined; id: string }>, obs: [] as Array<{ n: number | undefined; id: string }> };
   await waitFor(
     async () => {
-      const callEvents = await readTopic(redis, prefix, topic);
-      found = { calls: callEvents, obs: await readTopic(redis, prefix, observations, new Map(callEvents.map((c) => [c.id, c.n!]))) };
+      const callEvents = await readTopic(server, prefix, topic);
+      found = { calls: callEvents, obs: await readTopic(server, prefix, observationsTopicOf('inventory.reserve', observations), new Map(callEvents.map((c) => [c.id, c.n!]))) };
       const now = found.calls.length + found.obs.length;
       const stable = now === last;
       last = now;
@@ -232,29 +254,30 @@ async function crashRun(redis: string, durability: 'none' | 'interval' | 'strict
   // Duplicates are the same event id twice (a resend), not two events of one call.
   const duplicated = found.calls.length - new Set(found.calls.map((c) => c.id)).size + (found.obs.length - new Set(found.obs.map((o) => o.id)).size);
   const result = { calls, expected, found: expected - lostCalls - lostObs, lost: lostCalls + lostObs, duplicated };
-  table.push(`| ${durability} | ${state} | ${calls} | ${expected} | ${result.found} | ${result.lost} (${lostCalls} calls, ${lostObs} observations) | ${duplicated} |`);
+  table.push(`| ${server.kind} | ${durability} | ${state} | ${calls} | ${expected} | ${result.found} | ${result.lost} (${lostCalls} calls, ${lostObs} observations) | ${duplicated} |`);
   return result;
 }
 
-const url = redisUrl();
+for (const [i, kind] of (['redis', 'rabbitmq'] as const).entries()) {
+  const server = SERVERS[i];
+  describe.skipIf(!server)(`sidecar SIGKILL (process, ${kind})`, () => {
+    // A killed process keeps what it wrote; it loses what was accepted after its last write() began, and
+    // the observations of responses finishing at the kill (built when the response is done, which the client
+    // may see first). 100 ms of events at 2 per call: generous for a loaded 2-core machine.
+    const bound = (2 * RATE * 100) / 1_000;
 
-describe.skipIf(!url)('sidecar SIGKILL (process, Redis)', () => {
-  // A killed process keeps what it wrote; it loses what was accepted after its last write() began, and
-  // the observations of responses finishing at the kill (built when the response is done, which the client
-  // may see first). 100 ms of events at 2 per call: generous for a loaded 2-core machine.
-  const bound = (2 * RATE * 100) / 1_000;
-
-  for (const state of ['paused', 'healthy', 'down'] as const) {
-    for (const durability of ['interval', 'strict'] as const) {
-      it(`durability ${durability}, bus ${state}: loses at most 100 ms of events`, async () => {
-        const r = await crashRun(url!, durability, state);
-        expect(r.found).toBeGreaterThan(0);
-        expect(r.lost).toBeLessThanOrEqual(bound);
-      }, 180_000);
+    for (const state of ['paused', 'healthy', 'down'] as const) {
+      for (const durability of ['interval', 'strict'] as const) {
+        it(`durability ${durability}, bus ${state}: loses at most 100 ms of events`, async () => {
+          const r = await crashRun(server!, durability, state);
+          expect(r.found).toBeGreaterThan(0);
+          expect(r.lost).toBeLessThanOrEqual(bound);
+        }, 180_000);
+      }
     }
-  }
 
-  it.runIf(process.env.CUTOVER_CRASH_BASELINE)('durability none, for comparison (CUTOVER_CRASH_BASELINE=1)', async () => {
-    for (const state of ['paused', 'healthy', 'down'] as const) await crashRun(url!, 'none', state);
-  }, 600_000);
-});
+    it.runIf(process.env.CUTOVER_CRASH_BASELINE)('durability none, for comparison (CUTOVER_CRASH_BASELINE=1)', async () => {
+      for (const state of ['paused', 'healthy', 'down'] as const) await crashRun(server!, 'none', state);
+    }, 600_000);
+  });
+}

@@ -7,18 +7,19 @@ import { CloudEvent } from 'cloudevents';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
-import { CallHeaders, OBSERVATIONS_TOPIC } from '../../src/events/wire.js';
+import { CallHeaders, isObservationsTopic, observationsTopicOf } from '../../src/events/wire.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { createBus, type Bus, type BusConfigInput, type CreateBusOptions, type Delivery } from '../../src/bus/index.js';
 import { createRegistry } from '../../src/metrics.js';
-import { kafkaBrokers, redisUrl } from '../helpers/brokers.js';
+import { kafkaBrokers, rabbitmqUrl, redisUrl } from '../helpers/brokers.js';
+import { deleteRabbitPrefix } from '../helpers/rabbitmq.js';
 import { cuttableBus } from '../helpers/fault-proxy.js';
 import { deleteKafkaTopics } from '../../src/bus/kafka/maintenance.js';
 import { comparableHeaders, request, type RawRequest } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 /**
- * The sidecar against the real buses (SQLite file, Redis, Kafka): events and observations as a bus consumer
+ * The sidecar against the real buses (SQLite file, Redis, Kafka, RabbitMQ): events and observations as a bus consumer
  * sees them, and a broker cut mid-traffic at the connection layer.
  */
 
@@ -26,7 +27,7 @@ const SECRET = `Bearer caller-secret-${randomUUID()}`;
 const COOKIE = `session=${randomUUID()}`;
 
 interface Target {
-  kind: 'embedded' | 'redis' | 'kafka';
+  kind: 'embedded' | 'redis' | 'kafka' | 'rabbitmq';
   skip?: string;
   /** Bus config for a fresh, isolated namespace (file, key prefix); `cleanup` removes it. */
   setup(topics: string[]): Promise<{ config: BusConfigInput; cleanup(): Promise<void>; rawContains?(needle: string): Promise<boolean> }>;
@@ -36,6 +37,7 @@ interface Target {
 
 const redis = redisUrl();
 const brokers = kafkaBrokers();
+const rabbit = rabbitmqUrl();
 
 const targets: Target[] = [
   {
@@ -94,8 +96,20 @@ const targets: Target[] = [
     async setup(topics) {
       return {
         config: { kind: 'kafka', brokers: brokers!, partitions: 3, connectionTimeout: '1s', sessionTimeout: '6s', topicRefreshInterval: '1s' },
-        // The flow topics are this test's own; cutover.observations is shared and stays.
-        cleanup: () => deleteKafkaTopics(brokers!, (t) => t !== OBSERVATIONS_TOPIC && topics.includes(t)).then(() => undefined),
+        // Every topic is this test's own: its flow topics and their observation topics.
+        cleanup: () => deleteKafkaTopics(brokers!, (t) => topics.includes(t)).then(() => undefined),
+      };
+    },
+    faulty: cuttableBus,
+  },
+  {
+    kind: 'rabbitmq',
+    ...(rabbit ? {} : { skip: 'RabbitMQ unavailable (see the line printed at start)' }),
+    async setup() {
+      const prefix = `cutover-e2e-${randomUUID().slice(0, 8)}`;
+      return {
+        config: { kind: 'rabbitmq', url: rabbit!, prefix, rebalanceInterval: '200ms' },
+        cleanup: () => deleteRabbitPrefix(rabbit!, prefix),
       };
     },
     faulty: cuttableBus,
@@ -118,8 +132,9 @@ class Collector {
   handle = async (d: Delivery): Promise<void> => {
     if (!this.flowNames.has(d.event.cutoverflow ?? '')) return;
     this.raw.push(d);
-    const map = d.topic === OBSERVATIONS_TOPIC ? this.observations : this.calls;
-    const key = d.topic === OBSERVATIONS_TOPIC ? d.event.correlationid! : d.event.id;
+    const observation = isObservationsTopic(d.topic);
+    const map = observation ? this.observations : this.calls;
+    const key = observation ? d.event.correlationid! : d.event.id;
     map.set(key, [...(map.get(key) ?? []), d]);
   };
 
@@ -136,7 +151,8 @@ async function setupRun(target: Target, options: { faulty?: boolean } = {}) {
     reserve: { name: `inventory.reserve.${id}`, topic: `commands.agent.inventory.reserve-${id}` },
     stock: { name: `inventory.stock.${id}`, topic: `commands.agent.inventory.stock-${id}` },
   };
-  const ns = await target.setup([flows.reserve.topic, flows.stock.topic]);
+  const observations = [observationsTopicOf(flows.reserve.name), observationsTopicOf(flows.stock.name)];
+  const ns = await target.setup([flows.reserve.topic, flows.stock.topic, ...observations]);
   cleanups.push(() => ns.cleanup());
   const agent = await startInventory();
   cleanups.push(() => agent.close());
@@ -158,7 +174,7 @@ async function setupRun(target: Target, options: { faulty?: boolean } = {}) {
   await consumer.start();
   cleanups.push(() => consumer.close());
   const collector = new Collector(new Set([flows.reserve.name, flows.stock.name]));
-  const sub = await consumer.subscribe({ group: `e2e-${id}`, topics: [flows.reserve.topic, flows.stock.topic, OBSERVATIONS_TOPIC], handler: collector.handle, concurrency: 8, from: 'start' });
+  const sub = await consumer.subscribe({ group: `e2e-${id}`, topics: [flows.reserve.topic, flows.stock.topic, ...observations], handler: collector.handle, concurrency: 8, from: 'start' });
   cleanups.push(() => sub.close());
 
   const sc: SidecarHandle = await startSidecar(

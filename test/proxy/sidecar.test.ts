@@ -7,9 +7,9 @@ import path from 'node:path';
 import { CloudEvent } from 'cloudevents';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start as startInventory, type InventoryAgent } from '../../examples/agents/inventory.js';
-import { CallHeaders, OBSERVATIONS_TOPIC, ObservationTypes } from '../../src/events/wire.js';
+import { CallHeaders, OBSERVATIONS_TOPIC, ObservationTypes, observationsTopicOf } from '../../src/events/wire.js';
 import type { SidecarConfigInput } from '../../src/config/schema.js';
-import { FieldCipher } from '../../proxy/crypto.js';
+import { FieldCipher } from '../../src/crypto/field-cipher.js';
 import { startSidecar, type SidecarHandle } from '../../proxy/sidecar.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { createRegistry } from '../../src/metrics.js';
@@ -20,6 +20,9 @@ import { waitFor } from '../helpers/wait-for.js';
 const TOKEN = 'admin-token-0123456789';
 const RESERVE_TOPIC = 'commands.agent.inventory.reserve';
 const STOCK_TOPIC = 'commands.agent.inventory.stock';
+// Each flow's observations (and the replyto of its call events) are on its own topic.
+const RESERVE_OBS = observationsTopicOf('inventory.reserve');
+const STOCK_OBS = observationsTopicOf('inventory.stock');
 
 let agent: InventoryAgent;
 let dataDir: string;
@@ -76,9 +79,9 @@ describe('sidecar (in process, memory bus)', () => {
     expect(comparableHeaders(viaSidecar.rawHeaders)).toEqual(comparableHeaders(direct.rawHeaders));
     expect(viaSidecar.body.equals(direct.body)).toBe(true);
 
-    await waitFor(() => bus.messages(RESERVE_TOPIC).length === 1 && bus.messages(OBSERVATIONS_TOPIC).length === 1);
+    await waitFor(() => bus.messages(RESERVE_TOPIC).length === 1 && bus.messages(RESERVE_OBS).length === 1);
     const call = bus.messages(RESERVE_TOPIC)[0]!;
-    const obs = bus.messages(OBSERVATIONS_TOPIC)[0]!;
+    const obs = bus.messages(RESERVE_OBS)[0]!;
     new CloudEvent(call.event as never); // throws when invalid
     new CloudEvent(obs.event as never);
     expect(call.key).toBe('SKU-RED-MUG');
@@ -88,7 +91,7 @@ describe('sidecar (in process, memory bus)', () => {
       type: 'inventory.reserve',
       datacontenttype: 'application/json',
       schemaversion: '1',
-      replyto: OBSERVATIONS_TOPIC,
+      replyto: RESERVE_OBS,
       partitionkey: 'SKU-RED-MUG',
       traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
       cutoverflow: 'inventory.reserve',
@@ -104,6 +107,9 @@ describe('sidecar (in process, memory bus)', () => {
     expect(obs.event).toMatchObject({ type: ObservationTypes.direct, correlationid: call.event.id, cutoverflow: 'inventory.reserve', traceparent: call.event.traceparent });
     expect(obs.event.data).toMatchObject({ status: 201, headers: { 'content-type': 'application/json; charset=utf-8', location: expect.stringMatching(/^\/reservations\/res_/) }, body: JSON.parse(direct.body.toString()) });
     expect((obs.event.data as { latencyMs: number }).latencyMs).toBeGreaterThan(0);
+    // Nothing on the shared topic or on another flow's topic.
+    expect(bus.messages(OBSERVATIONS_TOPIC)).toHaveLength(0);
+    expect(bus.messages(STOCK_OBS)).toHaveLength(0);
 
     const everything = JSON.stringify(bus.all());
     expect(everything).not.toContain('caller-secret-token');
@@ -126,15 +132,15 @@ describe('sidecar (in process, memory bus)', () => {
     expect((await request(sc.data.url, { method: 'GET', path: '/stock/a' })).status).toBe(200);
     version = undefined;
     expect((await request(sc.data.url, { method: 'GET', path: '/stock/b' })).status).toBe(200);
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 2, { what: 'two observations' });
-    expect(bus.messages(OBSERVATIONS_TOPIC).map((m) => (m.event.data as { version?: string }).version)).toEqual(['7.1.0', 'configured-7']);
+    await waitFor(() => bus.messages(STOCK_OBS).length === 2, { what: 'two observations' });
+    expect(bus.messages(STOCK_OBS).map((m) => (m.event.data as { version?: string }).version)).toEqual(['7.1.0', 'configured-7']);
   });
 
   it('takes path params as the key, creates a traceparent when the request has none', async () => {
     const { sc, bus } = await sidecar();
     const res = await request(sc.data.url, { path: '/stock/SKU-TEAPOT', headers: { traceparent: 'garbage' } });
     expect(res.status).toBe(200);
-    await waitFor(() => bus.messages(STOCK_TOPIC).length === 1 && bus.messages(OBSERVATIONS_TOPIC).length === 1);
+    await waitFor(() => bus.messages(STOCK_TOPIC).length === 1 && bus.messages(STOCK_OBS).length === 1);
     const call = bus.messages(STOCK_TOPIC)[0]!;
     expect(call.key).toBe('SKU-TEAPOT');
     expect(call.event.data).toEqual({ params: { sku: 'SKU-TEAPOT' }, query: {} });
@@ -157,12 +163,12 @@ describe('sidecar (in process, memory bus)', () => {
     const { sc, bus } = await sidecar();
     const res = await request(sc.data.url, { method: 'POST', path: '/reservations', headers: { 'content-type': 'application/json' }, body: '{"sku": "SKU-RED-MUG", qty' });
     expect(res.status).toBe(400);
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 1);
+    await waitFor(() => bus.messages(RESERVE_OBS).length === 1);
     const call = bus.messages(RESERVE_TOPIC)[0]!;
     expect(call.key).toBeNull();
     expect(call.event.partitionkey).toBeUndefined();
     expect(call.event.data).toMatchObject({ body: '{"sku": "SKU-RED-MUG", qty', bodyEncoding: 'utf8', contentType: 'application/json' });
-    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.data).toMatchObject({ status: 400, body: { error: { code: 'BAD_JSON' } } });
+    expect(bus.messages(RESERVE_OBS)[0]!.event.data).toMatchObject({ status: 400, body: { error: { code: 'BAD_JSON' } } });
   });
 
   it('forwards bodies over the capture limit without dual-writing them, counted with the reason', async () => {
@@ -195,8 +201,8 @@ describe('sidecar (in process, memory bus)', () => {
     const res = await request(sc.data.url, reserve('SKU-RED-MUG'));
     expect(res.status).toBe(502);
     expect(JSON.parse(res.body.toString())).toMatchObject({ error: { code: ErrorCodes.UPSTREAM_UNREACHABLE } });
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 1);
-    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.data).toMatchObject({ status: 502, error: { code: ErrorCodes.UPSTREAM_UNREACHABLE } });
+    await waitFor(() => bus.messages(RESERVE_OBS).length === 1);
+    expect(bus.messages(RESERVE_OBS)[0]!.event.data).toMatchObject({ status: 502, error: { code: ErrorCodes.UPSTREAM_UNREACHABLE } });
   });
 
   it('answers 504 when the upstream is too slow', async () => {
@@ -207,8 +213,8 @@ describe('sidecar (in process, memory bus)', () => {
     const res = await request(sc.data.url, reserve('SKU-RED-MUG'));
     expect(res.status).toBe(504);
     expect(JSON.parse(res.body.toString())).toMatchObject({ error: { code: ErrorCodes.UPSTREAM_TIMEOUT } });
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 1);
-    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.data).toMatchObject({ status: 504, error: { code: ErrorCodes.UPSTREAM_TIMEOUT } });
+    await waitFor(() => bus.messages(RESERVE_OBS).length === 1);
+    expect(bus.messages(RESERVE_OBS)[0]!.event.data).toMatchObject({ status: 504, error: { code: ErrorCodes.UPSTREAM_TIMEOUT } });
   });
 
   it('encrypts configured fields, names the key id, and never publishes an encrypted key in clear', async () => {
@@ -221,11 +227,11 @@ describe('sidecar (in process, memory bus)', () => {
       { TEST_PII_KEY: key.toString('hex') },
     );
     await request(sc.data.url, { ...reserve('SKU-RED-MUG'), body: JSON.stringify({ sku: 'SKU-RED-MUG', qty: 1, customerId: 'alice@example.com' }) });
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 1);
+    await waitFor(() => bus.messages(RESERVE_OBS).length === 1);
     const call = bus.messages(RESERVE_TOPIC)[0]!;
     expect(JSON.stringify(bus.all())).not.toContain('alice@example.com');
     expect(call.event.cutoverkid).toBe('pii-1');
-    expect(bus.messages(OBSERVATIONS_TOPIC)[0]!.event.cutoverkid).toBe('pii-1');
+    expect(bus.messages(RESERVE_OBS)[0]!.event.cutoverkid).toBe('pii-1');
     const cipher = new FieldCipher(key, 'pii-1', ['/customerId']);
     expect(cipher.decryptValue((call.event.data as { body: { customerId: never } }).body.customerId, { eventId: call.event.id, part: 'request' }, '/customerId')).toBe('alice@example.com');
     expect(call.key).toBe(cipher.digest('alice@example.com'));
@@ -245,7 +251,7 @@ describe('sidecar (in process, memory bus)', () => {
     const ready = await fetch(`${sc.admin.url}/readyz`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(ready.status).toBe(503);
     bus.up();
-    await waitFor(() => bus.messages(RESERVE_TOPIC).length === 20 && bus.messages(OBSERVATIONS_TOPIC).length === 20);
+    await waitFor(() => bus.messages(RESERVE_TOPIC).length === 20 && bus.messages(RESERVE_OBS).length === 20);
     expect((await fetch(`${sc.admin.url}/readyz`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
   });
 });
@@ -304,8 +310,8 @@ describe('routes and response capture', () => {
     expect(gz.headers['content-encoding']).toBe('gzip'); // forwarded as is
     const large = await request(sc.data.url, { path: '/big' });
     expect(large.body.toString()).toBe(big);
-    await waitFor(() => bus.messages(OBSERVATIONS_TOPIC).length === 2);
-    const [a, b] = bus.messages(OBSERVATIONS_TOPIC).map((d) => d.event.data as Record<string, unknown>);
+    await waitFor(() => bus.messages(observationsTopicOf('z.get')).length === 2);
+    const [a, b] = bus.messages(observationsTopicOf('z.get')).map((d) => d.event.data as Record<string, unknown>);
     expect(a).toMatchObject({ status: 200, body: { ok: true } });
     expect(b).toMatchObject({ status: 200, bodySkipped: 'too_large', bodyBytes: 5_000 });
     expect(b!.body).toBeUndefined();

@@ -7,6 +7,9 @@ import { silentLogger } from '../../src/logger.js';
 import { AgentBus, type HandlerContext } from '../../src/sdk/index.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
+import { FieldCipher } from '../../src/crypto/field-cipher.js';
+import type { Keyring } from '../../src/sdk/index.js';
+import { SECRET_FIELDS, keyringOf, rotationKeys } from '../helpers/field-keys.js';
 
 describe('deliverWithRetry: nonRetriable shortcut', () => {
   it('moves a message marked nonRetriable to the DLQ on the first failure; unmarked errors still retry', async () => {
@@ -183,5 +186,63 @@ describe('AgentBus (memory bus)', () => {
     await waitFor(() => bus.messages('test.replies').length === 1);
     expect(runs).toBe(1);
     expect(bus.messages('test.replies')[0]!.event.data).toMatchObject({ attempt: 2 });
+  });
+});
+
+describe('AgentBus with a keyring', () => {
+  const EMAIL = 'dave@example.com';
+  const CARD = '378282246310005';
+  const TOPIC = 'commands.agent.payments.charge';
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  /** A call as the sidecar publishes it: request fields encrypted and bound to the event id. */
+  function call(cipher: FieldCipher, id: string): BusMessage {
+    const body = { customer: { email: EMAIL }, card: { number: CARD }, amount: 3 };
+    cipher.encryptFields(body, { eventId: id, part: 'request' });
+    const event = buildEvent({ id, source: '/agents/checkout', type: TOPIC, data: { body, params: {}, query: {} } });
+    return { key: null, event: { ...event, correlationid: id, replyto: 'test.replies', cutovermode: 'shadow' } };
+  }
+
+  async function setup(keyring: Keyring) {
+    const bus = new MemoryBus();
+    const agents = new AgentBus({ bus, agent: 'payments', keyring });
+    cleanups.push(() => agents.close());
+    const seen: unknown[] = [];
+    await agents.subscribe(TOPIC, (ctx: HandlerContext<{ body: unknown }>) => {
+      seen.push(ctx.data.body);
+      ctx.reply({ charged: true, customer: { email: EMAIL }, card: { number: CARD } }, { status: 201 });
+    }, { maxAttempts: 3, backoff: { initialMs: 1, maxMs: 2 } });
+    return { bus, seen };
+  }
+
+  it('hands the handler decrypted fields and encrypts the configured fields of its reply for the call', async () => {
+    const { old, current } = rotationKeys();
+    const ring = keyringOf(current, [old]);
+    const { bus, seen } = await setup(ring);
+    await bus.publish(TOPIC, [call(new FieldCipher(old.key, old.keyId, SECRET_FIELDS), 'e-old'), call(ring.current, 'e-new')]);
+    await waitFor(() => bus.messages('test.replies').length === 2, { what: 'two replies' });
+    expect(seen).toEqual([0, 1].map(() => ({ customer: { email: EMAIL }, card: { number: CARD }, amount: 3 })));
+    for (const reply of bus.messages('test.replies')) {
+      const body = structuredClone((reply.event.data as { body: unknown }).body);
+      ring.decryptAll(body, { eventId: reply.event.correlationid!, part: 'response' });
+      expect(body).toEqual({ charged: true, customer: { email: EMAIL }, card: { number: CARD } });
+    }
+    const everything = JSON.stringify([...bus.topics.values()].flat().map((d) => d.event));
+    expect(everything).not.toContain(EMAIL);
+    expect(everything).not.toContain(CARD);
+  });
+
+  it('moves an event whose fields do not decrypt to the DLQ with CUTOVER_CRYPTO_FAILED, without running the handler', async () => {
+    const { old, current } = rotationKeys();
+    const { bus, seen } = await setup(keyringOf(current));
+    await bus.publish(TOPIC, [call(new FieldCipher(old.key, old.keyId, SECRET_FIELDS), 'e-1')]);
+    await waitFor(() => bus.messages(`${TOPIC}.dlq`).length === 1, { what: 'the dead letter' });
+    expect(bus.messages(`${TOPIC}.dlq`)[0]!.headers[DlqHeaders.errorCode]).toBe('CUTOVER_CRYPTO_FAILED');
+    expect(bus.messages(`${TOPIC}.dlq`)[0]!.headers[DlqHeaders.attempts]).toBe('1');
+    expect(bus.messages('test.replies')[0]!.event.data).toMatchObject({ dlq: true, error: { code: 'CUTOVER_CRYPTO_FAILED' } });
+    expect(seen).toEqual([]);
   });
 });

@@ -26,6 +26,17 @@ describe('cutover shadow --config FILE', () => {
     return { file, dir };
   }
 
+  /** Runs `cutover shadow --config file` until `stop` aborts; resolves once it printed its start line (and nothing on stderr). */
+  async function startShadow(file: string): Promise<{ out: string[]; stop: AbortController; exit: Promise<number> }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const stop = new AbortController();
+    const exit = shadowCommand(['--config', file], { out: (l) => out.push(l), err: (l) => err.push(l), signal: stop.signal }, { logger: silentLogger() });
+    await waitFor(() => out.some((l) => l.startsWith('shadow:')) || err.length > 0, { what: 'the start line' });
+    expect(err).toEqual([]);
+    return { out, stop, exit };
+  }
+
   it('runs delivery consumers and the comparator until stopped, then exits 0', async () => {
     const direct = await startTestAgent();
     const shadow = await startTestAgent();
@@ -47,12 +58,7 @@ flows:
     shadow: { target: ${shadow.url}, timeout: 2s }
     compare: { ignore: [/body/lines], tolerance: { /body/price: 0.5 } }
 `);
-    const out: string[] = [];
-    const err: string[] = [];
-    const stop = new AbortController();
-    const exit = shadowCommand(['--config', file], { out: (l) => out.push(l), err: (l) => err.push(l), signal: stop.signal }, { logger: silentLogger() });
-    await waitFor(() => out.some((l) => l.startsWith('shadow:')) || err.length > 0, { what: 'the start line' });
-    expect(err).toEqual([]);
+    const { out, stop, exit } = await startShadow(file);
     expect(out[0]).toBe('shadow: bus embedded; delivery cutover.shadow.inventory.reserve; comparator on');
 
     const bus = await createBus({ kind: 'embedded', path: path.join(dir, 'bus.db'), pollInterval: '10ms' });
@@ -67,6 +73,28 @@ flows:
     stop.abort();
     expect(await exit).toBe(0);
     expect(out.at(-1)).toBe('shadow: stopping');
+  });
+
+  it('runs the saga of a saga flow, and says so', async () => {
+    const { file } = await configFile(`
+agent: orders
+admin: { auth: false }
+bus: { kind: embedded, path: $DIR/bus.db, pollInterval: 10ms }
+dataDir: $DIR
+flows:
+  - name: orders.place
+    match: { method: POST, path: /orders }
+    topic: commands.agent.orders.place
+    saga: order
+sagas:
+  - name: order
+    steps:
+      - { name: reserve, command: commands.agent.inventory.reserve }
+`);
+    const { out, stop, exit } = await startShadow(file);
+    expect(out[0]).toBe('shadow: bus embedded; delivery none; sagas orders.place → saga order; comparator on');
+    stop.abort();
+    expect(await exit).toBe(0);
   });
 
   it('exits 2 with every config problem and its path', async () => {
@@ -89,6 +117,28 @@ flows:
     for (const p of ['shadow.window', 'flows[0].shadow.target', 'flows[0].shadow.retries: unknown key', 'flows[0].compare.ignore[0]', 'flows[0].compare.tolerance./body/price', 'flows[0].noise.sample']) {
       expect(text).toContain(p);
     }
+  });
+
+  it('exits 2 naming the variable and its path when a key of encryption: is missing, and a key id given twice', async () => {
+    const config = (keys: string) => `
+agent: payments
+admin: { auth: false }
+bus: { kind: embedded, path: $DIR/bus.db }
+encryption: { keyEnv: CLI_TEST_KEY, keyId: pii-2, fields: [/card/number], keys: ${keys} }
+flows:
+  - name: payments.charge
+    match: { method: POST, path: /charges }
+    topic: commands.agent.payments.charge
+`;
+    const env = { CLI_TEST_KEY: 'ab'.repeat(32) };
+    const missing = await configFile(config('[{ keyId: pii-1, keyEnv: CLI_TEST_OLD_KEY }]'));
+    const err: string[] = [];
+    expect(await runCli(['shadow', '--config', missing.file], { out: () => undefined, err: (l) => err.push(l) }, { env })).toBe(2);
+    expect(err.join('\n')).toMatch(/CUTOVER_CONFIG_INVALID.*encryption\.keys\[0\]\.keyEnv: environment variable CLI_TEST_OLD_KEY is not set/s);
+    const twice = await configFile(config('[{ keyId: pii-2, keyEnv: CLI_TEST_KEY }]'));
+    err.length = 0;
+    expect(await runCli(['shadow', '--config', twice.file], { out: () => undefined, err: (l) => err.push(l) }, { env })).toBe(2);
+    expect(err.join('\n')).toContain('encryption.keys[0].keyId: duplicate key id pii-2');
   });
 
   it('exits 2 on usage errors', async () => {

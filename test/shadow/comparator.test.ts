@@ -9,6 +9,8 @@ import { waitFor } from '../helpers/wait-for.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
 
 const OBS = 'test.observations';
+/** Where the sidecars put inventory.reserve's observations: `<observationsTopic>.<flow>`. */
+const FLOW_OBS = `${OBS}.inventory.reserve`;
 const PARITY = 'test.parity';
 
 function observation(type: string, id: string, data: BusReplyData, flow = 'inventory.reserve'): BusMessage {
@@ -37,8 +39,8 @@ describe('Comparator (memory bus, fake clock)', () => {
 
   it('publishes one parity record per pair on the parity topic, keyed by flow', async () => {
     const { bus, records } = await setup();
-    await bus.publish(OBS, [observation(ObservationTypes.direct, 'c1', { status: 200, body: { a: 1, at: 1 } }), observation(ObservationTypes.bus, 'c1', { status: 200, body: { a: 1, at: 2 } })]);
-    await bus.publish(OBS, [observation(ObservationTypes.direct, 'c2', { status: 200, body: { a: 1 } }), observation(ObservationTypes.bus, 'c2', { status: 201, body: { a: 1 } })]);
+    await bus.publish(FLOW_OBS, [observation(ObservationTypes.direct, 'c1', { status: 200, body: { a: 1, at: 1 } }), observation(ObservationTypes.bus, 'c1', { status: 200, body: { a: 1, at: 2 } })]);
+    await bus.publish(FLOW_OBS, [observation(ObservationTypes.direct, 'c2', { status: 200, body: { a: 1 } }), observation(ObservationTypes.bus, 'c2', { status: 201, body: { a: 1 } })]);
     await waitFor(() => records().length === 2, { what: 'two parity records' });
     expect(records().map((r) => [r.correlationId, r.outcome])).toEqual([
       ['c1', 'match'],
@@ -52,9 +54,9 @@ describe('Comparator (memory bus, fake clock)', () => {
 
   it('records missing_bus and missing_direct only once the window has passed (injected clock)', async () => {
     const { bus, c, records, advance } = await setup({ window: 5_000 });
-    await bus.publish(OBS, [observation(ObservationTypes.direct, 'lonely-direct', { status: 200, body: {} })]);
+    await bus.publish(FLOW_OBS, [observation(ObservationTypes.direct, 'lonely-direct', { status: 200, body: {} })]);
     advance(1_000);
-    await bus.publish(OBS, [observation(ObservationTypes.bus, 'lonely-bus', { status: 200, body: {} })]);
+    await bus.publish(FLOW_OBS, [observation(ObservationTypes.bus, 'lonely-bus', { status: 200, body: {} })]);
     await waitFor(() => c.stats().open === 2, { what: 'two open pairs' });
     advance(3_999);
     await c.sweep();
@@ -69,7 +71,7 @@ describe('Comparator (memory bus, fake clock)', () => {
 
   it('bounds open pairs and counts the overflow', async () => {
     const { bus, c, registry } = await setup({ maxOpenPairs: 10 });
-    await bus.publish(OBS, Array.from({ length: 25 }, (_, i) => observation(ObservationTypes.direct, `c${i}`, { status: 200 })));
+    await bus.publish(FLOW_OBS, Array.from({ length: 25 }, (_, i) => observation(ObservationTypes.direct, `c${i}`, { status: 200 })));
     await waitFor(() => c.stats().overflow === 15, { what: 'overflow count' });
     expect(c.stats().open).toBe(10);
     expect(await registry.getSingleMetricAsString('cutover_comparator_overflow_total')).toMatch(/ 15$/m);
@@ -77,14 +79,14 @@ describe('Comparator (memory bus, fake clock)', () => {
 
   it('a second comparator on the same registry (a restarted shadow side) takes over the gauges', async () => {
     const first = await setup({ maxOpenPairs: 10 });
-    await first.bus.publish(OBS, Array.from({ length: 12 }, (_, i) => observation(ObservationTypes.direct, `a${i}`, { status: 200 })));
+    await first.bus.publish(FLOW_OBS, Array.from({ length: 12 }, (_, i) => observation(ObservationTypes.direct, `a${i}`, { status: 200 })));
     await waitFor(() => first.c.stats().overflow === 2, { what: 'first overflow' });
     await first.c.close();
     const bus = new MemoryBus();
     const second = new Comparator({ bus, observationsTopic: OBS, parityTopic: PARITY, maxOpenPairs: 10, sweepInterval: 0, registry: first.registry });
     await second.start();
     cleanups.push(() => second.close());
-    await bus.publish(OBS, [observation(ObservationTypes.direct, 'b1', { status: 200 })]);
+    await bus.publish(FLOW_OBS, [observation(ObservationTypes.direct, 'b1', { status: 200 })]);
     await waitFor(() => second.stats().open === 1, { what: 'one open pair on the second comparator' });
     expect(await first.registry.getSingleMetricAsString('cutover_comparator_open_pairs')).toMatch(/ 1$/m);
     expect(await first.registry.getSingleMetricAsString('cutover_comparator_overflow_total')).toMatch(/ 0$/m);
@@ -92,15 +94,15 @@ describe('Comparator (memory bus, fake clock)', () => {
 
   it('skips events that are not observations', async () => {
     const { bus, c } = await setup();
-    await bus.publish(OBS, [{ key: null, event: { specversion: '1.0', id: 'x', source: '/s', type: 'something.else' } }]);
+    await bus.publish(FLOW_OBS, [{ key: null, event: { specversion: '1.0', id: 'x', source: '/s', type: 'something.else' } }]);
     await waitFor(() => c.stats().ignored === 1);
   });
 
   it('keeps records while the bus refuses them and publishes them once it is back', async () => {
     const { bus, c, records } = await setup();
     bus.failPublish = new BusError(ErrorCodes.BUS_UNAVAILABLE, 'down', { retriable: true });
-    void c.handle({ topic: OBS, key: 'c1', headers: {}, position: '1', publishedAt: 0, attempt: 1, event: observation(ObservationTypes.direct, 'c1', { status: 200 }).event });
-    const acked = c.handle({ topic: OBS, key: 'c1', headers: {}, position: '2', publishedAt: 0, attempt: 1, event: observation(ObservationTypes.bus, 'c1', { status: 200 }).event });
+    void c.handle({ topic: FLOW_OBS, key: 'c1', headers: {}, position: '1', publishedAt: 0, attempt: 1, event: observation(ObservationTypes.direct, 'c1', { status: 200 }).event });
+    const acked = c.handle({ topic: FLOW_OBS, key: 'c1', headers: {}, position: '2', publishedAt: 0, attempt: 1, event: observation(ObservationTypes.bus, 'c1', { status: 200 }).event });
     let done = false;
     void acked.then(() => (done = true));
     await waitFor(() => c.stats().queued === 1);
@@ -108,5 +110,74 @@ describe('Comparator (memory bus, fake clock)', () => {
     bus.failPublish = undefined;
     await waitFor(() => done, { what: 'the observation to be acknowledged after the record is published' });
     expect(records().map((r) => r.outcome)).toEqual(['match']);
+  });
+});
+
+describe('Comparator: per-flow observation topics', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  async function start(options: { flows?: string[]; scope?: 'flows' | 'all'; sharedTopic?: boolean }) {
+    const bus = new MemoryBus();
+    const c = new Comparator({
+      bus,
+      observationsTopic: OBS,
+      parityTopic: PARITY,
+      sweepInterval: 0,
+      flows: Object.fromEntries((options.flows ?? []).map((f) => [f, {}])),
+      ...(options.scope ? { scope: options.scope } : {}),
+      ...(options.sharedTopic !== undefined ? { sharedTopic: options.sharedTopic } : {}),
+    });
+    await c.start();
+    cleanups.push(() => c.close());
+    const records = (): ParityRecord[] => bus.messages(PARITY).map((d) => d.event.data as ParityRecord);
+    return { bus, c, records };
+  }
+  const pair = (id: string, flow: string): BusMessage[] => [observation(ObservationTypes.direct, id, { status: 200 }, flow), observation(ObservationTypes.bus, id, { status: 200 }, flow)];
+
+  it('each flow group reads only its flow topic: the other flows and the shared topic never reach it', async () => {
+    const { bus, c, records } = await start({ flows: ['inventory.reserve', 'pricing.quote'] });
+    expect(c.groups).toEqual(['cutover.comparator.inventory.reserve', 'cutover.comparator.pricing.quote']);
+    await bus.publish(`${OBS}.inventory.reserve`, pair('r1', 'inventory.reserve'));
+    await bus.publish(`${OBS}.pricing.quote`, pair('q1', 'pricing.quote'));
+    // A flow this comparator has no rules for, and an older sidecar on the shared topic: not read at all.
+    await bus.publish(`${OBS}.shipping.book`, pair('s1', 'shipping.book'));
+    await bus.publish(OBS, pair('old', 'inventory.reserve'));
+    await waitFor(() => records().length === 2, { what: 'two parity records' });
+    expect(records().map((r) => [r.flow, r.correlationId]).sort()).toEqual([
+      ['inventory.reserve', 'r1'],
+      ['pricing.quote', 'q1'],
+    ]);
+    expect(c.stats()).toMatchObject({ foreign: 0, open: 0, ignored: 0 });
+  });
+
+  it('skips an observation on a flow topic that names another flow', async () => {
+    const { bus, c, records } = await start({ flows: ['inventory.reserve'] });
+    await bus.publish(`${OBS}.inventory.reserve`, [...pair('x1', 'pricing.quote'), ...pair('r1', 'inventory.reserve')]);
+    await waitFor(() => records().length === 1 && c.stats().foreign === 2, { what: 'one record, two skipped' });
+    expect(records()[0]!.correlationId).toBe('r1');
+  });
+
+  it('sharedTopic: also reads the shared topic during a rolling upgrade, skipping the other flows there', async () => {
+    const { bus, c, records } = await start({ flows: ['inventory.reserve'], sharedTopic: true });
+    await bus.publish(OBS, [...pair('old', 'inventory.reserve'), ...pair('other', 'pricing.quote')]);
+    await bus.publish(`${OBS}.inventory.reserve`, pair('new', 'inventory.reserve'));
+    await waitFor(() => records().length === 2 && c.stats().foreign === 2, { what: 'two records, two foreign' });
+    expect(records().map((r) => r.correlationId).sort()).toEqual(['new', 'old']);
+  });
+
+  it("scope 'all' reads every flow topic below the base, not the shared topic unless asked, nor another installation's topics below it", async () => {
+    const { bus, c, records } = await start({ scope: 'all' });
+    expect(c.groups).toEqual(['cutover.comparator']);
+    await bus.publish(OBS, pair('old', 'inventory.reserve'));
+    await bus.publish(`${OBS}.inventory.reserve`, pair('r1', 'inventory.reserve'));
+    await bus.publish(`${OBS}.shop.checkout.v2`, pair('c1', 'shop.checkout.v2'));
+    // observationsTopic test.observations.staging of another installation: its flow topics lie below ours.
+    await bus.publish(`${OBS}.staging.inventory.reserve`, pair('st1', 'inventory.reserve'));
+    await waitFor(() => records().length === 2 && c.stats().foreign === 2, { what: 'two records, the other installation skipped' });
+    expect(records().map((r) => r.correlationId).sort()).toEqual(['c1', 'r1']);
+    expect(c.stats().open).toBe(0);
   });
 });

@@ -6,12 +6,15 @@ import type { BusMessage, Delivery } from '../../src/bus/types.js';
 import { DlqHeaders } from '../../src/bus/types.js';
 import { MemoryDedupeStore } from '../../src/handling/dedupe/memory.js';
 import { ReplayConsumer, shadowGroup } from '../../shadow/replay-consumer.js';
-import { CallHeaders, ObservationTypes, type BusReplyData } from '../../src/events/wire.js';
+import { CallHeaders, ObservationTypes, observationsTopicOf, type BusReplyData } from '../../src/events/wire.js';
 import { flowShadowSchema } from '../../src/config/shadow.js';
 import { checkReplyTo, isReplyChannel, rebuildRequest, replayPolicy, shadowReplyTopics } from '../../src/http/replay.js';
 import { Registry } from 'prom-client';
 import { waitFor } from '../helpers/wait-for.js';
 import { MemoryBus } from '../helpers/memory-bus.js';
+import { FieldCipher, type EncryptedValue } from '../../src/crypto/field-cipher.js';
+import type { Keyring } from '../../src/crypto/keyring.js';
+import { SECRET_FIELDS, keyringOf, rotationKeys } from '../helpers/field-keys.js';
 
 interface Seen {
   method: string;
@@ -132,6 +135,17 @@ describe('ReplayConsumer (memory bus, real HTTP target)', () => {
     expect(data.eventPublishedAt).toBe(published);
     expect(data.consumedAt).toBeGreaterThanOrEqual(published);
     expect(data.repliedAt).toBeGreaterThanOrEqual(data.consumedAt!);
+  });
+
+  it('replies to a sidecar call event on the flow\'s observation topic, where the comparator group of that flow reads', async () => {
+    const { bus, replies } = await setup(() => ({ status: 200, body: '{"ok":true}' }));
+    const call = callEvent();
+    call.event.replyto = observationsTopicOf(FLOW.name);
+    await bus.publish(FLOW.topic, [call]);
+    await waitFor(() => bus.messages('cutover.observations.inventory.reserve').length === 1, { what: 'the reply on the flow observation topic' });
+    expect(bus.messages('cutover.observations.inventory.reserve')[0]!.event).toMatchObject({ type: ObservationTypes.bus, correlationid: call.event.id, cutoverflow: FLOW.name });
+    expect(bus.messages('cutover.observations')).toHaveLength(0);
+    expect(replies()).toHaveLength(0);
   });
 
   it('stamps the shadow target\'s version from its response header, or the configured one, without comparing that header', async () => {
@@ -270,16 +284,19 @@ describe('replay policy: what a command may make the target do', () => {
     expect(() => rebuildRequest(delivery(cookie), FLOW, replayPolicy(FLOW, { headers: ['*', 'cookie'] }))).toThrow(expect.objectContaining({ code: 'CUTOVER_AUTH_REPLAY_REFUSED' }));
   });
 
-  it('accepts as replyto only the observations topic and sidecars\' reply channels', () => {
+  it('accepts as replyto only the observation topics and sidecars\' reply channels', () => {
     const policy = replayPolicy(FLOW);
-    for (const topic of ['cutover.observations', 'cutover.replies.checkout.a1b2c3']) expect(code(() => checkReplyTo({ ...callEvent().event, replyto: topic }, policy))).toEqual({});
-    for (const topic of ['attacker.inbox', 'cutover.parity', 'cutover.control', 'cutover.replies.x', 'commands.agent.payments.refund']) {
+    // A flow's observation topic (multi-level flow names too), and the shared topic older sidecars name.
+    for (const topic of ['cutover.observations.inventory.reserve', 'cutover.observations.shop.checkout.v2', 'cutover.observations', 'cutover.replies.checkout.a1b2c3']) expect(code(() => checkReplyTo({ ...callEvent().event, replyto: topic }, policy)), topic).toEqual({});
+    for (const topic of ['attacker.inbox', 'cutover.parity', 'cutover.control', 'cutover.replies.x', 'commands.agent.payments.refund', 'cutover.observations.inventory.reserve.dlq', 'cutover.observationsx', 'cutover.observations.']) {
       expect(code(() => checkReplyTo({ ...callEvent().event, replyto: topic }, policy)), topic).toEqual({ code: 'CUTOVER_AUTH_REPLYTO_REFUSED', reason: 'replyto' });
     }
     expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations' }, replayPolicy(FLOW, { replyTo: isReplyChannel })))).toMatchObject({ reason: 'replyto' });
     const staging = replayPolicy(FLOW, { replyTo: shadowReplyTopics('cutover.observations-staging') });
     expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations-staging' }, staging))).toEqual({});
     expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations' }, staging))).toMatchObject({ reason: 'replyto' });
+    expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations-staging.inventory.reserve' }, staging))).toEqual({});
+    expect(code(() => checkReplyTo({ ...callEvent().event, replyto: 'cutover.observations.inventory.reserve' }, staging))).toMatchObject({ reason: 'replyto' });
   });
 
   it('a forged DELETE /admin/users/all with stolen credentials never reaches the target, is dead-lettered with its reason and counted', async () => {
@@ -317,5 +334,93 @@ describe('replay of a withheld body', () => {
     const m = callEvent('w', { data: { bodySkipped: 'unencryptable', params: {}, query: {} } });
     const d: Delivery = { topic: FLOW.topic, key: m.key, event: m.event, headers: m.headers ?? {}, position: '1', publishedAt: 0, attempt: 1 };
     expect(() => rebuildRequest(d, FLOW)).toThrow(expect.objectContaining({ code: 'CUTOVER_EVENT_INVALID', message: expect.stringContaining('unencryptable') }));
+  });
+});
+
+describe('ReplayConsumer with encrypted fields', () => {
+  const EMAIL = 'bob@example.com';
+  const CARD = '5555444433331111';
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  /** A call event as the sidecar publishes it: the configured request fields encrypted, bound to its id. */
+  function encryptedCall(cipher: FieldCipher, id: string = randomUUID()): BusMessage {
+    const body = { customer: { email: EMAIL }, card: { number: CARD }, amount: 5 };
+    cipher.encryptFields(body, { eventId: id, part: 'request' });
+    return callEvent(id, { data: { body, params: {}, query: { dryRun: '1' } } });
+  }
+
+  /** A target that answers with what it received: the response then holds the same secrets. */
+  async function setup(keyring: Keyring | undefined) {
+    const t = await target((req) => ({ status: 200, body: req.body }));
+    cleanups.push(t.close);
+    const bus = new MemoryBus();
+    const consumer = new ReplayConsumer({ bus, dedupe: new MemoryDedupeStore(), ...(keyring ? { keyring } : {}), flow: { ...FLOW, shadow: { ...flowShadowSchema.parse({ target: t.url, maxAttempts: 3, backoff: { initialMs: 5, maxMs: 10 } }), target: t.url } } });
+    await consumer.start();
+    cleanups.push(() => consumer.close());
+    const everything = () => JSON.stringify([...bus.topics.values()].flat().map((d) => [d.key, d.event, d.headers]));
+    return { t, bus, consumer, everything, replies: () => bus.messages('cutover.replies.test.r1') };
+  }
+
+  it('sends the target clear values, and publishes its answer with those fields encrypted again for the call', async () => {
+    const { old, current } = rotationKeys();
+    const ring = keyringOf(current, [old]);
+    const { t, bus, replies, everything } = await setup(ring);
+    // Both keys of a rotation: an event from before the switch and one from after.
+    const calls = [encryptedCall(new FieldCipher(old.key, old.keyId, SECRET_FIELDS)), encryptedCall(ring.current)];
+    await bus.publish(FLOW.topic, calls);
+    await waitFor(() => replies().length === 2, { what: 'two replies' });
+    expect(t.seen.map((s) => JSON.parse(s.body))).toEqual([0, 1].map(() => ({ customer: { email: EMAIL }, card: { number: CARD }, amount: 5 })));
+    for (const reply of replies()) {
+      const data = reply.event.data as BusReplyData;
+      // A copy: the memory bus holds the published object itself.
+      const body = structuredClone(data.body) as { customer: { email: EncryptedValue }; amount: number };
+      expect(body.customer.email.kid).toBe(current.keyId);
+      expect(body.amount).toBe(5);
+      // Bound like the direct observation: the correlation id, `response`.
+      ring.decryptAll(body, { eventId: reply.event.correlationid!, part: 'response' });
+      expect(body).toEqual({ customer: { email: EMAIL }, card: { number: CARD }, amount: 5 });
+    }
+    expect(everything()).not.toContain(EMAIL);
+    expect(everything()).not.toContain(CARD);
+  });
+
+  it('dead-letters a tampered value with CUTOVER_CRYPTO_FAILED at once, never calling the target with a half-decrypted body', async () => {
+    const ring = keyringOf(rotationKeys().current);
+    const { t, bus, replies, consumer } = await setup(ring);
+    const call = encryptedCall(ring.current, 'tampered');
+    const card = (call.event.data as { body: { card: { number: EncryptedValue } } }).body.card.number;
+    const raw = Buffer.from(card.$enc, 'base64');
+    raw[20]! ^= 0xff;
+    card.$enc = raw.toString('base64');
+    await bus.publish(FLOW.topic, [call]);
+    await waitFor(() => bus.messages(`${FLOW.topic}.dlq`).length === 1, { what: 'the dead letter' });
+    const dead = bus.messages(`${FLOW.topic}.dlq`)[0]!;
+    expect(dead.headers[DlqHeaders.errorCode]).toBe('CUTOVER_CRYPTO_FAILED');
+    expect(dead.headers[DlqHeaders.attempts]).toBe('1');
+    expect(t.seen).toHaveLength(0);
+    // The comparator records error_bus instead of waiting a window for a reply.
+    expect(replies()[0]!.event.data).toMatchObject({ dlq: true, error: { code: 'CUTOVER_CRYPTO_FAILED' } });
+    expect(consumer.stats()).toMatchObject({ delivered: 0, deadLettered: 1 });
+  });
+
+  it('dead-letters a value encrypted with a key it does not hold (the old key of a rotation, once dropped)', async () => {
+    const { old, current } = rotationKeys();
+    const { t, bus } = await setup(keyringOf(current));
+    await bus.publish(FLOW.topic, [encryptedCall(new FieldCipher(old.key, old.keyId, SECRET_FIELDS))]);
+    await waitFor(() => bus.messages(`${FLOW.topic}.dlq`).length === 1, { what: 'the dead letter' });
+    expect(bus.messages(`${FLOW.topic}.dlq`)[0]!.headers[DlqHeaders.errorMessage]).toContain(`encrypted with key "${old.keyId}"`);
+    expect(t.seen).toHaveLength(0);
+  });
+
+  it('without a keyring passes the ciphertext to the target, as published', async () => {
+    const cipher = new FieldCipher(rotationKeys().current.key, 'k', SECRET_FIELDS);
+    const { t, bus, replies } = await setup(undefined);
+    const call = encryptedCall(cipher);
+    await bus.publish(FLOW.topic, [call]);
+    await waitFor(() => replies().length === 1, { what: 'the reply' });
+    expect(JSON.parse(t.seen[0]!.body)).toEqual((call.event.data as { body: unknown }).body);
   });
 });

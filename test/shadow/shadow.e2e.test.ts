@@ -43,7 +43,8 @@ for (const target of targets) {
       const flow: SimFlow = { name: `t${id}.call`, topic: `commands.agent.t${id}.call`, observationsTopic: `cutover.observations.t${id}` };
       const parityTopic = `cutover.parity.t${id}`;
       const env = await target.setup(id);
-      cleanups.push(() => env.cleanup([flow.topic, flow.observationsTopic, parityTopic]));
+      // Prefixes: every flow topic of the run and every flow's observation topic below its base.
+      cleanups.push(() => env.cleanup([`commands.agent.t${id}.`, flow.observationsTopic, parityTopic]));
       const direct = await startTestAgent({ randomToken: options.randomToken });
       const shadowTarget = await startTestAgent({ differs: options.differs, randomToken: options.randomToken });
       cleanups.push(() => direct.close(), () => shadowTarget.close());
@@ -90,8 +91,11 @@ for (const target of targets) {
 
     const skus = Array.from({ length: 100 }, (_, i) => `sku-${i}`);
 
-    it('a shadow target identical to the agent: every call of the run is a match', async () => {
+    it('a shadow target identical to the agent: every call of the run is a match; another flow\'s observations never reach the comparator', async () => {
       const r = await run({ flow: reserveFlow });
+      // A flow this runtime does not know, on the same sidecar: its observations go to its own topic.
+      const other: SimFlow = { ...r.flow, name: r.flow.name.replace(/\.call$/, '.other'), topic: r.flow.topic.replace(/\.call$/, '.other') };
+      for (const sku of skus.slice(0, 10)) await simulateCall(r.bus, r.direct.url, other, { method: 'POST', path: '/reservations', body: { sku, qty: 1 }, key: sku });
       const ids = await reserveCalls(r, skus);
       await waitFor(() => r.records.length >= 100, { timeoutMs: 45_000, what: '100 parity records' });
       expect(new Set(r.records.map((x) => x.correlationId))).toEqual(new Set(ids.values()));
@@ -105,6 +109,8 @@ for (const target of targets) {
         expect(rec.eventBytes).toBeGreaterThan(0);
       }
       expect(r.shadowTarget.hits).toBe(100);
+      // The comparator's group read its flow's topic only: not one observation of the other flow was handed to it.
+      expect(r.runtime.comparator!.stats()).toMatchObject({ foreign: 0, open: 0 });
     });
 
     it('a shadow target answering differently for a known 2% of keys: exactly those calls mismatch, at /body/price', async () => {

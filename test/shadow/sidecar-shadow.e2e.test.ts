@@ -1,28 +1,24 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { start as startInventory } from '../../examples/agents/inventory.js';
 import { startSidecar } from '../../proxy/sidecar.js';
-import { createBus, type BusConfigInput } from '../../src/bus/index.js';
+import { createBus } from '../../src/bus/index.js';
 import { busConfigSchema } from '../../src/config/bus.js';
 import { createRegistry } from '../../src/metrics.js';
 import { flowCompareSchema, flowShadowSchema, shadowConfigSchema } from '../../src/config/shadow.js';
 import { ShadowRuntime } from '../../shadow/runtime.js';
-import { redisUrl } from '../helpers/brokers.js';
+import { busTargets } from '../helpers/bus-targets.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { deleteRedisPrefix } from '../../src/bus/redis/maintenance.js';
 import { collectParity } from '../helpers/parity.js';
 
 /**
- * The real chain on Redis: caller → sidecar (shadow mode) → REST agent, the sidecar's call events delivered
+ * The real chain on Redis and on RabbitMQ: caller → sidecar (shadow mode) → REST agent, the sidecar's call events delivered
  * by the shadow consumer to a second instance of the agent, both results paired by the comparator.
  * Checks that the events the sidecar really publishes replay exactly.
  */
 
-const redis = redisUrl();
+const targets = busTargets('shadow-sidecar').filter((t) => t.kind === 'redis' || t.kind === 'rabbitmq');
 
 function post(url: string, body: unknown): Promise<number> {
   const payload = Buffer.from(JSON.stringify(body));
@@ -36,20 +32,16 @@ function post(url: string, body: unknown): Promise<number> {
   });
 }
 
-(redis ? describe : describe.skip)('sidecar + shadow delivery + comparator on redis', () => {
+describe.each(targets)('sidecar + shadow delivery + comparator on $kind', (target) => {
   const cleanups: Array<() => Promise<unknown>> = [];
   afterEach(async () => {
     while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
   });
 
-  it('every call through the sidecar is replayed to the shadow agent and pairs as a match', async () => {
-    const prefix = `cutover-shadow-sidecar-${randomUUID().slice(0, 8)}:`;
-    const dir = await mkdtemp(path.join(tmpdir(), 'cutover-shadow-sidecar-'));
-    cleanups.push(async () => {
-      await deleteRedisPrefix(redis!, prefix);
-      await rm(dir, { recursive: true, force: true });
-    });
-    const busConfig: BusConfigInput = { kind: 'redis', url: redis!, prefix, blockTime: '200ms' };
+  it.skipIf(target.skip)(`every call through the sidecar is replayed to the shadow agent and pairs as a match${target.skip ? ` (skipped: ${target.skip})` : ''}`, async () => {
+    const env = await target.setup(randomUUID().slice(0, 8));
+    cleanups.push(() => env.cleanup());
+    const { config: busConfig, dir } = env;
     const direct = await startInventory();
     const shadowAgent = await startInventory();
     cleanups.push(() => direct.close(), () => shadowAgent.close());

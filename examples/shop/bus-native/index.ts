@@ -3,3 +3,4 @@ export { startBusPricing, QUOTE_TOPIC, type BusPricingOptions } from './pricing.
 export { startBusInventory, RESERVE_TOPIC, RESERVED_FACT_TOPIC, type BusInventoryOptions } from './inventory.js';
 export { startBusFraud, CHECK_TOPIC, type BusFraudOptions } from './fraud.js';
 export type { BusAgent, BusNativeOptions, CallData } from './call.js';
+export { startBusCheckout, checkoutTopic, type BusCheckoutOptions } from './checkout.js';

@@ -10,7 +10,7 @@ import { isPattern, topicsMatcher } from '../topics.js';
 import type { BusMessage, Delivery, SubscribeOptions, Subscription } from '../types.js';
 import { busyDelay, isBusy, withBusyRetry } from './sqlite.js';
 import { Notifier } from '../../async.js';
-import { rowToDelivery, type EmbeddedStore, type MessageRow, type OffsetRow } from './store.js';
+import { IDLE_RECHECK_MS, rowToDelivery, type EmbeddedStore, type MessageRow, type OffsetRow } from './store.js';
 
 /** Most rows fetched from one topic partition per poll. */
 const FETCH_LIMIT = 500;
@@ -156,8 +156,14 @@ export class EmbeddedSubscription implements Subscription {
       `joining consumer group ${this.group}`,
     );
     for (const [name, id] of created) this.store.remember(name, id);
+    this.store.markChanged();
     this.joined = true;
-    this.unlisten = this.store.onWrite(() => this.wake());
+    const unlistenWrites = this.store.onWrite(() => this.wake());
+    const unlistenChanges = this.store.onChange(() => this.wake(), this.pollInterval);
+    this.unlisten = () => {
+      unlistenWrites();
+      unlistenChanges();
+    };
     this.loopDone = this.run();
     const deadline = Date.now() + Math.min(this.sessionTimeout, 5_000);
     while (!this.closing && this.activeCount() < this.share && Date.now() < deadline) await sleep(this.pollInterval);
@@ -187,6 +193,7 @@ export class EmbeddedSubscription implements Subscription {
     }
     try {
       await withBusyRetry(() => this.store.write(() => this.leave(), false), Date.now() + this.ctx.config.publishTimeout, `leaving consumer group ${this.group}`);
+      this.store.markChanged();
     } catch (err) {
       // The leases then expire after sessionTimeout and another member takes over.
       this.logger.warn({ err }, 'could not leave the consumer group cleanly');
@@ -221,11 +228,16 @@ export class EmbeddedSubscription implements Subscription {
     }
   }
 
-  /** Sleeps until the next poll, a due commit or rebalance, or a wake-up (local publish, freed capacity). */
+  /**
+   * Sleeps until a due commit or rebalance, or a wake-up: a local publish, freed capacity, or the store's
+   * change watcher seeing the file change (another process published or joined, a local member moved
+   * leases). An idle member thus runs no query of its own between heartbeats; IDLE_RECHECK_MS bounds the
+   * sleep all the same.
+   */
   private pause(): Promise<unknown> {
     const now = Date.now();
     // A due commit counts only while something is left to commit (a lost partition drops its own).
-    const until = Math.min(now + this.pollInterval, this.dirty.size > 0 ? this.commitDueAt : Infinity, this.nextRebalanceAt);
+    const until = Math.min(now + Math.max(this.pollInterval, IDLE_RECHECK_MS), this.dirty.size > 0 ? this.commitDueAt : Infinity, this.nextRebalanceAt);
     return this.alarm.wait(Math.max(0, until - now));
   }
 
@@ -393,7 +405,10 @@ export class EmbeddedSubscription implements Subscription {
       this.held.delete(h.part);
       released = true;
     }
-    if (released) this.lastGeneration = sql.bumpGeneration.get(g)!.generation;
+    if (released) {
+      this.lastGeneration = sql.bumpGeneration.get(g)!.generation;
+      this.store.markChanged();
+    }
 
     for (const b of batches) {
       const s = b.state;

@@ -2,7 +2,7 @@ import type { Logger } from '../../logger.js';
 import type { Delivery, ReadOptions, ReadStream } from '../types.js';
 import { isBusy, toBusError } from './sqlite.js';
 import { Notifier } from '../../async.js';
-import { rowToDelivery, type EmbeddedStore, type MessageRow } from './store.js';
+import { IDLE_RECHECK_MS, rowToDelivery, type EmbeddedStore, type MessageRow } from './store.js';
 
 /** Rows fetched per partition per round. */
 const ROUND_LIMIT = 256;
@@ -34,7 +34,12 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
     private readonly onClosed: () => void,
   ) {
     this.follow = options.follow ?? true;
-    this.unlisten = store.onWrite(() => this.alarm.notify());
+    const unlistenWrites = store.onWrite(() => this.alarm.notify());
+    const unlistenChanges = store.onChange(() => this.alarm.notify(), pollInterval);
+    this.unlisten = () => {
+      unlistenWrites();
+      unlistenChanges();
+    };
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
@@ -125,6 +130,7 @@ export class EmbeddedReadStream implements ReadStream, AsyncIterator<Delivery> {
   }
 
   private pause(): Promise<unknown> {
-    return this.closed ? Promise.resolve() : this.alarm.wait(this.pollInterval);
+    // Woken by a local publish or by the store's change watcher; the bound is a safety net.
+    return this.closed ? Promise.resolve() : this.alarm.wait(Math.max(this.pollInterval, IDLE_RECHECK_MS));
   }
 }

@@ -154,22 +154,39 @@ function prepareAll(db: Database.Database) {
     ),
     forgetRedeliveries: p('DELETE FROM redeliveries WHERE grp = ? AND topic_id = ? AND part = ? AND seq <= ?'),
     ping: p('SELECT 1'),
+    // Changes whenever another connection (another process) commits to the file; never for our own commits.
+    dataVersion: p<{ data_version: number }>('PRAGMA data_version'),
   };
 }
 
 export type Statements = ReturnType<typeof prepareAll>;
 
 /**
+ * Longest an idle consumer or reader sleeps without a wake-up (local publish, change watcher) or a due
+ * heartbeat: a safety net, not the poll.
+ */
+export const IDLE_RECHECK_MS = 1_000;
+
+/**
  * The SQLite file and what the publisher, consumers and readers of one bus share: one connection (calls
- * are synchronous, so they never interleave), prepared statements, the topic-id cache and a signal for
- * "this process just published", which wakes local consumers without waiting for their next poll.
+ * are synchronous, so they never interleave), prepared statements, the topic-id cache, a signal for
+ * "this process just published", which wakes local consumers without waiting for their next poll, and a
+ * change watcher: one timer per process looks at the file's `data_version` every `pollInterval` (a
+ * counter SQLite bumps when another connection commits) and wakes the consumers and readers only when the
+ * file changed, so idle subscriptions cost one pragma per interval between them instead of their own
+ * queries each.
  */
 export class EmbeddedStore {
   readonly partitions: number;
   private readonly topicIds = new Map<string, number>();
   private readonly writeListeners = new Set<() => void>();
+  private readonly changeListeners = new Set<() => void>();
   private durable: boolean | undefined;
   private notifyPending = false;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private seenVersion = -1;
+  /** {@link markChanged} was called since the watcher last looked (data_version does not show our own commits). */
+  private committedHere = false;
 
   private constructor(
     readonly db: Database.Database,
@@ -246,6 +263,50 @@ export class EmbeddedStore {
   }
 
   /**
+   * A local transaction changed what other local members act on (a group's generation: a join, a leave,
+   * partitions handed over): the change watcher wakes them at its next look, as it would for another process.
+   */
+  markChanged(): void {
+    this.committedHere = true;
+  }
+
+  /**
+   * Calls `listener` at most once per `interval` while the file changed: another process committed, or a
+   * local member changed its group ({@link markChanged}). Local publishes wake through {@link onWrite}, at
+   * once. Returns the unsubscribe function.
+   */
+  onChange(listener: () => void, interval: number): () => void {
+    this.changeListeners.add(listener);
+    if (!this.watchTimer) {
+      this.watchTimer = setInterval(() => this.checkChanged(), Math.max(1, interval));
+      // Subscriptions keep the process alive with their own timers; the watcher alone must not.
+      this.watchTimer.unref();
+    }
+    return () => {
+      this.changeListeners.delete(listener);
+      if (this.changeListeners.size === 0 && this.watchTimer) {
+        clearInterval(this.watchTimer);
+        this.watchTimer = undefined;
+      }
+    };
+  }
+
+  private checkChanged(): void {
+    let changed = this.committedHere;
+    this.committedHere = false;
+    try {
+      const version = this.sql.dataVersion.get()?.data_version ?? -1;
+      if (version !== this.seenVersion) changed = true;
+      this.seenVersion = version;
+    } catch {
+      // Cannot tell (a closing file, an I/O error): wake everyone, as a plain poll would.
+      changed = true;
+    }
+    if (!changed) return;
+    for (const listener of this.changeListeners) listener();
+  }
+
+  /**
    * Tells local consumers and readers that new messages were committed. Deferred to the next turn of the
    * event loop (and coalesced): publish() callers see their promise settle before consumers run, and a
    * burst of flushes wakes each consumer once.
@@ -297,6 +358,9 @@ export class EmbeddedStore {
 
   close(): void {
     this.writeListeners.clear();
+    this.changeListeners.clear();
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
     if (this.db.open) this.db.close();
   }
 }

@@ -38,8 +38,8 @@ export interface ClientHandleOptions<C> {
 
 /**
  * One kafkajs client that is replaced instead of repaired. After a broker outage a kafkajs producer can
- * stay wedged (and an idempotent one may reuse sequence numbers of a batch that did land), so a call that
- * fails because Kafka was unreachable or slow retires the client and the next call connects a new one.
+ * stay wedged, so a call that fails because Kafka was unreachable or slow retires the client and the next
+ * call connects a new one.
  * A retired client is disconnected once its abandoned calls settle: kafkajs reconnects on its own inside
  * retries, so disconnecting earlier could leave a socket open behind our back.
  */

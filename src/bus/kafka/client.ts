@@ -3,17 +3,10 @@ import tls from 'node:tls';
 import { Kafka, logLevel, type ISocketFactory, type LogEntry, type RetryOptions, type SASLOptions } from 'kafkajs';
 import type { Logger } from '../../logger.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
+import { busTlsOptions } from '../../tls.js';
 
 /** Same keep-alive kafkajs's own socket factory sets, so swapping in `options.connect` changes nothing else. */
 const KEEP_ALIVE_MS = 60_000;
-
-/**
- * kafkajs messages we expect and handle ourselves; logged at debug instead of warn so they do not look like
- * faults. Retries are bounded on purpose (every publish has a deadline) and a producer that failed a send
- * is replaced by a fresh one with a new producer id, so bounded retries cannot cause the sequence-number
- * confusion the warning is about.
- */
-const EXPECTED_WARNINGS = [/Limiting retries for the idempotent producer/];
 
 /**
  * kafkajs logs every failed response at error level before handing the error to the caller. A CreateTopics
@@ -54,8 +47,7 @@ export function kafkaLogCreator(logger: Logger): () => (entry: LogEntry) => void
           else logger.error(fields, message);
           break;
         case logLevel.WARN:
-          if (EXPECTED_WARNINGS.some((re) => re.test(message))) logger.debug(fields, message);
-          else logger.warn(fields, message);
+          logger.warn(fields, message);
           break;
         case logLevel.INFO:
           logger.info(fields, message);
@@ -99,10 +91,15 @@ export class KafkaSockets {
     if (this.closed) throw new Error('the Kafka client is closed');
     const raw = this.track(this.connect(host, port));
     raw.setKeepAlive(true, KEEP_ALIVE_MS);
+    // Node sockets start with Nagle's algorithm on: a small request written while an earlier one on the
+    // connection is unacknowledged (a commit or heartbeat behind a fetch, the next produce) would wait for
+    // the broker's delayed ACK. Kafka's own clients set TCP_NODELAY too.
+    raw.setNoDelay(true);
     // kafkajs hands over its `ssl` setting as given: `true` or TLS options when on, falsy when off.
     if (ssl) {
       const tlsOptions = typeof ssl === 'object' ? ssl : {};
-      return this.track(tls.connect({ ...tlsOptions, socket: raw, ...(net.isIP(host) ? {} : { servername: host }) }, onConnect));
+      // SNI is the host connected to unless the config names another; never an IP address (RFC 6066).
+      return this.track(tls.connect({ ...(net.isIP(host) ? {} : { servername: host }), ...tlsOptions, socket: raw }, onConnect));
     }
     if (!raw.connecting && raw.readyState === 'open') queueMicrotask(onConnect);
     else raw.once('connect', onConnect);
@@ -132,13 +129,36 @@ export function clientRetry(config: KafkaBusConfig): RetryOptions {
 }
 
 /**
+ * The producer's own retries: none. kafkajs retries a produce request per broker and keeps the answers of
+ * the brokers that succeeded; when a retry finds that a failed broker's partitions moved to one of those
+ * (a leader election, a broker restarting), it sends them nowhere and resolves as if they were written: an
+ * acknowledged publish that is not on the cluster. The publisher retries the whole batch itself instead
+ * (publisher.ts), until the publish deadline: at worst a duplicate, never a loss.
+ */
+export function produceRetry(config: KafkaBusConfig): RetryOptions {
+  return { ...clientRetry(config), retries: 0 };
+}
+
+/**
  * Makes a kafkajs client with sockets of its own: a producer or admin that is replaced ends its own
  * connections without touching the others'. `sockets` may be absent for a client that opens none (tests).
  */
 export type KafkaFactory = () => { client: Kafka; sockets?: KafkaSockets };
 
-/** A kafkajs client whose every connection goes through `sockets`. */
-export function createKafkaClient(config: KafkaBusConfig, logger: Logger, sockets: KafkaSockets): Kafka {
+/**
+ * The TLS options of `bus.ssl`, files read and checked now (CUTOVER_CONFIG_INVALID naming the field when
+ * one is unreadable); undefined when TLS is off. Logs a warning when verification is off.
+ */
+export function kafkaTlsOptions(config: KafkaBusConfig, logger: Logger): tls.ConnectionOptions | undefined {
+  const options = busTlsOptions(config.ssl, 'bus.ssl');
+  if (options?.rejectUnauthorized === false) {
+    logger.warn({ brokers: config.brokers }, 'bus.ssl.rejectUnauthorized is false: the brokers\' certificates are NOT verified, anyone on the path can pose as a broker; give bus.ssl.caFile instead');
+  }
+  return options;
+}
+
+/** A kafkajs client whose every connection goes through `sockets`; `ssl` from {@link kafkaTlsOptions}. */
+export function createKafkaClient(config: KafkaBusConfig, logger: Logger, sockets: KafkaSockets, ssl: tls.ConnectionOptions | undefined): Kafka {
   return new Kafka({
     clientId: config.clientId,
     brokers: config.brokers,
@@ -149,7 +169,8 @@ export function createKafkaClient(config: KafkaBusConfig, logger: Logger, socket
     requestTimeout: Math.max(config.publishTimeout, 1_000),
     enforceRequestTimeout: true,
     retry: clientRetry(config),
-    ssl: config.ssl,
+    // kafkajs passes this to the socket factory as given; `{}` (ssl: true) means Node's CAs.
+    ssl: ssl ?? false,
     // The config schema restricts the mechanism to the three kafkajs supports with username/password.
     ...(config.sasl ? { sasl: config.sasl as SASLOptions } : {}),
     socketFactory: sockets.factory,

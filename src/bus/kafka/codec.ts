@@ -1,4 +1,4 @@
-import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { ErrorCodes, ValidationError } from '../../errors.js';
 import { parseEvent, serializeEvent } from '../../events/cloudevent.js';
 import { CLOUDEVENTS_JSON } from '../../events/types.js';
@@ -8,9 +8,19 @@ export const CONTENT_TYPE_HEADER = 'content-type';
 /** Rough per-record framing in a Kafka record batch (lengths, varints, timestamp delta, attributes). */
 const RECORD_OVERHEAD = 24;
 
-/** One message ready for kafkajs, with its approximate size on the wire for batching decisions. */
+/**
+ * One Kafka record as the publisher hands it to a producer client. Strings are written as UTF-8; a record
+ * moved to a dead-letter topic as it is keeps its raw bytes.
+ */
+export interface OutgoingRecord {
+  key: string | Buffer | null;
+  value: string | Buffer;
+  headers: Record<string, string>;
+}
+
+/** One record ready for the producer, with its approximate size on the wire for batching decisions. */
 export interface OutgoingMessage {
-  message: Message;
+  message: OutgoingRecord;
   bytes: number;
 }
 

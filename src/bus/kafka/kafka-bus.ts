@@ -4,8 +4,10 @@ import type { CreateBusOptions } from '../options.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 import { assertTopicName, assertTopicPattern } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';
-import { createKafkaClient, KafkaSockets, type KafkaFactory } from './client.js';
+import { createKafkaClient, KafkaSockets, kafkaTlsOptions, type KafkaFactory } from './client.js';
 import { encodeMessages, type OutgoingMessage } from './codec.js';
+import { platformaticProducerFactory } from './platformatic-producer.js';
+import { kafkajsProducerFactory } from './producer-client.js';
 import { Publisher } from './publisher.js';
 import { KafkaReader } from './reader.js';
 import { KafkaSubscription } from './subscription.js';
@@ -15,9 +17,10 @@ import { TopicAdmin } from './topic-admin.js';
 const HEALTH_TIMEOUT_MS = 2_000;
 
 /**
- * The Kafka adapter (kafkajs). Topics are created on demand with the configured partitions; publishes are
- * micro-batched into idempotent, acks=all produce requests; each subscription is one consumer in a Kafka
- * consumer group, committing an offset only after its handler (or its dead letter) succeeded.
+ * The Kafka adapter (kafkajs; the publisher's producer may be @platformatic/kafka, `client.producer`). Topics are created on demand with the configured partitions, replication
+ * factor and min.insync.replicas; publishes are micro-batched into acks=all produce requests (sent again
+ * whole after a retriable failure, until the publish deadline); each subscription is one consumer in a
+ * Kafka consumer group, committing an offset only after its handler (or its dead letter) succeeded.
  *
  * Limitation: Kafka keeps no delivery count. `Delivery.attempt` counts the retries made within one
  * delivery, but a message redelivered after a crash or a rebalance starts at attempt 1 again, so a message
@@ -48,14 +51,21 @@ export class KafkaBus implements Bus {
   ) {
     this.log = logger.child({ brokers: config.brokers.join(',') });
     const kafkaLog = this.log.child({ component: 'kafkajs' });
+    // Read once here, so an unreadable certificate fails createBus() rather than every connection.
+    const ssl = kafkaTlsOptions(config, this.log);
     this.newClient = () => {
       for (const s of this.sockets) if (s.destroyed) this.sockets.delete(s);
       const sockets = new KafkaSockets(options.connect);
       this.sockets.add(sockets);
-      return { client: createKafkaClient(config, kafkaLog, sockets), sockets };
+      return { client: createKafkaClient(config, kafkaLog, sockets, ssl), sockets };
     };
     this.admin = new TopicAdmin(this.newClient, config, this.log);
-    this.publisher = new Publisher(this.newClient, {
+    if (config.client.producer === 'platformatic' && options.connect) {
+      // That client opens its sockets itself: connections made through `connect` would silently not be its.
+      throw new BusError(ErrorCodes.BUS_MISCONFIGURED, 'bus.client.producer: platformatic takes no connection hook (options.connect); use the kafkajs producer where connections are injected');
+    }
+    const producers = config.client.producer === 'platformatic' ? platformaticProducerFactory(config, ssl) : kafkajsProducerFactory(this.newClient, config);
+    this.publisher = new Publisher(producers, {
       config,
       logger: this.log,
       ensureTopic: (topic, timeoutMs) => this.admin.ensureTopic(topic, timeoutMs),

@@ -1,11 +1,10 @@
-import { Partitioners, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { CutoverError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 import { ClientHandle } from './client-handle.js';
-import type { OutgoingMessage } from './codec.js';
-import { clientRetry, type KafkaFactory } from './client.js';
+import type { OutgoingMessage, OutgoingRecord } from './codec.js';
 import { timeoutError, toBusError } from './errors.js';
+import type { ProducerClient, ProducerFactory, TopicRecords } from './producer-client.js';
 
 /**
  * Cap on one produce request. Kafka limits a record batch per partition to `message.max.bytes` (1 MiB by
@@ -26,7 +25,7 @@ interface PublishCall {
 
 interface Chunk {
   call: PublishCall;
-  messages: Message[];
+  messages: OutgoingRecord[];
   bytes: number;
 }
 
@@ -39,46 +38,45 @@ export interface PublisherOptions {
 
 /**
  * Micro-batching producer. publish() calls arriving within `linger` (and while a request is in flight)
- * are sent as one `sendBatch`, any topics mixed; each call resolves when all its messages are acked by all
- * in-sync replicas (acks -1), or rejects by its own deadline (`publishTimeout`).
+ * are sent as one produce call of the producer client (kafkajs or @platformatic/kafka), any topics mixed;
+ * each call resolves when all its messages are acked by all in-sync replicas (acks -1), or rejects by its
+ * own deadline (`publishTimeout`); a retriable failure is retried until then. With `linger` 0 (the default)
+ * the window is the rest of the current event-loop turn: calls made together still share a request, and a
+ * lone call (a bus-mode command, a reply) is not held.
  *
- * One request is in flight at a time: the producer is idempotent, and kafkajs serializes idempotent
- * requests per broker anyway; meanwhile the next batch gathers. Keeping one request in flight also keeps
- * per-key order across calls. A request over MAX_REQUEST_BYTES is split into consecutive chunks.
+ * One request is in flight at a time; meanwhile the next batch gathers. Keeping one request in flight
+ * keeps per-key order across calls, and under load it batches by itself: whatever arrives during a
+ * round trip goes in the next request. A request over MAX_REQUEST_BYTES is split into consecutive chunks.
+ *
+ * The producer is not idempotent: kafkajs refuses idempotence without its own retries, and those can
+ * acknowledge messages that were never written (see `produceRetry` in client.ts); the other client is set
+ * up the same way so that both behave alike. Without client-side resends of a request there is nothing for
+ * broker-side deduplication to catch; a batch sent again after a failure (this class, or the caller) may
+ * duplicate what part of it had landed: at-least-once, as everywhere.
  */
 export class Publisher {
-  private readonly producers: ClientHandle<Producer>;
+  private readonly producers: ClientHandle<ProducerClient>;
   private readonly queue: Chunk[] = [];
   private queuedBytes = 0;
   private sending = false;
-  private lingerTimer: NodeJS.Timeout | undefined;
+  private lingerTimer: { cancel(): void } | undefined;
   private readonly active = new Set<Promise<void>>();
+  private closing = false;
 
   constructor(
-    kafka: KafkaFactory,
+    createProducer: ProducerFactory,
     private readonly options: PublisherOptions,
   ) {
     const { config, logger } = options;
-    this.producers = new ClientHandle<Producer>({
-      create: () => {
-        const { client, sockets } = kafka();
-        const producer = client.producer({
-          idempotent: true,
-          // kafkajs's default for idempotent producers is to retry forever; every publish has a deadline.
-          retry: clientRetry(config),
-          allowAutoTopicCreation: false,
-          // Passing it explicitly also silences kafkajs's notice about its v2 partitioner change.
-          createPartitioner: Partitioners.DefaultPartitioner,
-        });
-        return { client: producer, release: () => sockets?.destroy() };
-      },
+    this.producers = new ClientHandle<ProducerClient>({
+      create: createProducer,
       connectTimeout: config.connectionTimeout * 2,
       retireTimeout: config.publishTimeout + 1_000,
       what: 'producer',
       brokers: config.brokers,
       logger,
-      // Any failed send retires the producer: an idempotent producer whose batch may or may not have
-      // landed must not reuse its sequence numbers, or the broker could drop the next batch as a duplicate.
+      // Any failed send retires the producer: its connections may be wedged, and the next attempt starts
+      // from fresh metadata.
       discardOn: () => true,
     });
   }
@@ -169,12 +167,22 @@ export class Publisher {
       this.flush();
       return;
     }
-    this.lingerTimer ??= setTimeout(() => this.flush(), this.options.config.linger);
+    if (this.lingerTimer) return;
+    const linger = this.options.config.linger;
+    if (linger > 0) {
+      const timer = setTimeout(() => this.flush(), linger);
+      this.lingerTimer = { cancel: () => clearTimeout(timer) };
+    } else {
+      // setTimeout(0) would wait for the next timer phase, a millisecond or more; setImmediate runs after
+      // the I/O of this turn, so publishes made in one turn still go out together.
+      const immediate = setImmediate(() => this.flush());
+      this.lingerTimer = { cancel: () => clearImmediate(immediate) };
+    }
   }
 
   private flush(): void {
     if (this.lingerTimer) {
-      clearTimeout(this.lingerTimer);
+      this.lingerTimer.cancel();
       this.lingerTimer = undefined;
     }
     if (this.sending || this.queue.length === 0) return;
@@ -196,30 +204,47 @@ export class Publisher {
     });
   }
 
+  /**
+   * Sends the batch, and again (the whole of it, with a fresh producer) after a retriable failure, until it
+   * is acknowledged or every call in it has reached its deadline. The clients' own retries are off (see
+   * `produceRetry` in client.ts): kafkajs's, after a leader change, can skip the messages of a partition that
+   * moved to a broker that had already answered, and resolve as if they were written.
+   */
   private async send(batch: Chunk[]): Promise<void> {
-    const byTopic = new Map<string, Message[]>();
-    for (const chunk of batch) {
-      const list = byTopic.get(chunk.call.topic);
-      if (list) list.push(...chunk.messages);
-      else byTopic.set(chunk.call.topic, [...chunk.messages]);
-    }
-    const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-    const { publishTimeout } = this.options.config;
-    const what = topicMessages.length === 1 ? `publish to ${topicMessages[0]!.topic}` : `publish to ${topicMessages.length} topics`;
-    try {
-      await this.producers.run(what, publishTimeout, (producer) => producer.sendBatch({ topicMessages, acks: -1, timeout: publishTimeout }));
-      for (const chunk of batch) this.ack(chunk.call);
-    } catch (err) {
-      const error = toBusError(err, what, this.options.config.brokers);
-      this.options.logger.debug({ err: error, messages: batch.reduce((n, c) => n + c.messages.length, 0) }, 'kafka produce request failed');
-      for (const chunk of batch) this.fail(chunk.call, error);
+    const { publishTimeout, brokers } = this.options.config;
+    for (let attempt = 0; ; attempt++) {
+      const live = batch.filter((chunk) => !chunk.call.settled);
+      if (live.length === 0) return;
+      const byTopic = new Map<string, OutgoingRecord[]>();
+      for (const chunk of live) {
+        const list = byTopic.get(chunk.call.topic);
+        if (list) list.push(...chunk.messages);
+        else byTopic.set(chunk.call.topic, [...chunk.messages]);
+      }
+      const topicRecords: TopicRecords[] = [...byTopic].map(([topic, records]) => ({ topic, records }));
+      const what = topicRecords.length === 1 ? `publish to ${topicRecords[0]!.topic}` : `publish to ${topicRecords.length} topics`;
+      try {
+        await this.producers.run(what, publishTimeout, (producer) => producer.send(topicRecords, publishTimeout));
+        for (const chunk of live) this.ack(chunk.call);
+        return;
+      } catch (err) {
+        const error = toBusError(err, what, brokers);
+        this.options.logger.debug({ err: error, attempt, messages: live.reduce((n, c) => n + c.messages.length, 0) }, 'kafka produce request failed');
+        if (!error.retriable || this.closing) {
+          for (const chunk of live) this.fail(chunk.call, error);
+          return;
+        }
+        // A leader election takes seconds; each call's own deadline ends the loop for it.
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, 1_000)));
+      }
     }
   }
 
   /** Waits (bounded by each call's deadline) for publishes in flight, then disconnects. Idempotent. */
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.allSettled([...this.active]);
-    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerTimer?.cancel();
     this.lingerTimer = undefined;
     await this.producers.close();
   }

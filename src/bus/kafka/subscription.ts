@@ -120,6 +120,12 @@ function unlessAbandoned<T>(work: Promise<T>, signal: AbortSignal): Promise<T | 
  * would cap throughput at a few handlers whatever the concurrency. An offset is resolved only once its
  * handler succeeded or its dead letter was written AND every earlier offset of the partition was; resolved
  * offsets are committed after each batch and at least every second within one.
+ *
+ * The commit after a batch is not waited for before the next fetch (kafkajs would, with its autoCommit):
+ * it goes out first (on one connection with the fetch when one broker is coordinator and leader, so that
+ * broker handles it first), and the next batch starts only once it was answered. That takes a round trip off every fetch cycle, which a message
+ * arriving during a batch waits through. A batch that gives its partitions up (a rebalance, close(), a
+ * failure kafkajs restarts from) waits for its commit as before.
  */
 export class KafkaSubscription implements Subscription {
   readonly group: string;
@@ -139,6 +145,10 @@ export class KafkaSubscription implements Subscription {
   private consumerDead = false;
   private topics: string[] = [];
   private refreshTimer: NodeJS.Timeout | undefined;
+  /** The commit after the last batch, while in flight: the next batch starts once it is answered. */
+  private committing: Promise<void> | undefined;
+  /** A batch ended while a commit was in flight: commit again once it is answered. */
+  private commitAgain: (() => Promise<void>) | undefined;
   /** Serializes consumer swaps (refresh, restart, close). */
   private op: Promise<void> = Promise.resolve();
   private closed: Promise<void> | undefined;
@@ -249,8 +259,10 @@ export class KafkaSubscription implements Subscription {
       consumer
         .run({
           eachBatchAutoResolve: false,
-          autoCommit: true,
-          // Commits happen after every batch anyway; the interval bounds the gap inside a long one.
+          // eachBatch commits itself after each batch (see afterBatch): kafkajs's autoCommit would hold the
+          // next fetch until the commit is answered.
+          autoCommit: false,
+          // Bounds the gap between the commits inside a long batch (commitOffsetsIfNecessary).
           autoCommitInterval: COMMIT_EVERY_MS,
           partitionsConsumedConcurrently: Math.max(1, this.options.concurrency ?? 1),
           eachBatch: (payload) => this.eachBatch(payload),
@@ -282,7 +294,39 @@ export class KafkaSubscription implements Subscription {
     sockets?.destroy();
   }
 
+  /**
+   * Commits what the batches resolved. `wait`: the batch gives its partitions up (or kafkajs restarts it),
+   * so the commit must be answered before it returns; otherwise the commit is sent now and answered while
+   * the next fetch is under way. Commits never overlap: one ending while another is in flight is sent once
+   * that one was answered. A failed commit is logged; the next one carries its offsets too.
+   */
+  private async afterBatch(payload: EachBatchPayload, wait: boolean): Promise<void> {
+    const commit = (): Promise<void> =>
+      payload.commitOffsetsIfNecessary(payload.uncommittedOffsets()).catch((err: unknown) => this.log.debug({ err }, 'offset commit failed; the next commit carries these offsets'));
+    if (this.committing) {
+      this.commitAgain = commit;
+      if (wait) await this.committing;
+      return;
+    }
+    const run = async (): Promise<void> => {
+      await commit();
+      // Batches that ended meanwhile: their offsets (all resolved ones) in one more commit.
+      while (this.commitAgain) {
+        const again = this.commitAgain;
+        this.commitAgain = undefined;
+        await again();
+      }
+    };
+    const committing = run().finally(() => {
+      if (this.committing === committing) this.committing = undefined;
+    });
+    this.committing = committing;
+    if (wait) await committing;
+  }
+
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
+    // The previous batch's commit went out before this batch's fetch, so it is (nearly always) answered.
+    if (this.committing) await this.committing;
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
     // Stops retries on rebalance or close. Not AbortSignal.any: each call registers its result on the
     // long-lived closing signal until GC collects it, one entry per batch on a busy consumer.
@@ -359,8 +403,11 @@ export class KafkaSubscription implements Subscription {
       const results = await Promise.allSettled(tasks);
       await committing;
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      // A dead letter that could not be written: kafkajs restarts the partition from the last resolved offset.
-      if (failed && lost === undefined && !this.closing.signal.aborted) throw failed.reason;
+      const rethrow = failed !== undefined && lost === undefined && !this.closing.signal.aborted;
+      // Before giving the partitions up (or the restart below) the resolved offsets must be committed.
+      await this.afterBatch(payload, rethrow || lost !== undefined || this.closing.signal.aborted || !isRunning());
+      // A dead letter that could not be written: kafkajs restarts the partition from the last committed offset.
+      if (rethrow) throw failed.reason;
     } finally {
       clearInterval(beat);
       clearTimeout(graceTimer);

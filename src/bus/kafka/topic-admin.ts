@@ -1,4 +1,4 @@
-import kafkajs, { type Admin } from 'kafkajs';
+import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
 import type { Logger } from '../../logger.js';
 import type { KafkaBusConfig } from '../../config/bus.js';
 import { ClientHandle } from './client-handle.js';
@@ -32,6 +32,19 @@ async function waitForLeaders(admin: Admin, topic: string, deadline: number, fir
     }
   }
   throw last;
+}
+
+/**
+ * How cutover creates a topic: its partitions, and its replication factor and min.insync.replicas when the
+ * config gives them (the broker's defaults otherwise; kafkajs sends -1 for "broker default").
+ */
+export function topicSpec(topic: string, config: KafkaBusConfig): ITopicConfig {
+  return {
+    topic,
+    numPartitions: config.partitions,
+    ...(config.replicationFactor !== undefined ? { replicationFactor: config.replicationFactor } : {}),
+    ...(config.minInsyncReplicas !== undefined ? { configEntries: [{ name: 'min.insync.replicas', value: String(config.minInsyncReplicas) }] } : {}),
+  };
 }
 
 /** Broker-internal topics (`__consumer_offsets`, `__transaction_state`) are never cutover's to consume. */
@@ -90,7 +103,7 @@ export class TopicAdmin {
         const deadline = Date.now() + timeoutMs;
         try {
           await admin.createTopics({
-            topics: [{ topic, numPartitions: this.config.partitions, replicationFactor: this.config.replicationFactor }],
+            topics: [topicSpec(topic, this.config)],
             waitForLeaders: true,
             timeout: timeoutMs,
           });

@@ -3,6 +3,8 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { RedisBusConfig } from '../../config/bus.js';
+import { busTlsOptions, tlsFailure } from '../../tls.js';
+import type { ConnectionOptions } from 'node:tls';
 import { CLAIM_LUA, HEARTBEAT_LUA, PUBLISH_LUA, RELEASE_LUA } from './scripts.js';
 
 /**
@@ -24,6 +26,8 @@ export type RedisConnection = Redis & {
   cutoverHeartbeat(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   cutoverClaim(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   cutoverRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  /** The last error the connection emitted: ioredis rejects connect() with "Connection is closed" and reports why (a TLS alert, say) only there. */
+  cutoverLastError?: Error;
 };
 
 export interface ConnectionSettings {
@@ -38,7 +42,54 @@ export interface ConnectionSettings {
  */
 const MAX_CONNECT_MS = 10_000;
 
+const tlsOptionsOf = new WeakMap<RedisBusConfig, ConnectionOptions | undefined>();
+
+/**
+ * The TLS options of `bus.tls` (files read and checked on the first call for a config, which the adapter
+ * makes when it is created: CUTOVER_CONFIG_INVALID naming the field when one is unreadable), or undefined
+ * when TLS is off. A `rediss://` URL turns TLS on with Node's CAs even when `tls` is false.
+ */
+export function redisTlsOptions(config: RedisBusConfig): ConnectionOptions | undefined {
+  if (!tlsOptionsOf.has(config)) {
+    const options = busTlsOptions(config.tls, 'bus.tls') ?? (config.url.startsWith('rediss:') ? {} : undefined);
+    tlsOptionsOf.set(config, options);
+  }
+  return tlsOptionsOf.get(config);
+}
+
+/**
+ * The Sentinel part of the ioredis options (empty without `bus.sentinels`). ioredis asks the sentinels for
+ * the primary of `name`, checks that the server it reaches is a primary, and asks again on every reconnect.
+ * A primary that dies closes its connections (or goes silent: `socketTimeout`); one demoted while alive
+ * answers writes with READONLY, which reconnects (`reconnectOnError` below).
+ *
+ * ioredis's failover detector (`failoverDetector`) stays off: when the sentinels announce the new primary
+ * while a reconnect is asking them where it is, the detector aborts that reconnect and ioredis ends the
+ * connection for good ("Connection is closed." on every later command). Seen in the failover suite: a
+ * sidecar that never published again after a Sentinel failover.
+ */
+export function sentinelOptions(config: RedisBusConfig): RedisOptions {
+  if (!config.sentinels) return {};
+  const sentinelTls = busTlsOptions(config.sentinelTls, 'bus.sentinelTls');
+  return {
+    sentinels: config.sentinels.map((s) => ({ host: s.slice(0, s.lastIndexOf(':')), port: Number(s.slice(s.lastIndexOf(':') + 1)) })),
+    name: config.name,
+    role: 'master',
+    sentinelRetryStrategy: (times) => Math.min(100 * times, 1_000),
+    // TLS to the primary (bus.tls) needs this flag in Sentinel mode.
+    ...(redisTlsOptions(config) ? { enableTLSForSentinelMode: true } : {}),
+    ...(sentinelTls ? { sentinelTLS: sentinelTls } : {}),
+    ...(config.sentinelPassword ? { sentinelPassword: config.sentinelPassword } : {}),
+  };
+}
+
+/** Where the bus connects, for messages: the URL without its password, or the sentinels and the primary's name. */
+export function redisTarget(config: RedisBusConfig): string {
+  return config.sentinels ? `primary "${config.name}" of sentinels ${config.sentinels.join(',')}` : redactUrl(config.url);
+}
+
 export function openConnection(config: RedisBusConfig, settings: ConnectionSettings, logger: Logger): RedisConnection {
+  const tls = redisTlsOptions(config);
   const options: RedisOptions = {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -51,7 +102,11 @@ export function openConnection(config: RedisBusConfig, settings: ConnectionSetti
     connectTimeout: Math.max(1_000, Math.min(config.publishTimeout, MAX_CONNECT_MS)),
     socketTimeout: settings.socketTimeout,
     retryStrategy: (times) => Math.min(100 * times, 1_000),
-    ...(config.tls ? { tls: {} } : {}),
+    ...(tls ? { tls } : {}),
+    ...sentinelOptions(config),
+    // A primary demoted by a failover answers writes with READONLY: reconnect (through the sentinels, to
+    // the new primary) without re-sending the command, which its caller sees fail and may retry.
+    reconnectOnError: (err) => (/^READONLY/.test(err.message) ? 1 : false),
   };
   const conn = new Redis(config.url, options) as RedisConnection;
   conn.defineCommand('cutoverPublish', { lua: PUBLISH_LUA });
@@ -62,7 +117,10 @@ export function openConnection(config: RedisBusConfig, settings: ConnectionSetti
   // One warn when a working connection drops and one info when it is back; the per-attempt errors of a
   // reconnect loop go to debug so that an outage does not flood the log.
   let wasReady = false;
-  conn.on('error', (err: Error) => logger.debug({ err, role: settings.role }, 'redis connection error'));
+  conn.on('error', (err: Error) => {
+    conn.cutoverLastError = err;
+    logger.debug({ err, role: settings.role }, 'redis connection error');
+  });
   conn.on('ready', () => {
     if (wasReady) logger.info({ role: settings.role }, 'redis connection restored');
     wasReady = true;
@@ -77,12 +135,23 @@ export function openConnection(config: RedisBusConfig, settings: ConnectionSetti
 export async function connect(conn: RedisConnection, config: RedisBusConfig, requestedMs: number): Promise<void> {
   const timeoutMs = Math.min(requestedMs, MAX_CONNECT_MS);
   try {
-    await withTimeout(conn.connect(), timeoutMs, () => new BusError(ErrorCodes.BUS_UNAVAILABLE, `Redis at ${redactUrl(config.url)} did not answer within ${timeoutMs} ms`, { retriable: true }));
+    await withTimeout(conn.connect(), timeoutMs, () => new BusError(ErrorCodes.BUS_UNAVAILABLE, `Redis (${redisTarget(config)}) did not answer within ${timeoutMs} ms`, { retriable: true }));
   } catch (err) {
     conn.disconnect();
     if (err instanceof BusError) throw err;
-    throw new BusError(ErrorCodes.BUS_UNAVAILABLE, `cannot connect to Redis at ${redactUrl(config.url)}: ${(err as Error).message}`, { cause: err, retriable: true });
+    const tls = tlsFailure(err) ?? tlsFailure(conn.cutoverLastError);
+    if (tls !== undefined) throw tlsError(config, tls, conn.cutoverLastError ?? err);
+    throw new BusError(ErrorCodes.BUS_UNAVAILABLE, `cannot connect to Redis (${redisTarget(config)}): ${(err as Error).message}`, { cause: err, retriable: true });
   }
+}
+
+/** A failed TLS handshake: not retriable, the certificates or `bus.tls` must change. */
+function tlsError(config: RedisBusConfig, reason: string, cause: unknown): BusError {
+  return new BusError(
+    ErrorCodes.BUS_MISCONFIGURED,
+    `TLS handshake with Redis (${redisTarget(config)}) failed (${reason}); check bus.tls: caFile must hold the CA that signed the server's certificate, and certFile/keyFile a client certificate it accepts when it requires one`,
+    { cause },
+  );
 }
 
 /** Closes gracefully (QUIT) when possible, within a bound; always ends with the socket destroyed. */
@@ -95,7 +164,7 @@ export async function disconnect(conn: RedisConnection, timeoutMs = 1_000): Prom
 }
 
 const CONNECTION_ERRORS = /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Socket timeout|Command aborted due to connection close/i;
-const TRANSIENT_REPLIES = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|OOM|CLUSTERDOWN)/;
+const TRANSIENT_REPLIES = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|OOM|CLUSTERDOWN|READONLY)/;
 
 /** Maps what ioredis throws onto the bus error codes. */
 export function toBusError(err: unknown, what: string): BusError {
@@ -111,16 +180,9 @@ export function toBusError(err: unknown, what: string): BusError {
   return new BusError(ErrorCodes.BUS_REJECTED, `${what}: Redis refused: ${message}`, { cause: err, retriable: TRANSIENT_REPLIES.test(message) });
 }
 
-/** The URL without its password, for messages and logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '<invalid url>';
-  }
-}
+import { redactUrl } from '../redact-url.js';
+
+export { redactUrl };
 
 /**
  * Decides from the reply to `CONFIG GET maxmemory-policy` whether the server may evict keys. Returns the

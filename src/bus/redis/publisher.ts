@@ -142,6 +142,7 @@ export class Publisher {
     try {
       await this.conn.cutoverPublish(keys.length, ...keys, ...args);
       this.partitionCounts.set(topic, n);
+      await this.waitForReplicas(topic);
     } catch (err) {
       // The topic already exists with another partition count (made by an installation configured
       // differently): hash with the count Redis recorded, so one key still maps to one stream.
@@ -151,6 +152,26 @@ export class Publisher {
         return this.append(topic, messages, true);
       }
       throw err;
+    }
+  }
+
+  /**
+   * With `waitReplicas`, holds the publish until that many replicas have the batch (WAIT on the connection
+   * that wrote it). Redis replicates asynchronously: a primary that dies before its replicas have a write
+   * takes it along, and the replica promoted in its place never had it. A batch the replicas did not
+   * confirm in `waitTimeout` fails the publish (it is on the primary, so a retry may duplicate it), which
+   * shows that window instead of hiding it.
+   */
+  private async waitForReplicas(topic: string): Promise<void> {
+    const { waitReplicas, waitTimeout } = this.config;
+    if (waitReplicas === 0) return;
+    const acked = await this.conn.wait(waitReplicas, waitTimeout);
+    if (acked < waitReplicas) {
+      throw new BusError(
+        ErrorCodes.BUS_TIMEOUT,
+        `publish to ${topic}: the primary has it, but ${acked} of the ${waitReplicas} replicas asked for (bus.waitReplicas) confirmed it within ${waitTimeout} ms; a failover now could lose it`,
+        { retriable: true, details: { replicas: acked, waitReplicas } },
+      );
     }
   }
 

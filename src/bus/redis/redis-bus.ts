@@ -3,9 +3,9 @@ import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
 import type { RedisBusConfig } from '../../config/bus.js';
-import { assertTopicName, assertTopicPattern } from '../topics.js';
+import { assertTopicName, validateSubscribe } from '../topics.js';
 import type { Bus, BusHealth, BusMessage, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../types.js';
-import { connect, disconnect, evictionPolicyProblem, openConnection, redactUrl, toBusError, type RedisConnection } from './connection.js';
+import { connect, disconnect, evictionPolicyProblem, openConnection, redisTarget, redisTlsOptions, sentinelOptions, toBusError, type RedisConnection } from './connection.js';
 import { encodeMessage, type EncodedMessage } from './entries.js';
 import { redisKeys, type RedisKeys } from './keys.js';
 import { Publisher } from './publisher.js';
@@ -55,6 +55,9 @@ export class RedisBus implements Bus {
     _options: CreateBusOptions = {},
   ) {
     this.keys = redisKeys(config.prefix);
+    // Reads and checks bus.tls files now, so an unreadable certificate fails createBus(), not a connect.
+    redisTlsOptions(config);
+    sentinelOptions(config);
   }
 
   start(): Promise<void> {
@@ -74,11 +77,11 @@ export class RedisBus implements Bus {
       await withTimeout(main.ping(), config.publishTimeout, () => new BusError(ErrorCodes.BUS_TIMEOUT, 'PING timed out', { retriable: true }));
       const reply = await main.config('GET', 'maxmemory-policy').catch((err: Error) => err);
       const decision = evictionDecision(reply, config.requireNoEviction);
-      if (decision.action === 'refuse') throw new BusError(ErrorCodes.BUS_MISCONFIGURED, decision.message!, { details: { url: redactUrl(config.url) } });
+      if (decision.action === 'refuse') throw new BusError(ErrorCodes.BUS_MISCONFIGURED, decision.message!, { details: { url: redisTarget(config) } });
       if (decision.action === 'warn') this.logger.warn(decision.message);
     } catch (err) {
       await disconnect(main, 0);
-      throw toBusError(err, `start (Redis at ${redactUrl(config.url)})`);
+      throw toBusError(err, `start (Redis at ${redisTarget(config)})`);
     }
     if (this.closing) {
       await disconnect(main, 0);
@@ -86,7 +89,7 @@ export class RedisBus implements Bus {
     }
     this.main = main;
     this.publisher = new Publisher(main, config, this.keys, this.logger);
-    this.logger.info({ url: redactUrl(config.url), prefix: config.prefix }, 'redis bus started');
+    this.logger.info({ url: redisTarget(config), prefix: config.prefix }, 'redis bus started');
   }
 
   publish(topic: string, messages: readonly BusMessage[]): Promise<void> {
@@ -175,16 +178,4 @@ export class RedisBus implements Bus {
   private closedError(): BusError {
     return new BusError(ErrorCodes.BUS_CLOSED, this.closing ? 'the bus is closed' : 'the bus is not started (call start() first)');
   }
-}
-
-function validateSubscribe(options: SubscribeOptions): void {
-  const bad = (message: string): never => {
-    throw new ValidationError(ErrorCodes.CONFIG_INVALID, `subscribe: ${message}`);
-  };
-  if (typeof options?.group !== 'string' || options.group.length === 0) bad('group: expected a non-empty string');
-  if (!Array.isArray(options.topics) || options.topics.length === 0) throw new ValidationError(ErrorCodes.TOPIC_INVALID, 'subscribe: topics: expected at least one topic or pattern');
-  options.topics.forEach((t, i) => assertTopicPattern(t, `topics[${i}]`));
-  if (typeof options.handler !== 'function') bad('handler: expected a function');
-  if (options.concurrency !== undefined && (!Number.isInteger(options.concurrency) || options.concurrency < 1)) bad('concurrency: expected an integer >= 1');
-  if (options.maxAttempts !== undefined && (!Number.isInteger(options.maxAttempts) || options.maxAttempts < 1)) bad('maxAttempts: expected an integer >= 1');
 }

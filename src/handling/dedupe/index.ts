@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { BusConfig } from '../../config/bus.js';
+import { busTlsOptions } from '../../tls.js';
 import { MemoryDedupeStore } from './memory.js';
 import { RedisDedupeStore } from './redis.js';
 import { SqliteDedupeStore } from './sqlite.js';
@@ -21,8 +22,8 @@ export const DEDUPE_FILE = 'cutover-dedupe.db';
  * - embedded: a SQLite file beside the bus file (its own file, so that dedupe writes never wait for the
  *   bus file's single writer lock);
  * - redis: the same Redis, keys under the bus prefix + `dedupe:`;
- * - kafka: Kafka has no place for it, so a local SQLite file in `dataDir` (configure `shadow.dedupe` with
- *   a Redis to dedupe across machines).
+ * - kafka, rabbitmq: the broker has no place for it, so a local SQLite file in `dataDir` (configure
+ *   `shadow.dedupe` with a Redis to dedupe across machines).
  * Not started: call `start()`.
  */
 export function createDedupeStore(bus: BusConfig, options: { choice?: DedupeChoice; dataDir?: string } = {}): DedupeStore {
@@ -41,8 +42,9 @@ export function createDedupeStore(bus: BusConfig, options: { choice?: DedupeChoi
     case 'embedded':
       return new SqliteDedupeStore(bus.path === ':memory:' ? ':memory:' : path.join(path.dirname(bus.path), DEDUPE_FILE));
     case 'redis':
-      return new RedisDedupeStore(bus.tls ? bus.url.replace(/^redis:/, 'rediss:') : bus.url, `${bus.prefix}dedupe:`);
+      return new RedisDedupeStore(bus.url, `${bus.prefix}dedupe:`, busTlsOptions(bus.tls, 'bus.tls'));
     case 'kafka':
+    case 'rabbitmq':
       return new SqliteDedupeStore(path.join(options.dataDir ?? '.data', DEDUPE_FILE));
   }
 }

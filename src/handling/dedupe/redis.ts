@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ConnectionOptions } from 'node:tls';
 import { Redis } from 'ioredis';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { ClaimResult, DedupeStore } from './types.js';
@@ -18,11 +19,13 @@ export class RedisDedupeStore implements DedupeStore {
   constructor(
     private readonly url: string,
     private readonly prefix = 'cutover:dedupe:',
+    /** TLS options (the bus's `tls`), or undefined for what the URL says (`rediss://` is TLS with Node's CAs). */
+    private readonly tls?: ConnectionOptions,
   ) {}
 
   async start(): Promise<void> {
     if (this.client) return;
-    const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, connectTimeout: 3_000 });
+    const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, connectTimeout: 3_000, ...(this.tls ? { tls: this.tls } : {}) });
     // Connection errors surface through commands; the client's own event would otherwise crash the process.
     client.on('error', () => undefined);
     try {

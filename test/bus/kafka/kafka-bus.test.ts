@@ -117,6 +117,32 @@ describe.skipIf(!brokers)('kafka bus adapter', () => {
     expect(all).toHaveLength(200);
   });
 
+  it('commits handled offsets after a batch without a later batch to carry them, so a restarted group resumes after them', async () => {
+    const topic = topicName();
+    const group = `g.${randomUUID()}`;
+    const bus = await openBus();
+    const first: string[] = [];
+    const sub = await bus.subscribe({ group, topics: [topic], concurrency: 4, handler: async (d) => void first.push(d.event.id) });
+    await bus.publish(topic, Array.from({ length: 30 }, (_, i) => ({ key: `key-${i % 6}`, event: event(i) })));
+    await waitFor(() => first.length >= 30, { what: 'all 30 handled' });
+    // Nothing more is published: the commit sent after the last batch must land on its own.
+    const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, p.high]));
+    await waitFor(async () => {
+      const [offsets] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      return offsets!.partitions.every((p) => p.offset === ends.get(p.partition) || ends.get(p.partition) === '0') ? true : undefined;
+    }, { what: 'the group committed every partition to its end' });
+    await sub.close();
+
+    const second: string[] = [];
+    await bus.subscribe({ group, topics: [topic], concurrency: 4, handler: async (d) => void second.push(d.event.id) });
+    // One new message per key of the first round: every partition that held old messages gets one, and a
+    // partition delivers in order, so an old message handed out again would come before its new one.
+    const fresh = Array.from({ length: 6 }, (_, i) => ({ key: `key-${i}`, event: event(30 + i) }));
+    await bus.publish(topic, fresh);
+    await waitFor(() => fresh.every((m) => second.includes(m.event.id)), { what: 'the new messages' });
+    expect([...second].sort()).toEqual(fresh.map((m) => m.event.id).sort());
+  });
+
   it('keeps per-key order and micro-batches concurrent publishes to several topics', async () => {
     const bus = await openBus({ linger: '5ms' });
     const [t1, t2] = [topicName(), topicName()];
@@ -220,6 +246,23 @@ describe.skipIf(!brokers)('kafka bus adapter', () => {
     await expect(bus.subscribe({ group: 'g', topics: ['a.#.b'], handler: async () => undefined })).rejects.toMatchObject({ code: ErrorCodes.TOPIC_INVALID });
   });
 
+  it('creates topics with bus.minInsyncReplicas, and refuses a replication factor the cluster cannot hold with CUTOVER_BUS_MISCONFIGURED', async () => {
+    const bus = await openBus({ replicationFactor: 1, minInsyncReplicas: 1 });
+    await bus.start();
+    const topic = topicName();
+    await bus.publish(topic, [{ key: 'k', event: event(1) }]);
+    const { resources } = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: topic, configNames: ['min.insync.replicas'] }] });
+    // Set on the topic itself, not inherited from the broker's default.
+    expect(resources[0]!.configEntries[0]).toMatchObject({ configName: 'min.insync.replicas', configValue: '1', isDefault: false });
+
+    const { brokers: live } = await admin.describeCluster();
+    const tooMany = await openBus({ replicationFactor: live.length + 1 });
+    await tooMany.start();
+    const err = await tooMany.publish(topicName(), [{ key: 'k', event: event(2) }]).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCodes.BUS_MISCONFIGURED, retriable: false });
+    expect((err as Error).message).toContain('bus.replicationFactor');
+  });
+
   it('close is idempotent; publish after close rejects with CUTOVER_BUS_CLOSED', async () => {
     const bus = await createBus(config());
     const sub = await bus.subscribe({ group: `g.${randomUUID()}`, topics: [topicName()], handler: async () => undefined });
@@ -228,6 +271,36 @@ describe.skipIf(!brokers)('kafka bus adapter', () => {
     await bus.close();
     await bus.close();
     await expect(bus.publish(topicName(), [{ key: null, event: event(1) }])).rejects.toMatchObject({ code: ErrorCodes.BUS_CLOSED });
+  });
+
+  it('the platformatic producer puts every key on the partition the kafkajs producer (Java murmur2) puts it on', async () => {
+    const keys = ['SKU-RED-MUG', 'SKU-BLUE-MUG', 'cust-42', '21', 'héllo', ...Array.from({ length: 40 }, () => randomUUID())];
+    const partitionsOf = async (producer: 'kafkajs' | 'platformatic'): Promise<Map<string, string>> => {
+      const bus = await openBus({ partitions: 6, client: { producer } });
+      const topic = topicName();
+      await bus.publish(topic, keys.map((key, n) => ({ key, event: event(n) })));
+      const out = new Map<string, string>();
+      for await (const d of bus.read(topic, { from: 'start', follow: false })) out.set(d.key!, d.position.split(':')[0]!);
+      return out;
+    };
+    const viaKafkajs = await partitionsOf('kafkajs');
+    const viaPlatformatic = await partitionsOf('platformatic');
+    expect(viaPlatformatic.size).toBe(keys.length);
+    expect(viaPlatformatic).toEqual(viaKafkajs);
+    // Both sides spread the keys: the comparison is not between two constant partitions.
+    expect(new Set(viaKafkajs.values()).size).toBeGreaterThan(1);
+  });
+
+  it('the platformatic producer fails start() fast with CUTOVER_BUS_UNAVAILABLE, and refuses a connection hook it could not honour', async () => {
+    const port = await freePort();
+    const bus = await createBus({ kind: 'kafka', brokers: [`127.0.0.1:${port}`], connectionTimeout: '300ms', publishTimeout: '1s', client: { producer: 'platformatic' } });
+    onTestFinished(() => bus.close());
+    const err = await settled(bus.start(), { timeoutMs: 10_000, what: 'start() to fail' });
+    expect(err).toMatchObject({ code: ErrorCodes.BUS_UNAVAILABLE });
+    expect((err as Error).message).toContain(`127.0.0.1:${port}`);
+    const hooked = await createBus(config({ client: { producer: 'platformatic' } }), { connect: (host, p) => net.connect(p, host) }).catch((e: unknown) => e);
+    expect(hooked).toMatchObject({ code: ErrorCodes.BUS_MISCONFIGURED });
+    expect((hooked as Error).message).toContain('bus.client.producer');
   });
 
   it('start() fails fast with CUTOVER_BUS_UNAVAILABLE naming the brokers when none answers', async () => {

@@ -82,6 +82,16 @@ if (!url) {
       await accepted.close();
     });
 
+    it('waitReplicas: a publish the replicas did not confirm in waitTimeout fails with CUTOVER_BUS_TIMEOUT, though the primary has it', async () => {
+      // The test server has no replica, so WAIT can never be satisfied: the loss window a failover would hit.
+      const b = await bus(config({ waitReplicas: 1, waitTimeout: '200ms' }));
+      const topic = topicOf('wait');
+      const err = await b.publish(topic, [{ key: 'k', event: event(1) }]).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.BUS_TIMEOUT, retriable: true, details: { replicas: 0, waitReplicas: 1 } });
+      expect((err as Error).message).toContain('bus.waitReplicas');
+      expect(await raw.xlen(keys.stream(topic, partitionOf('k', 8)))).toBe(1);
+    });
+
     it('rejects start with CUTOVER_BUS_UNAVAILABLE when Redis is unreachable', async () => {
       const { relay, url: relayUrl } = await redisFaultProxy(url);
       cleanups.push(() => relay.close());

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { logEngine, runFlipStep, type FlipRequest } from '../../../examples/demo/flip-step.js';
+import { logEngine, resetFlowModes, runFlipStep, type FlipRequest } from '../../../examples/demo/flip-step.js';
 import type { SidecarHandle } from '../../../proxy/sidecar.js';
 import { buildReport } from '../../../reports/report.js';
 import type { Report } from '../../../reports/types.js';
@@ -81,5 +81,16 @@ describe('demo flip step', () => {
     expect(flips.map((f) => f.flow)).toEqual(['logistics.ship', 'pricing.quote']);
     expect(result.applied).toBe(false);
     expect(result.problems).toEqual(['the gate let NOT_READY pricing.quote through']);
+  });
+
+  it('resets flows to the modes asked for, reading flows without flips as the sidecars\' config mode (unflipped)', async () => {
+    const log: Array<{ flow: string; from: string; to: string }> = [];
+    const engine = logEngine({ append: async (_bus, record) => void log.push({ flow: record.flow, from: record.from, to: record.to }), read: async () => [] });
+    const flows = [{ name: 'pricing.quote', mode: 'shadow' }, { name: 'fraud-desk.get-task', mode: 'direct' }];
+    // Without flips and without unflipped, a flow is taken to be in the mode asked for: nothing to do.
+    expect(await resetFlowModes({ bus, flows, who: 'test', reason: 'r', engine })).toEqual([]);
+    // Sidecars configured direct (the demo's discovery phase): shadowed flows are flipped, direct ones stay.
+    expect(await resetFlowModes({ bus, flows, who: 'test', reason: 'discovery done', engine, unflipped: 'direct' })).toEqual(['pricing.quote']);
+    expect(log).toEqual([{ flow: 'pricing.quote', from: 'direct', to: 'shadow' }]);
   });
 });

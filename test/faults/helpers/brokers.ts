@@ -53,16 +53,19 @@ export interface OwnedBroker {
 }
 
 /**
- * A `redis-server` child on a free port, without snapshots. With `aofDir`, every write is fsynced to an
- * append-only file there before Redis answers it, so a SIGKILL loses nothing Redis acknowledged: without
- * it, a killed Redis would come back empty and a kill test would count the broker's loss as the sidecar's.
+ * A `redis-server` child on a free port (or `port`), without snapshots. With `aofDir`, every write is fsynced
+ * to an append-only file there before Redis answers it, so a SIGKILL loses nothing Redis acknowledged:
+ * without it, a killed Redis would come back empty and a kill test would count the broker's loss as the
+ * sidecar's. `args` are more command-line options (`--replicaof`, `--sentinel`, a config file first).
  */
-export async function startRedis(options: { aofDir?: string } = {}): Promise<OwnedBroker & { url: string }> {
-  const port = await freePort();
+export async function startRedis(options: { aofDir?: string; dir?: string; port?: number; args?: string[] } = {}): Promise<OwnedBroker & { url: string }> {
+  const port = options.port ?? (await freePort());
   let child: ChildProcess | undefined;
-  const persistence = options.aofDir ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', options.aofDir] : ['--appendonly', 'no'];
+  // `dir`: where a replica's full sync puts its RDB file (otherwise the working directory).
+  const dir = options.aofDir ?? options.dir;
+  const persistence = [...(options.aofDir ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']), ...(dir ? ['--dir', dir] : [])];
   const launch = async (): Promise<void> => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--daemonize', 'no'], { stdio: 'ignore' });
+    child = spawn('redis-server', [...(options.args ?? []), '--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--daemonize', 'no'], { stdio: 'ignore' });
     await waitFor(() => tcpReachable('127.0.0.1', port, 500), { timeoutMs: 15_000, what: `redis-server on ${port}` });
   };
   const kill = async (): Promise<void> => {
@@ -88,26 +91,38 @@ export async function startRedis(options: { aofDir?: string } = {}): Promise<Own
 }
 
 /** Where kafka.sh keeps its jars: the repo's .cache (fetched by the global setup) unless CUTOVER_CACHE says otherwise. */
-function kafkaCache(): string {
+export function kafkaCache(): string {
   return process.env.CUTOVER_CACHE ?? path.join(root, '.cache');
 }
 
-/**
- * A single-node Kafka of this test's own, started by test/brokers/kafka.sh on free ports. kafka.sh formats
- * fresh storage on every start, so a restart relaunches the killed JVM with its own command line: the
- * topics and records written before the kill survive it, as on a real broker.
- */
+/** A single-node Kafka of this test's own, started by test/brokers/kafka.sh on free ports (see {@link ownedJvm}). */
 export async function startKafka(): Promise<OwnedBroker & { brokers: string[] }> {
   const port = await freePort();
   const cport = await freePort();
   const env = { ...process.env, KAFKA_PORT: String(port), KAFKA_CONTROLLER_PORT: String(cport), CUTOVER_CACHE: kafkaCache() };
   const runDir = path.join(kafkaCache(), `kafka-run-${port}`);
-  let pid: number | undefined;
   const started = await run('bash', [kafkaScript, 'start'], { env, maxBuffer: 16 * 1024 * 1024 }).catch(async (err: { stderr?: string; message: string }) => {
     await rm(runDir, { recursive: true, force: true });
     throw new Error(`could not start a Kafka of our own on ${port}: ${err.stderr ?? err.message}`);
   });
-  pid = Number(started.stdout.trim().split('\n').pop());
+  const jvm = ownedJvm(Number(started.stdout.trim().split('\n').pop()), port);
+  return {
+    ...jvm,
+    brokers: [`127.0.0.1:${port}`],
+    async close() {
+      await jvm.close();
+      await rm(runDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A broker JVM that kafka.sh started, as an OwnedBroker. kafka.sh formats fresh storage on every start, so
+ * a restart relaunches the killed JVM with its own command line: the topics and records written before the
+ * kill survive it, as on a real broker. `close` only kills.
+ */
+export function ownedJvm(startedPid: number, port: number): OwnedBroker & { terminate(): Promise<void> } {
+  let pid: number | undefined = startedPid;
   const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
   const kill = async (): Promise<void> => {
     const p = pid;
@@ -120,7 +135,6 @@ export async function startKafka(): Promise<OwnedBroker & { brokers: string[] }>
   return {
     host: '127.0.0.1',
     port,
-    brokers: [`127.0.0.1:${port}`],
     kill,
     async restart() {
       // detached: its own process group, like kafka.sh's setsid, so vitest's signals do not reach it.
@@ -129,11 +143,15 @@ export async function startKafka(): Promise<OwnedBroker & { brokers: string[] }>
       pid = child.pid;
       await waitFor(() => tcpReachable('127.0.0.1', port, 500), { timeoutMs: 90_000, intervalMs: 250, what: `restarted kafka on ${port}` });
     },
+    /** SIGTERM: the broker shuts down in a controlled way (leadership moves away first). */
+    async terminate() {
+      const p = pid;
+      if (p === undefined || !alive(p)) return;
+      signalPid(p, 'SIGTERM');
+      await waitFor(() => !alive(p), { timeoutMs: 60_000, intervalMs: 200, what: `kafka pid ${p} shut down` });
+    },
     pause: () => pid !== undefined && signalPid(pid, 'SIGSTOP'),
     resume: () => pid !== undefined && signalPid(pid, 'SIGCONT'),
-    async close() {
-      await kill().catch(() => undefined);
-      await rm(runDir, { recursive: true, force: true });
-    },
+    close: () => kill().catch(() => undefined),
   };
 }

@@ -14,6 +14,8 @@ export interface SeenEvent {
   /** The id the test put in the call's body; '' when the event does not carry one. */
   callId: string;
   event: Record<string, unknown>;
+  /** When the broker took it (epoch ms): Kafka's record timestamp, the Redis entry id's time part. */
+  at?: number;
 }
 
 const OBSERVATION_DIRECT = 'cutover.observation.direct';
@@ -62,10 +64,10 @@ export async function readRedis(url: string, prefix: string): Promise<SeenEvent[
       let from = '-';
       for (;;) {
         const entries = (await redis.xrange(key, from, '+', 'COUNT', 1000)) as Array<[string, string[]]>;
-        for (const [, fields] of entries) {
+        for (const [id, fields] of entries) {
           const i = fields.indexOf('event');
           const seen = i >= 0 ? parseSeen(fields[i + 1]!) : undefined;
-          if (seen) out.push(seen);
+          if (seen) out.push({ ...seen, at: Number(id.split('-')[0]) });
         }
         if (entries.length < 1000) break;
         from = `(${entries[entries.length - 1]![0]}`;
@@ -102,7 +104,7 @@ export async function collectKafka(brokers: string[], topics: string[]): Promise
   await consumer.run({
     eachMessage: async ({ message }) => {
       const seen = message.value ? parseSeen(message.value.toString('utf8')) : undefined;
-      if (seen) out.push(seen);
+      if (seen) out.push({ ...seen, at: Number(message.timestamp) });
     },
   });
   return { events: () => out, close: () => consumer.disconnect() };

@@ -36,6 +36,9 @@ export interface SidecarConfig {
   flow: FlowUnderTest;
   /** More top-level YAML lines (spool, publisher, upstreamTimeout …). */
   extra?: string[];
+  /** The flow's mode (default shadow) and more of its keys as YAML lines (`timeout: 5s`, `fallback: direct`). */
+  mode?: string;
+  flowExtra?: string[];
 }
 
 export async function writeSidecarConfig(file: string, c: SidecarConfig): Promise<string> {
@@ -55,7 +58,8 @@ export async function writeSidecarConfig(file: string, c: SidecarConfig): Promis
       `    match: { method: POST, path: ${c.flowPath ?? '/calls'} }`,
       `    topic: ${c.flow.topic}`,
       '    key: body.id',
-      '    mode: shadow',
+      `    mode: ${c.mode ?? 'shadow'}`,
+      ...(c.flowExtra ?? []).map((line) => `    ${line}`),
     ].join('\n'),
   );
   return file;

@@ -48,6 +48,8 @@ export interface CallResult {
   /** The first 4 KiB of the response body. */
   body?: string;
   error?: string;
+  /** Date.now() when the call was sent. */
+  startedAt: number;
   /** Date.now() when the caller had the whole response (or the error). */
   doneAt: number;
 }
@@ -151,12 +153,13 @@ export class Traffic {
 /** One POST /calls carrying `id`; never rejects: an error or a timeout is part of the result. */
 export function callOnce(baseUrl: string, id: string, agent?: http.Agent, timeoutMs = 10_000, path = '/calls'): Promise<CallResult> {
   const body = JSON.stringify({ id });
+  const startedAt = Date.now();
   return new Promise((resolve) => {
     let settled = false;
-    const finish = (r: Omit<CallResult, 'doneAt' | 'id'>): void => {
+    const finish = (r: Omit<CallResult, 'startedAt' | 'doneAt' | 'id'>): void => {
       if (settled) return;
       settled = true;
-      resolve({ id, ...r, doneAt: Date.now() });
+      resolve({ id, ...r, startedAt, doneAt: Date.now() });
     };
     const req = http.request(`${baseUrl}${path}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       let text = '';

@@ -1,7 +1,7 @@
 import { createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { FieldCipher, fieldAad, isEncrypted, loadKey } from '../../proxy/crypto.js';
-import { encryptBody } from '../../proxy/call-parts.js';
+import { FieldCipher, fieldAad, isEncrypted, loadKey } from '../../src/crypto/field-cipher.js';
+import { encryptBody } from '../../src/crypto/body-fields.js';
 import { encodeBody } from '../../src/events/body.js';
 import { ConfigError, ErrorCodes } from '../../src/errors.js';
 

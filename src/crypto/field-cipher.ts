@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { ConfigError, CutoverError, ErrorCodes } from '../src/errors.js';
-import type { EncryptionConfig } from '../src/config/sidecar.js';
+import { ConfigError, CutoverError, ErrorCodes } from '../errors.js';
+import type { EncryptionConfig } from '../config/sidecar.js';
 
 /** An encrypted field as it appears in a published body. */
 export interface EncryptedValue {
@@ -13,13 +13,14 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /**
- * Reads the 256-bit key from the environment variable the config names: 64 hex characters or base64 of
- * 32 bytes. Throws a ConfigError naming the variable (and the config path) when it is missing or unusable.
+ * Reads the 256-bit key from the environment variable `keyEnv`: 64 hex characters or base64 of 32 bytes.
+ * Throws a ConfigError naming the variable and the config path (`field`, default `encryption.keyEnv`) when
+ * it is missing or unusable.
  */
-export function loadKey(config: EncryptionConfig, env: NodeJS.ProcessEnv): Buffer {
+export function loadKey(config: Pick<EncryptionConfig, 'keyEnv'>, env: NodeJS.ProcessEnv, field = 'encryption.keyEnv'): Buffer {
   const raw = env[config.keyEnv]?.trim();
   const fail = (why: string): never => {
-    const issue = `encryption.keyEnv: environment variable ${config.keyEnv} ${why}`;
+    const issue = `${field}: environment variable ${config.keyEnv} ${why}`;
     throw new ConfigError(ErrorCodes.CONFIG_INVALID, issue, [issue]);
   };
   if (!raw) return fail('is not set (it must hold the 256-bit AES key: 64 hex characters or base64 of 32 bytes)');
