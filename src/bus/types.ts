@@ -113,6 +113,12 @@ export interface Subscription {
 }
 
 export interface ReadOptions {
+  /**
+   * `start`: the topic's first retained message. `end`: messages published after read() was called. The
+   * embedded and Redis buses fix that point when read() is called; Kafka finds it by record timestamp, so
+   * a record stamped in the same millisecond as the call also comes; RabbitMQ starts when its stream
+   * consumer is registered, a round trip after read().
+   */
   from: 'start' | 'end';
   /** Keep waiting for new messages (true, default) or end at the current last message (false). */
   follow?: boolean;

@@ -137,15 +137,16 @@ export class TopicAdmin {
 
   /**
    * Where "from now on" starts in each partition, for a reader that began at `since` (epoch ms): the
-   * earlier of the high watermark now and the first record stamped after `since`. The timestamp covers
-   * records published between `since` and this call; the watermark covers records from other clocks.
-   * A record stamped in the very millisecond of `since` counts as older.
+   * earlier of the high watermark now and the first record stamped at or after `since`. The timestamp
+   * covers records published between `since` and this call; the watermark covers records from other
+   * clocks. A record stamped in the very millisecond of `since` counts as newer: a publish that follows
+   * read() within the same millisecond is common, and delivering one record too many beats skipping one.
    */
   async offsetsSince(topic: string, since: number, timeoutMs = this.opTimeout): Promise<Map<number, number>> {
     const high = await this.topicOffsets(topic, timeoutMs);
     const out = new Map(high.map((p) => [p.partition, p.high]));
     if (high.length === 0) return out;
-    const stamped = await this.admin.run(`fetch offsets of ${topic} by time`, timeoutMs, (admin) => admin.fetchTopicOffsetsByTimestamp(topic, since + 1));
+    const stamped = await this.admin.run(`fetch offsets of ${topic} by time`, timeoutMs, (admin) => admin.fetchTopicOffsetsByTimestamp(topic, since));
     for (const p of stamped) {
       const offset = Number(p.offset);
       const current = out.get(p.partition);
