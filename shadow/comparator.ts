@@ -91,7 +91,7 @@ export class Comparator {
   private readonly now: () => number;
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private queue: Array<{ message: BusMessage; done: Array<() => void> }> = [];
+  private queue: Array<{ message: BusMessage; done: () => void }> = [];
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private flushing: Promise<void> | undefined;
   private readonly abort = new AbortController();
@@ -166,15 +166,26 @@ export class Comparator {
    * another flow than its topic's (with `flow`: than the group's) is skipped: the shared topic carries every
    * flow, and another installation's topics may lie below this one's (`cutover.observations.staging.*`).
    */
-  async handle(delivery: Delivery, flow?: string): Promise<void> {
+  handle(delivery: Delivery, flow?: string): Promise<void> {
+    // Not async: most deliveries (the first side of a pair, a foreign one) have nothing to wait for, and
+    // share one settled promise instead of allocating their own.
+    try {
+      const records = this.ingest(delivery, flow);
+      return records && records.length > 0 ? this.emit(records) : SETTLED;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private ingest(delivery: Delivery, flow: string | undefined): ParityRecord[] | undefined {
     const obs = observationOf(delivery);
     if (!obs) {
       this.ignored += 1;
-      return;
+      return undefined;
     }
     if ((flow !== undefined && obs.flow !== flow) || !this.onItsTopic(delivery.topic, obs.flow)) {
       this.foreign += 1;
-      return;
+      return undefined;
     }
     const opened = openObservation(obs, this.opts.keyring);
     if (opened.outcome === 'failed') {
@@ -182,8 +193,7 @@ export class Comparator {
       this.undecryptable += 1;
       this.log.warn({ correlationId: obs.correlationId, flow: obs.flow, side: obs.side, code: opened.code }, 'observation does not decrypt; compared by ciphertext');
     }
-    const records = this.engine.ingest(obs, this.now());
-    if (records.length > 0) await this.emit(records);
+    return this.engine.ingest(obs, this.now());
   }
 
   /** Whether `topic` is where observations of `flow` go: its own topic, or the shared one. */
@@ -250,9 +260,9 @@ export class Comparator {
           // Bounded memory wins over completeness when the bus is down for long; the count says so.
           const old = this.queue.shift()!;
           this.dropped += 1;
-          old.done.forEach((f) => f());
+          old.done();
         }
-        this.queue.push({ message: parityMessage(r), done: [done] });
+        this.queue.push({ message: parityMessage(r), done });
       }
       this.kick();
     });
@@ -296,10 +306,13 @@ export class Comparator {
       }
       failures = 0;
       this.queue.splice(0, batch.length);
-      for (const b of batch) b.done.forEach((f) => f());
+      for (const b of batch) b.done();
     }
   }
 }
+
+/** What {@link Comparator.handle} returns when there is nothing to wait for. */
+const SETTLED: Promise<void> = Promise.resolve();
 
 function parityMessage(record: ParityRecord): BusMessage {
   return {

@@ -111,6 +111,17 @@ describe('Comparator (memory bus, fake clock)', () => {
     await waitFor(() => done, { what: 'the observation to be acknowledged after the record is published' });
     expect(records().map((r) => r.outcome)).toEqual(['match']);
   });
+  it('handle() never throws: a failure comes back as a rejected promise, which the subscription retries', async () => {
+    const { c } = await setup();
+    const failure = new Error('engine failed');
+    c.engine.ingest = () => {
+      throw failure;
+    };
+    const d = { topic: FLOW_OBS, headers: {}, position: '0', publishedAt: 1_000_000, attempt: 1, ...observation(ObservationTypes.direct, 'c1', { status: 200, body: {} }) };
+    let result: Promise<void> | undefined;
+    expect(() => (result = c.handle(d))).not.toThrow();
+    await expect(result).rejects.toBe(failure);
+  });
 });
 
 describe('Comparator: per-flow observation topics', () => {
