@@ -53,7 +53,7 @@ export const embeddedBusSchema = z
     partitions: z.number().int().min(1).max(256).default(8),
     /** How long a consumer may hold a partition without heartbeating before another takes it over. */
     sessionTimeout: durationSchema.default('10s'),
-    /** Poll interval when a consumer found nothing. */
+    /** How soon a process sees another process's writes to the file when they come in a stream (file-system notifications wake it at once after a quiet spell); the poll period where there are no notifications. */
     pollInterval: durationSchema.default('20ms'),
     ...common,
   })

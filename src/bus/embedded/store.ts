@@ -1,4 +1,6 @@
 import Database from 'better-sqlite3';
+import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
 import { BusError, ErrorCodes } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CloudEvent } from '../../events/types.js';
@@ -167,14 +169,19 @@ export type Statements = ReturnType<typeof prepareAll>;
  */
 export const IDLE_RECHECK_MS = 1_000;
 
+/** How often the change watcher looks anyway while file-system notifications are working (a safety net). */
+export const NOTIFIED_RECHECK_MS = 1_000;
+
 /**
  * The SQLite file and what the publisher, consumers and readers of one bus share: one connection (calls
  * are synchronous, so they never interleave), prepared statements, the topic-id cache, a signal for
  * "this process just published", which wakes local consumers without waiting for their next poll, and a
- * change watcher: one timer per process looks at the file's `data_version` every `pollInterval` (a
- * counter SQLite bumps when another connection commits) and wakes the consumers and readers only when the
- * file changed, so idle subscriptions cost one pragma per interval between them instead of their own
- * queries each.
+ * change watcher. The watcher looks at the file's `data_version` (a counter SQLite bumps when another
+ * connection commits) and wakes the consumers and readers only when the file changed. It looks when the
+ * file system says the database or its WAL was written (a commit of any process writes the WAL), and on a
+ * timer besides: every `pollInterval` where the file system cannot tell (no notifications, an in-memory
+ * file), every {@link NOTIFIED_RECHECK_MS} where it can. So idle subscriptions cost nothing between
+ * commits, and a commit of another process wakes them at once instead of at the next poll.
  */
 export class EmbeddedStore {
   readonly partitions: number;
@@ -184,6 +191,12 @@ export class EmbeddedStore {
   private durable: boolean | undefined;
   private notifyPending = false;
   private watchTimer: NodeJS.Timeout | undefined;
+  private watchInterval = 0;
+  /** File-system notifications on the file's directory, while they work. */
+  private watcher: FSWatcher | undefined;
+  private notificationsFailed = false;
+  private checkPending = false;
+  private lastCheckAt = -Infinity;
   private seenVersion = -1;
   /** {@link markChanged} was called since the watcher last looked (data_version does not show our own commits). */
   private committedHere = false;
@@ -192,6 +205,7 @@ export class EmbeddedStore {
     readonly db: Database.Database,
     readonly sql: Statements,
     partitions: number,
+    private readonly file: string,
   ) {
     this.partitions = partitions;
   }
@@ -238,7 +252,7 @@ export class EmbeddedStore {
           `${action}: the file was created with ${partitions.partitions} partitions but bus.partitions is ${config.partitions}; use the same value everywhere or a new file`,
         );
       }
-      return new EmbeddedStore(db, prepareAll(db), config.partitions);
+      return new EmbeddedStore(db, prepareAll(db), config.partitions, config.path);
     } catch (err) {
       db.close();
       throw err;
@@ -264,34 +278,93 @@ export class EmbeddedStore {
 
   /**
    * A local transaction changed what other local members act on (a group's generation: a join, a leave,
-   * partitions handed over): the change watcher wakes them at its next look, as it would for another process.
+   * partitions handed over): the change watcher wakes them at its next look (within `pollInterval`), as it
+   * would for another process.
    */
   markChanged(): void {
     this.committedHere = true;
+    this.scheduleCheck();
   }
 
   /**
-   * Calls `listener` at most once per `interval` while the file changed: another process committed, or a
-   * local member changed its group ({@link markChanged}). Local publishes wake through {@link onWrite}, at
-   * once. Returns the unsubscribe function.
+   * Calls `listener` while the file changed: another process committed, or a local member changed its group
+   * ({@link markChanged}); at once when file-system notifications tell, else at the watcher's next look (at
+   * most `interval` later). Local publishes wake through {@link onWrite}, at once. Returns the unsubscribe
+   * function.
    */
   onChange(listener: () => void, interval: number): () => void {
     this.changeListeners.add(listener);
     if (!this.watchTimer) {
-      this.watchTimer = setInterval(() => this.checkChanged(), Math.max(1, interval));
-      // Subscriptions keep the process alive with their own timers; the watcher alone must not.
-      this.watchTimer.unref();
+      this.watchInterval = Math.max(1, interval);
+      this.startNotifications();
+      this.startTimer();
     }
     return () => {
       this.changeListeners.delete(listener);
-      if (this.changeListeners.size === 0 && this.watchTimer) {
-        clearInterval(this.watchTimer);
-        this.watchTimer = undefined;
-      }
+      if (this.changeListeners.size === 0) this.stopWatching();
     };
   }
 
+  private startNotifications(): void {
+    if (this.notificationsFailed || this.file === ':memory:' || this.file === '') return;
+    const dir = path.dirname(path.resolve(this.file));
+    // The database, its WAL and its rollback journal: `bus.db`, `bus.db-wal`, `bus.db-journal`.
+    const base = path.basename(this.file);
+    try {
+      // Not persistent: the subscriptions keep the process alive, the watcher alone must not.
+      this.watcher = watch(dir, { persistent: false }, (_event, name) => {
+        if (name === null || (typeof name === 'string' && name.startsWith(base))) this.scheduleCheck();
+      });
+      this.watcher.on('error', () => this.notificationsLost());
+    } catch {
+      this.notificationsLost();
+    }
+  }
+
+  /** Notifications stopped (or never started): back to looking every `pollInterval`. */
+  private notificationsLost(): void {
+    this.notificationsFailed = true;
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.watchTimer) {
+      clearInterval(this.watchTimer);
+      this.startTimer();
+    }
+  }
+
+  private startTimer(): void {
+    const every = this.watcher ? Math.max(this.watchInterval, NOTIFIED_RECHECK_MS) : this.watchInterval;
+    this.watchTimer = setInterval(() => this.checkChanged(), every);
+    this.watchTimer.unref();
+  }
+
+  private stopWatching(): void {
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  /**
+   * One look soon, however many notifications arrive before it (a commit writes several times, and this
+   * process's own commits notify too): on the next turn when the last look is `pollInterval` old (at most
+   * {@link NOTIFIED_RECHECK_MS}), else when it will be. Idle, a commit is seen at once; under a stream of
+   * commits, once per `pollInterval` as a poll would.
+   */
+  private scheduleCheck(): void {
+    if (this.checkPending || this.changeListeners.size === 0) return;
+    this.checkPending = true;
+    const run = (): void => {
+      this.checkPending = false;
+      if (this.db.open) this.checkChanged();
+    };
+    const wait = this.lastCheckAt + Math.min(this.watchInterval, NOTIFIED_RECHECK_MS) - performance.now();
+    if (wait <= 0) setImmediate(run);
+    else setTimeout(run, wait).unref();
+  }
+
   private checkChanged(): void {
+    this.lastCheckAt = performance.now();
     let changed = this.committedHere;
     this.committedHere = false;
     try {
@@ -359,8 +432,7 @@ export class EmbeddedStore {
   close(): void {
     this.writeListeners.clear();
     this.changeListeners.clear();
-    if (this.watchTimer) clearInterval(this.watchTimer);
-    this.watchTimer = undefined;
+    this.stopWatching();
     if (this.db.open) this.db.close();
   }
 }

@@ -5,7 +5,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { EmbeddedBus } from '../../../src/bus/embedded/embedded-bus.js';
-import { partitionOf } from '../../../src/bus/embedded/store.js';
+import { EmbeddedStore, partitionOf } from '../../../src/bus/embedded/store.js';
+import { embeddedBusSchema } from '../../../src/config/bus.js';
+import { silentLogger } from '../../../src/logger.js';
 import { createBus, type Bus, type BusConfigInput, type Delivery } from '../../../src/bus/index.js';
 import { buildEvent } from '../../../src/events/cloudevent.js';
 import { ErrorCodes } from '../../../src/errors.js';
@@ -271,5 +273,40 @@ describe('embedded bus', () => {
     // close() ends readers it made.
     expect((await pending).done).toBe(true);
     expect(() => b.read('test.x', { from: 'start' })).toThrow(expect.objectContaining({ code: ErrorCodes.BUS_CLOSED }));
+  });
+});
+
+describe('embedded bus change watcher', () => {
+  async function store(file: string): Promise<EmbeddedStore> {
+    const s = await EmbeddedStore.open(embeddedBusSchema.parse({ kind: 'embedded', path: file }), silentLogger());
+    cleanups.push(() => s.close());
+    return s;
+  }
+
+  it("wakes its listeners on another connection's commits without waiting for the next poll", async () => {
+    const file = freshFile();
+    const s = await store(file);
+    let woken = 0;
+    // A poll interval of an hour: only the file-system notification can wake the listener within the test.
+    s.onChange(() => (woken += 1), 3_600_000);
+    const other = peek(file);
+    other.prepare("INSERT INTO meta (name, value) VALUES ('probe', '1')").run();
+    await waitFor(() => woken > 0, { what: 'the listener woken by the commit' });
+    other.prepare("UPDATE meta SET value = '2' WHERE name = 'probe'").run();
+    await waitFor(() => woken > 1, { what: 'the listener woken by the second commit' });
+  });
+
+  it("does not wake its listeners for its own connection's commits", async () => {
+    const file = freshFile();
+    const s = await store(file);
+    let woken = 0;
+    s.onChange(() => (woken += 1), 3_600_000);
+    // Seen by the watcher as a change of the file (the WAL is written), but data_version stays: not another connection.
+    s.write(() => s.db.prepare("INSERT INTO meta (name, value) VALUES ('own', '1')").run(), true);
+    // A commit of another connection afterwards: once it has woken the listener, the own commit was looked at too.
+    const other = peek(file);
+    other.prepare("INSERT INTO meta (name, value) VALUES ('other', '1')").run();
+    await waitFor(() => woken > 0, { what: "the listener woken by the other connection's commit" });
+    expect(woken).toBe(1);
   });
 });
