@@ -61,7 +61,9 @@ export function compilePathTemplate(template: string): PathTemplate {
   const literals = segments.length - params.length;
   if (params.length === 0) {
     const exact = split(template).join('/');
-    return { template, params, literals, match: (path) => (split(path).join('/') === exact ? {} : undefined) };
+    // The path less one trailing slash equals the template, compared without splitting it (every request).
+    const matches = (path: string): boolean => path === exact || (path.length === exact.length + 1 && path.length > 1 && path.endsWith('/') && path.startsWith(exact));
+    return { template, params, literals, match: (path) => (matches(path) ? {} : undefined) };
   }
   return {
     template,

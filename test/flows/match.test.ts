@@ -19,6 +19,18 @@ describe('compilePathTemplate', () => {
     expect(t.match('/Reservations')).toBeUndefined();
   });
 
+  it('literal templates match exactly the paths that equal them less one trailing slash', () => {
+    const paths = ['/', '//', '///', '/a', '/a/', '/a//', '/ab', '/a/b', '/a/b/', '/a/b//', '/b/a', 'a', '', '/a/bc', '/a/b/c'];
+    for (const template of ['/', '/a', '/a/', '/a/b', '/a/b/']) {
+      const t = compilePathTemplate(template);
+      const want = template.length > 1 && template.endsWith('/') ? template.slice(0, -1) : template;
+      for (const path of paths) {
+        const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+        expect([template, path, t.match(path)]).toEqual([template, path, trimmed === want ? {} : undefined]);
+      }
+    }
+  });
+
   it('extracts :params, one non-empty segment each, percent-decoded', () => {
     const t = compilePathTemplate('/stock/:sku/warehouses/:wh');
     expect(t.params).toEqual(['sku', 'wh']);
