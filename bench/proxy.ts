@@ -2,7 +2,8 @@
  * Sidecar benchmark: `npx tsx bench/proxy.ts` (or `npm run bench:proxy`).
  *
  * In one run, against the same agent: the agent called directly, a minimal Node forwarding proxy (the
- * baseline every ratio is against), the sidecar with its flow in direct mode, and in shadow mode on the
+ * baseline every ratio is against), http-proxy-middleware alone with the sidecar's options (the bound for
+ * direct mode: the sidecar forwards through it), the sidecar with its flow in direct mode, and in shadow mode on the
  * embedded, Redis, Kafka and RabbitMQ buses (with the default `spool.durability: interval`; to price the journal,
  * also embedded and Redis with `none` and Redis with `strict`). For each:
  * - max throughput: closed loop, fixed concurrency, fixed duration;
@@ -24,7 +25,10 @@
  * records, rate, linger, acks=all, idempotence), and "sidecar shadow kafka, platformatic producer" the Kafka
  * sidecar with that client as its publisher's producer (`bus.client.producer: platformatic`).
  * "forwarder + kafkajs (bound)": the minimal forwarder with a kafkajs floor process fed two records per
- * completed request, in both phases.
+ * completed request, in both phases. "http-proxy-middleware + <bus> adapter (bound)": one process that
+ * forwards through http-proxy-middleware with the sidecar's options and hands the adapter the two prebuilt
+ * records of every completed request through the floor's batching loop; no capture, event building or
+ * journal, so no sidecar on that library and adapter does better in one process.
  *
  * The load generator is written here (keep-alive agents, node:http) rather than autocannon: it is one
  * small file, needs no extra dependency, and gives the open-loop schedule the latency goal needs.
@@ -43,9 +47,10 @@
  *
  * Env: BENCH_SECONDS (throughput phase, default 5), BENCH_RATE_SECONDS (default 5), BENCH_CONCURRENCY
  * (default 32), BENCH_ROUNDS (default 3), BENCH_ONLY (comma list of scenario name parts; `=name` for one name exactly), REDIS_URL,
- * KAFKA_BROKERS, RABBITMQ_URL, BENCH_LINGER (publisher.linger of the sidecars), BENCH_PROF (directory for CPU profiles).
+ * KAFKA_BROKERS, RABBITMQ_URL, BENCH_LINGER (publisher.linger of the sidecars), BENCH_PROF (directory for CPU profiles),
+ * BENCH_FROM_SOURCE=1 (run the sidecars from the TypeScript sources through tsx instead of the compiled dist/).
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -117,10 +122,58 @@ async function runForwarder(upstreamPort: number): Promise<void> {
   process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies ChildMessage);
 }
 
+/**
+ * http-proxy-middleware alone, with the options the sidecar gives it (proxy/upstreams.ts) and a 502 on
+ * error: what direct mode costs at the least with the library the sidecar forwards through.
+ */
+async function runProxyMiddleware(upstreamPort: number, bus?: { json: string; suffix: string; linger: number }): Promise<void> {
+  const { createProxyMiddleware } = await import('http-proxy-middleware');
+  // With a bus: the two records of a shadowed call (prebuilt, as the floor sends them) handed to the adapter
+  // for every response, through the floor's batching loop. No capture, no event building, no journal.
+  const publishing = bus ? floorLoop(await busSender(bus.json, bus.suffix), bus.linger, await defaultMaxBatch()) : undefined;
+  const { parse } = await import('node:url');
+  const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' });
+  const proxy = createProxyMiddleware({
+    target: parse(`http://127.0.0.1:${upstreamPort}`),
+    agent,
+    pathFilter: () => true,
+    changeOrigin: false,
+    xfwd: false,
+    preserveHeaderKeyCase: true,
+    ejectPlugins: true,
+    plugins: [
+      (p) =>
+        p.on('error', (_err, _req, res) => {
+          if ('writeHead' in res && !res.headersSent) res.writeHead(502);
+          res.end();
+        }),
+    ],
+  });
+  const server = http.createServer((req, res) => {
+    if (publishing) res.once('finish', () => publishing.push(1));
+    void proxy(req, res, () => res.writeHead(502).end());
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.on('SIGTERM', () => void (publishing ? publishing.stop() : Promise.resolve()).finally(() => process.exit(0)));
+  reportCpu();
+  process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies ChildMessage);
+}
+
+/**
+ * A module of cutover as users run it: compiled to dist/ (the run builds it first), or the TypeScript source
+ * through tsx with BENCH_FROM_SOURCE=1 (tsx's output differs: it names every closure it creates, which
+ * costs a call per closure made on the request path).
+ */
+async function product<T>(module: string): Promise<T> {
+  const file = process.env.BENCH_FROM_SOURCE === '1' ? `../${module}.ts` : `../dist/${module}.js`;
+  return (await import(new URL(file, import.meta.url).href)) as T;
+}
+
 async function runSidecarChild(configJson: string, traced: boolean): Promise<void> {
   if (traced) await registerTracing();
-  const { startSidecar } = await import('../proxy/sidecar.js');
-  const { createLogger } = await import('../src/logger.js');
+  const { startSidecar } = await product<typeof import('../proxy/sidecar.js')>('proxy/sidecar');
+  const { createLogger } = await product<typeof import('../src/logger.js')>('src/logger');
   const sc = await startSidecar(JSON.parse(configJson), { logger: createLogger({ level: 'warn' }) });
   reportCpu();
   process.on('message', async (msg: { type: string }) => {
@@ -171,7 +224,7 @@ interface FloorSender {
  */
 async function kafkaClientSender(client: 'kafkajs' | 'platformatic', brokers: string, suffix: string): Promise<FloorSender> {
   const { Kafka, logLevel, Partitioners } = await import('kafkajs');
-  const { encodeMessages } = await import('../src/bus/kafka/codec.js');
+  const { encodeMessages } = await product<typeof import('../src/bus/kafka/codec.js')>('src/bus/kafka/codec');
   const kafka = new Kafka({ clientId: 'bench-floor', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
   const callTopic = `commands.agent.inventory.floor-${suffix}`;
   const obsTopic = `cutover.observations.floor-${suffix}`;
@@ -252,8 +305,8 @@ async function platformaticProducer(brokers: string[]): Promise<{ send(batch: Fl
  * batch, as the sidecar's outbox sends), so its serialization and the adapter's own work are in the figure.
  */
 async function busSender(busJson: string, suffix: string): Promise<FloorSender> {
-  const { openBus } = await import('../src/bus/index.js');
-  const { createLogger } = await import('../src/logger.js');
+  const { openBus } = await product<typeof import('../src/bus/index.js')>('src/bus/index');
+  const { createLogger } = await product<typeof import('../src/logger.js')>('src/logger');
   const bus = await openBus(JSON.parse(busJson), { logger: createLogger({ level: 'warn' }) });
   const callTopic = `commands.agent.inventory.floor-${suffix}`;
   const obsTopic = `cutover.observations.floor-${suffix}`;
@@ -284,17 +337,18 @@ function floorMessages(callTopic: string): [BusMessageLike, BusMessageLike] {
   ];
 }
 
-/**
- * A floor process: fed the two records of a shadow call (call event and direct observation) per call, at
- * a fixed rate or one call per request a load generator completed, batched like the sidecar's publisher
- * (gather for `linger` unless a full batch waits; one batch in flight). No HTTP, no capture. Its CPU per
- * 1,000 calls is the least the publishing side of a shadowing sidecar can cost with that client.
- */
-async function runFloor(kind: string, target: string, suffix: string, linger: number): Promise<void> {
+/** The sidecar's default publisher.maxBatch. */
+async function defaultMaxBatch(): Promise<number> {
   const { publisherSchema } = await import('../src/config/sidecar.js');
-  const sender = kind === 'kafkajs' || kind === 'platformatic' ? await kafkaClientSender(kind, target, suffix) : await busSender(target, suffix);
+  return publisherSchema.parse({}).maxBatch;
+}
+
+/**
+ * The floor's publishing loop: two records queued per call, sent in batches like the sidecar's publisher
+ * (gather for `linger` unless a full batch waits; one batch in flight).
+ */
+function floorLoop(sender: FloorSender, linger: number, maxBatch: number): { push(n: number): void; acked(): number; stop(): Promise<void> } {
   const queue: Array<{ topic: string; index: 0 | 1 }> = [];
-  const maxBatch = publisherSchema.parse({}).maxBatch;
   let stopping = false;
   let acked = 0;
   const loop = (async () => {
@@ -307,12 +361,31 @@ async function runFloor(kind: string, target: string, suffix: string, linger: nu
       acked += batch.length;
     }
   })();
-  const push = (n: number): void => {
-    for (let i = 0; i < n; i++) {
-      queue.push({ topic: sender.callTopic, index: 0 });
-      queue.push({ topic: sender.obsTopic, index: 1 });
-    }
+  return {
+    push(n) {
+      for (let i = 0; i < n; i++) {
+        queue.push({ topic: sender.callTopic, index: 0 });
+        queue.push({ topic: sender.obsTopic, index: 1 });
+      }
+    },
+    acked: () => acked,
+    async stop() {
+      stopping = true;
+      await loop.catch(() => undefined);
+      await sender.close().catch(() => undefined);
+    },
   };
+}
+
+/**
+ * A floor process: fed the two records of a shadow call (call event and direct observation) per call, at
+ * a fixed rate or one call per request a load generator completed, batched like the sidecar's publisher
+ * (gather for `linger` unless a full batch waits; one batch in flight). No HTTP, no capture. Its CPU per
+ * 1,000 calls is the least the publishing side of a shadowing sidecar can cost with that client.
+ */
+async function runFloor(kind: string, target: string, suffix: string, linger: number): Promise<void> {
+  const sender = kind === 'kafkajs' || kind === 'platformatic' ? await kafkaClientSender(kind, target, suffix) : await busSender(target, suffix);
+  const { push, acked: ackedSoFar, stop } = floorLoop(sender, linger, await defaultMaxBatch());
   reportCpu();
   process.on('message', async (msg: { type: string; rate?: number; seconds?: number; n?: number }) => {
     if (msg.type === 'push') push(msg.n!);
@@ -323,7 +396,7 @@ async function runFloor(kind: string, target: string, suffix: string, linger: nu
     await new Promise((r) => setTimeout(r, 1_000));
     clearInterval(warm);
     const before = process.cpuUsage();
-    const ackedBefore = acked;
+    const ackedBefore = ackedSoFar();
     let sent = 0;
     const timer = setInterval(() => {
       push(perStep);
@@ -332,15 +405,9 @@ async function runFloor(kind: string, target: string, suffix: string, linger: nu
     await new Promise((r) => setTimeout(r, msg.seconds! * 1_000));
     clearInterval(timer);
     const used = process.cpuUsage(before);
-    process.send!({ type: 'floor', cpuMicros: used.user + used.system, sent, acked: acked - ackedBefore } satisfies ChildMessage);
+    process.send!({ type: 'floor', cpuMicros: used.user + used.system, sent, acked: ackedSoFar() - ackedBefore } satisfies ChildMessage);
   });
-  process.on('SIGTERM', () => {
-    stopping = true;
-    void loop.finally(async () => {
-      await sender.close().catch(() => undefined);
-      process.exit(0);
-    });
-  });
+  process.on('SIGTERM', () => void stop().finally(() => process.exit(0)));
   process.send!({ type: 'ready', port: 0 } satisfies ChildMessage);
 }
 
@@ -473,6 +540,8 @@ async function main(): Promise<void> {
   const rabbitPrefix = `cutover-bench-${id}`;
   const out = (s: string): boolean => process.stdout.write(s + '\n');
 
+  // The sidecars and floors run the compiled code (see product()): build it from the sources of this checkout.
+  if (process.env.BENCH_FROM_SOURCE !== '1') execFileSync(process.execPath, [fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url)), '-p', fileURLToPath(new URL('../tsconfig.build.json', import.meta.url))], { stdio: 'inherit' });
   const agent = await spawnChild(['agent']);
   // The sidecar's publisher.linger (its default unless BENCH_LINGER says otherwise), for the floor row too.
   const { parseDuration } = await import('../src/duration.js');
@@ -512,6 +581,8 @@ async function main(): Promise<void> {
   const scenarios: Array<{ name: string; start: () => Promise<Child | undefined>; body?: string }> = [
     { name: 'agent direct', start: async () => undefined },
     { name: 'minimal forwarder', start: () => spawnChild(['forwarder', String(agent.port)]) },
+    // The library the sidecar forwards through, alone: the least direct mode can cost with it.
+    { name: 'http-proxy-middleware alone (bound)', start: () => spawnChild(['hpm', String(agent.port)]) },
     { name: 'sidecar direct mode', start: () => spawnChild(['sidecar', sidecarConfig('direct', 'direct', { kind: 'embedded', path: path.join(dir, 'direct.db') })]) },
     { name: 'sidecar shadow embedded', start: () => spawnChild(['sidecar', sidecarConfig('embedded', 'shadow', { kind: 'embedded', path: path.join(dir, 'shadow.db') })]) },
     // What selecting flows by JSON-RPC method and tool costs: the same JSON-RPC body without and with rpc flows.
@@ -539,6 +610,12 @@ async function main(): Promise<void> {
     { name: 'redis adapter alone (floor)', start: () => spawnChild(['floor', 'bus', JSON.stringify({ kind: 'redis', url: redisUrl, prefix: `${redisPrefix}floor:` }), id, String(lingerMs)]) },
     { name: 'kafka adapter alone (floor)', start: () => spawnChild(['floor', 'bus', JSON.stringify({ kind: 'kafka', brokers: kafka }), `adapter-bench-${id}`, String(lingerMs)]) },
     { name: 'rabbitmq adapter alone (floor)', start: () => spawnChild(['floor', 'bus', JSON.stringify({ kind: 'rabbitmq', url: rabbitmqUrl, prefix: rabbitPrefix }), id, String(lingerMs)]) },
+    // One-process bounds: http-proxy-middleware forwarding and handing the adapter two prebuilt records per
+    // call (no capture, event building or journal): the most a sidecar on that library and adapter can reach.
+    { name: 'http-proxy-middleware + embedded adapter (bound)', start: () => spawnChild(['hpm', String(agent.port), JSON.stringify({ kind: 'embedded', path: path.join(dir, 'hpm-bound.db') }), `${id}-hpm`, String(lingerMs)]) },
+    { name: 'http-proxy-middleware + redis adapter (bound)', start: () => spawnChild(['hpm', String(agent.port), JSON.stringify({ kind: 'redis', url: redisUrl, prefix: `${redisPrefix}hpm:` }), `${id}-hpm`, String(lingerMs)]) },
+    { name: 'http-proxy-middleware + kafka adapter (bound)', start: () => spawnChild(['hpm', String(agent.port), JSON.stringify({ kind: 'kafka', brokers: kafka }), `adapter-bench-${id}-hpm`, String(lingerMs)]) },
+    { name: 'http-proxy-middleware + rabbitmq adapter (bound)', start: () => spawnChild(['hpm', String(agent.port), JSON.stringify({ kind: 'rabbitmq', url: rabbitmqUrl, prefix: rabbitPrefix }), `${id}-hpm`, String(lingerMs)]) },
     {
       // The best any kafkajs-based sidecar could do: the minimal forwarder, plus a second process that hands
       // kafkajs the two records of every call it forwards. No capture or event building, and two processes
@@ -668,7 +745,15 @@ async function main(): Promise<void> {
     const sidecarDirect = rows.find((r) => r.name === 'sidecar direct mode');
     out('');
     out('targets (ratios within this run):');
-    if (sidecarDirect) out(`  direct mode: ${percent(sidecarDirect.rps / base.rps)} of the forwarder's throughput (target >= 90%: ${mark(sidecarDirect.rps / base.rps >= 0.9)}); CPU ${num(sidecarDirect.cpuPer1k, 3)} vs ${num(base.cpuPer1k, 3)} CPU-s/1k`);
+    const hpm = rows.find((r) => r.name === 'http-proxy-middleware alone (bound)');
+    if (sidecarDirect) {
+      out(
+        `  direct mode: ${percent(sidecarDirect.rps / base.rps)} of the forwarder's throughput (target >= 90%: ${mark(sidecarDirect.rps / base.rps >= 0.9)}); CPU ${num(sidecarDirect.cpuPer1k, 3)} vs ${num(base.cpuPer1k, 3)} CPU-s/1k` +
+          (hpm
+            ? `; bound: http-proxy-middleware alone ${percent(hpm.rps / base.rps)} at ${num(hpm.cpuPer1k, 3)} CPU-s/1k, direct mode is ${percent(sidecarDirect.rps / hpm.rps)} of it and spends ${num((sidecarDirect.cpuPer1k! - hpm.cpuPer1k!) * 1_000, 1)} µs of CPU per request over it`
+            : ''),
+      );
+    }
     for (const bus of ['embedded', 'redis', 'kafka', 'rabbitmq']) {
       const row = rows.find((r) => r.name === `sidecar shadow ${bus}`);
       if (!row) continue;
@@ -681,6 +766,13 @@ async function main(): Promise<void> {
           `added p50 ${num(added, 2)} ms (<= 0.5: ${mark(added <= 0.5)})` +
           (Number.isNaN(least) ? '' : `; floor forwarder + ${bus} adapter alone = ${num(least, 3)} CPU-s/1k, the sidecar spends ${num(row.cpuPer1k! - least, 3)} over it`),
       );
+      const oneProcess = rows.find((r) => r.name === `http-proxy-middleware + ${bus} adapter (bound)`);
+      if (oneProcess) {
+        out(
+          `    bound in one process (http-proxy-middleware + ${bus} adapter, nothing else): ${percent(oneProcess.rps / base.rps)} of the forwarder's throughput at ${num(oneProcess.cpuPer1k, 3)} CPU-s/1k` +
+            `, p50 +${num(oneProcess.p50 - direct.p50, 2)} ms; the sidecar reaches ${percent(row.rps / oneProcess.rps)} of its throughput and spends ${num((row.cpuPer1k! - oneProcess.cpuPer1k!) * 1_000, 1)} µs of CPU per request more`,
+        );
+      }
     }
   }
   const bound = rows.find((r) => r.name.startsWith('forwarder + kafkajs'));
@@ -752,6 +844,9 @@ switch (ROLE) {
     break;
   case 'forwarder':
     await runForwarder(Number(process.argv[3]));
+    break;
+  case 'hpm':
+    await runProxyMiddleware(Number(process.argv[3]), process.argv[4] ? { json: process.argv[4], suffix: process.argv[5]!, linger: Number(process.argv[6]) } : undefined);
     break;
   case 'sidecar':
     await runSidecarChild(process.argv[3]!, process.argv[4] === 'traced');
