@@ -76,14 +76,29 @@ export async function startKafkaCluster(): Promise<KafkaCluster> {
     brokers,
     startSeconds,
     async leaderOf(topic, partition) {
-      // The topic may be brand new: wait until its metadata names a leader.
+      // The topic may be brand new: wait until its metadata names a leader. A fresh client for each look: one
+      // that knew a broker before it was killed and restarted can keep failing on its old connection.
+      let last = 'no answer yet';
       const leader = await waitFor(
         async () => {
-          const { topics } = await withAdmin(() => admin.fetchTopicMetadata({ topics: [topic] })).catch(() => ({ topics: [] }));
-          return nodes.find((n) => n.id === topics[0]?.partitions.find((p) => p.partitionId === partition)?.leader);
+          const probe = kafka.admin();
+          try {
+            await probe.connect();
+            const { topics } = await probe.fetchTopicMetadata({ topics: [topic] });
+            const id = topics[0]?.partitions.find((p) => p.partitionId === partition)?.leader;
+            last = `metadata names leader ${String(id)}`;
+            return nodes.find((n) => n.id === id);
+          } catch (err) {
+            last = (err as Error).message;
+            return undefined;
+          } finally {
+            await probe.disconnect().catch(() => undefined);
+          }
         },
-        { timeoutMs: 30_000, intervalMs: 250, what: `a leader of ${topic}[${partition}]` },
-      );
+        { timeoutMs: 60_000, intervalMs: 250, what: `a leader of ${topic}[${partition}]` },
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; last look: ${last}`);
+      });
       return leader;
     },
     async waitFullyReplicated(timeoutMs) {
