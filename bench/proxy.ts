@@ -131,24 +131,16 @@ async function runProxyMiddleware(upstreamPort: number, bus?: { json: string; su
   // With a bus: the two records of a shadowed call (prebuilt, as the floor sends them) handed to the adapter
   // for every response, through the floor's batching loop. No capture, no event building, no journal.
   const publishing = bus ? floorLoop(await busSender(bus.json, bus.suffix), bus.linger, await defaultMaxBatch()) : undefined;
-  const { parse } = await import('node:url');
+  const { proxyOptions } = await product<typeof import('../proxy/upstreams.js')>('proxy/upstreams');
   const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' });
-  const proxy = createProxyMiddleware({
-    target: parse(`http://127.0.0.1:${upstreamPort}`),
-    agent,
-    pathFilter: () => true,
-    changeOrigin: false,
-    xfwd: false,
-    preserveHeaderKeyCase: true,
-    ejectPlugins: true,
-    plugins: [
-      (p) =>
-        p.on('error', (_err, _req, res) => {
-          if ('writeHead' in res && !res.headersSent) res.writeHead(502);
-          res.end();
-        }),
-    ],
-  });
+  const proxy = createProxyMiddleware(
+    proxyOptions(`http://127.0.0.1:${upstreamPort}`, agent, (p) =>
+      p.on('error', (_err, _req, res) => {
+        if ('writeHead' in res && !res.headersSent) res.writeHead(502);
+        res.end();
+      }),
+    ),
+  );
   const server = http.createServer((req, res) => {
     if (publishing) res.once('finish', () => publishing.push(1));
     void proxy(req, res, () => res.writeHead(502).end());

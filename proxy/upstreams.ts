@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { parse as parseUrl } from 'node:url';
-import { createProxyMiddleware, type Plugin, type RequestHandler } from 'http-proxy-middleware';
+import { createProxyMiddleware, type Options, type Plugin, type RequestHandler } from 'http-proxy-middleware';
 import type { RouteConfig } from '../src/config/sidecar.js';
 
 /** One upstream: its proxy middleware and keep-alive agent. */
@@ -75,21 +75,26 @@ export class Upstreams {
     const isHttps = url.startsWith('https:');
     const agentOptions = { keepAlive: true, maxFreeSockets: 256, timeout: this.opts.upstreamIdleTimeout, scheduling: 'lifo' as const };
     const agent = isHttps ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
-    const proxy = createProxyMiddleware({
-      // Parsed once here: http-proxy would parse a string target again on every request.
-      target: parseUrl(url),
-      agent,
-      // Everything is forwarded: the default filter takes only paths starting with `/` and would hand
-      // `OPTIONS *` (a request about the server as a whole) back as an error.
-      pathFilter: () => true,
-      // Forward the request as the caller sent it and the response as the agent sent it.
-      changeOrigin: false,
-      xfwd: false,
-      preserveHeaderKeyCase: true,
-      // Our own plugin replaces the defaults (console logging, HTML error pages).
-      ejectPlugins: true,
-      plugins: [this.opts.plugin],
-    });
+    const proxy = createProxyMiddleware(proxyOptions(url, agent, this.opts.plugin));
     return { url, proxy, agent };
   }
+}
+
+/** The http-proxy-middleware options of one upstream: every request forwarded as sent, `plugin` handling the events. */
+export function proxyOptions(url: string, agent: http.Agent, plugin: Plugin): Options {
+  return {
+    // Parsed once here: http-proxy would parse a string target again on every request.
+    target: parseUrl(url),
+    agent,
+    // Everything is forwarded: the default filter takes only paths starting with `/` and would hand
+    // `OPTIONS *` (a request about the server as a whole) back as an error.
+    pathFilter: () => true,
+    // Forward the request as the caller sent it and the response as the agent sent it.
+    changeOrigin: false,
+    xfwd: false,
+    preserveHeaderKeyCase: true,
+    // Our own plugin replaces the defaults (console logging, HTML error pages).
+    ejectPlugins: true,
+    plugins: [plugin],
+  };
 }
