@@ -21,6 +21,10 @@
  * Redis: the entry id), the broker's ack of the command, the callee taking it, the agent's answer, the
  * reply's bus timestamp and the caller getting the reply. Medians per stage are printed per bus.
  *
+ * For Kafka, a bound in the same run: a request/reply over kafkajs alone (a responder that answers each
+ * command on a reply topic, a caller driving the same rate; the adapter's consumer settings, acks=all, no
+ * HTTP, no sidecar). Bus mode cannot add less than that round trip less the local HTTP hop it replaces.
+ *
  * Env: BENCH_RATE (default 500), BENCH_SECONDS (default 10), BENCH_ONLY (redis|kafka), REDIS_URL (default
  * redis://127.0.0.1:6379), KAFKA_BROKERS (default 127.0.0.1:19092), BENCH_BUS (JSON merged into both
  * sidecars' `bus:` config, to try client settings), BENCH_PROF (directory for the children's CPU profiles).
@@ -240,6 +244,132 @@ function fixedRate(port: number, rate: number, seconds: number, hooks: { onStart
   return openLoop({ rate, seconds, warmUp: rate * 2, send: (agent, i) => reserve(agent, port, i), ...hooks });
 }
 
+/** What a kafkajs bound child is told: the broker, its topics, and for the caller the load. */
+interface KafkajsBoundSpec {
+  brokers: string[];
+  commands: string;
+  replies: string;
+  rate: number;
+  seconds: number;
+}
+
+/** A kafkajs client and consumer with the adapter's timing settings (maxWaitTimeInMs, session, heartbeat). */
+async function kafkajsParts(spec: KafkajsBoundSpec, clientId: string, group: string) {
+  const { Kafka, logLevel, Partitioners } = await import('kafkajs');
+  const { kafkaBusSchema } = await import('../src/config/bus.js');
+  const { consumerTiming } = await import('../src/bus/kafka/subscription.js');
+  const t = consumerTiming(kafkaBusSchema.parse({ kind: 'kafka', brokers: spec.brokers }));
+  const kafka = new Kafka({ clientId, brokers: spec.brokers, logLevel: logLevel.NOTHING });
+  // As the adapter's producer: not idempotent, acks=all on every send, sends of one turn in flight together.
+  const producer = kafka.producer({ idempotent: false, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  const consumer = kafka.consumer({ groupId: group, sessionTimeout: t.sessionTimeout, heartbeatInterval: t.heartbeatInterval, rebalanceTimeout: t.rebalanceTimeout, maxWaitTimeInMs: t.maxWaitTimeInMs, allowAutoTopicCreation: false });
+  await Promise.all([producer.connect(), consumer.connect()]);
+  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+  return { producer, consumer, joined };
+}
+
+/**
+ * Child: kafkajs alone answering commands. A consumer in a group reads the command topic and, per batch,
+ * sends one reply per command (all of the batch's sends at once, acks=all), then commits; no HTTP, no
+ * sidecar, no agent. With the caller below: the least a request/reply over kafkajs with the adapter's
+ * consumer settings takes on this broker.
+ */
+async function runKafkajsResponder(specJson: string): Promise<void> {
+  const spec = JSON.parse(specJson) as KafkajsBoundSpec;
+  const { producer, consumer, joined } = await kafkajsParts(spec, 'bench-bound-responder', `bench-bound-responder-${spec.commands}`);
+  await consumer.subscribe({ topics: [spec.commands], fromBeginning: false });
+  await consumer.run({
+    eachBatchAutoResolve: false,
+    autoCommit: false,
+    partitionsConsumedConcurrently: 3,
+    eachBatch: async ({ batch, resolveOffset }) => {
+      await Promise.all(batch.messages.map((m) => producer.send({ topic: spec.replies, acks: -1, messages: [{ key: m.key, value: m.value }] })));
+      for (const m of batch.messages) resolveOffset(m.offset);
+      // Not awaited, as the adapter commits in the background of the next fetch.
+      void consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() }]).catch(() => undefined);
+    },
+  });
+  await joined;
+  process.send!({ type: 'ready', port: 0 } satisfies Ready);
+  process.on('message', async (m: Control) => {
+    if (m.type !== 'stop') return;
+    await consumer.disconnect().catch(() => undefined);
+    await producer.disconnect().catch(() => undefined);
+    process.exit(0);
+  });
+}
+
+/**
+ * Child: the caller of the kafkajs bound. Sends `rate` commands per second (open loop, 2 s of warm-up not
+ * counted), each keyed like the bench's calls, reads the replies on its own topic with a consumer of the
+ * same settings, and reports p50 and p99 of the round trips from each command's scheduled send time.
+ */
+async function runKafkajsCaller(specJson: string): Promise<void> {
+  const spec = JSON.parse(specJson) as KafkajsBoundSpec;
+  const { producer, consumer, joined } = await kafkajsParts(spec, 'bench-bound-caller', `bench-bound-caller-${spec.replies}`);
+  const sentAt = new Map<string, number>();
+  const rtts: number[] = [];
+  await consumer.subscribe({ topics: [spec.replies], fromBeginning: false });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      const id = message.value?.toString() ?? '';
+      const t0 = sentAt.get(id);
+      if (t0 === undefined) return;
+      sentAt.delete(id);
+      // Only the measured commands: late answers to the warm-up do not count.
+      if (id.startsWith('m')) rtts.push(performance.now() - t0);
+    },
+  });
+  await joined;
+  const run = async (count: number, record: boolean): Promise<void> => {
+    const start = performance.now();
+    const gap = 1_000 / spec.rate;
+    for (let i = 0; i < count; i++) {
+      const due = start + i * gap;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      const id = `${record ? 'm' : 'w'}${i}`;
+      sentAt.set(id, due);
+      void producer.send({ topic: spec.commands, acks: -1, messages: [{ key: `cust-${i % 1000}`, value: id }] }).catch(() => undefined);
+    }
+  };
+  await run(spec.rate * 2, false);
+  await run(spec.rate * spec.seconds, true);
+  const until = Date.now() + 5_000;
+  while (rtts.length < spec.rate * spec.seconds && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  const sorted = [...rtts].sort((a, b) => a - b);
+  const at = (q: number): number => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+  process.send!({ type: 'bound', p50: at(0.5), p99: at(0.99), sent: spec.rate * spec.seconds, answered: rtts.length });
+  await consumer.disconnect().catch(() => undefined);
+  await producer.disconnect().catch(() => undefined);
+  process.exit(0);
+}
+
+/**
+ * The kafkajs request/reply bound: topics made for it (three partitions, as the bench's bus), a responder
+ * child, then a caller child that drives the load and reports.
+ */
+async function kafkajsBound(brokers: string[], id: string, rate: number, seconds: number): Promise<{ p50: number; p99: number; sent: number; answered: number }> {
+  const { Kafka, logLevel } = await import('kafkajs');
+  const spec: KafkajsBoundSpec = { brokers, commands: `commands.agent.bound${id}.call`, replies: `cutover.replies.bound${id}`, rate, seconds };
+  const admin = new Kafka({ clientId: 'bench-bound-admin', brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [spec.commands, spec.replies].map((topic) => ({ topic, numPartitions: 3 })), waitForLeaders: true });
+  await admin.disconnect();
+  const responder = await spawn('kafkajs-responder', spec);
+  try {
+    const caller = fork(SELF, ['kafkajs-caller', JSON.stringify(spec)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    return await new Promise((resolve, reject) => {
+      caller.on('message', (m: { type: string; p50: number; p99: number; sent: number; answered: number }) => {
+        if (m.type === 'bound') resolve(m);
+      });
+      caller.once('exit', (code) => reject(new Error(`kafkajs bound caller exited with ${code} before reporting`)));
+    });
+  } finally {
+    await responder.stop();
+  }
+}
+
 /** Added p50 targets per bus, ms. */
 const TARGETS: Record<string, number> = { redis: 1.5, kafka: 5 };
 /**
@@ -304,6 +434,19 @@ async function main(): Promise<void> {
       else await deleteKafkaTopics(brokers, (t) => t.includes(id)).catch(() => undefined);
     }
   }
+  // The bound for Kafka: request/reply over kafkajs alone, with the adapter's consumer settings.
+  let bound: { p50: number; p99: number; sent: number; answered: number } | undefined;
+  if (!only || only === 'kafka') {
+    const id = randomUUID().replace(/-/g, '').slice(0, 8);
+    try {
+      bound = await kafkajsBound(brokers, id, rate, seconds);
+      out(`kafkajs alone, request/reply: p50 ${bound.p50.toFixed(2)} ms, p99 ${bound.p99.toFixed(2)} ms, ${bound.answered} of ${bound.sent} answered`);
+    } catch (err) {
+      out(`kafkajs alone, request/reply: could not run (${(err as Error).message})`);
+    } finally {
+      await deleteKafkaTopics(brokers, (t) => t.includes(`bound${id}`)).catch(() => undefined);
+    }
+  }
   out('');
   out(`bus mode vs direct mode, POST /reservations at ${rate} req/s for ${seconds} s (open loop)${process.env.BENCH_BUS ? `, bus ${process.env.BENCH_BUS}` : ''}`);
   out('| bus | mode | p50 ms | p99 ms | errors | p50 ratio | p99 ratio | added p50 ms | added p99 ms | sidecar CPU ms / 1k req | CPU ratio | target |');
@@ -323,6 +466,16 @@ async function main(): Promise<void> {
           : `${added <= TARGETS[r.bus]! && r.errors === 0 ? 'PASS' : 'MISS'} (added p50 <= ${TARGETS[r.bus]} ms)`;
     out(`| ${r.bus} | ${r.mode} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.errors}/${r.sent} | ${(r.p50 / d.p50).toFixed(2)} | ${(r.p99 / d.p99).toFixed(2)} | ${added.toFixed(2)} | ${(r.p99 - d.p99).toFixed(2)} | ${r.cpu.toFixed(0)} | ${(r.cpu / d.cpu).toFixed(2)} | ${verdict} |`);
   }
+  const kafkaBus = rows.find((r) => r.bus === 'kafka' && r.mode === 'bus');
+  const kafkaDirect = rows.find((r) => r.bus === 'kafka' && r.mode === 'direct');
+  if (bound && kafkaBus && kafkaDirect) {
+    out('');
+    out(
+      `bound: a request/reply over kafkajs alone (the adapter's consumer settings, acks=all, no HTTP, no sidecar) takes ${bound.p50.toFixed(2)} ms at the median (p99 ${bound.p99.toFixed(2)}) at ${rate} req/s; ` +
+        `bus mode on Kafka adds ${(kafkaBus.p50 - kafkaDirect.p50).toFixed(2)} ms over direct, ${(kafkaBus.p50 - kafkaDirect.p50 - bound.p50).toFixed(2)} ms over that round trip; ` +
+        `target ${TARGETS.kafka} ms: ${bound.p50 > TARGETS.kafka! ? 'out of reach for any kafkajs-based request/reply with these settings' : 'within reach of kafkajs'}`,
+    );
+  }
   if (traces.length > 0) {
     out('');
     out('where a bus-mode call spends its time (median ms per stage, caller trace; clocks of one machine, 1 ms resolution)');
@@ -339,6 +492,12 @@ switch (ROLE) {
     break;
   case 'caller':
     await runCaller(process.argv[3]!);
+    break;
+  case 'kafkajs-responder':
+    await runKafkajsResponder(process.argv[3]!);
+    break;
+  case 'kafkajs-caller':
+    await runKafkajsCaller(process.argv[3]!);
     break;
   default:
     await main();
