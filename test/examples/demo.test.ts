@@ -94,17 +94,20 @@ async function expectDesignedRun(run: Run, out: string): Promise<Report> {
   expect(report.verdict).toBe('NOT_READY');
 
   const flow = (name: string) => report.flows.find((f) => f.flow === name)!;
+  // On a failure: what the demo said about its traffic and pairing, and each flow's counts.
+  const said = run.stdout.split('\n').filter((l) => /^(Traffic|Comparator|Customer service)/.test(l.trim())).join('\n');
+  const counts = (name: string): string => `${said}\n${name}: ${flow(name).samples} samples, ${JSON.stringify(flow(name).outcomes)}`;
   // The rounding bug: parity fails (not sample size), on the price fields.
   const pricing = flow('pricing.quote');
-  expect(pricing.verdict.reasons.map((r) => [r.criterion, r.status])).toEqual([['minParityLowerBound', 'fail']]);
+  expect(pricing.verdict.reasons.map((r) => [r.criterion, r.status]), counts('pricing.quote')).toEqual([['minParityLowerBound', 'fail']]);
   expect(pricing.topDiffs.map((d) => d.field)).toEqual(expect.arrayContaining(['/body/lines/*/unitPrice', '/body/total']));
   // The ordering bug: parity fails on the stock the callers are told remains.
   const inventory = flow('inventory.reserve');
-  expect(inventory.verdict.reasons.map((r) => [r.criterion, r.status])).toEqual([['minParityLowerBound', 'fail']]);
+  expect(inventory.verdict.reasons.map((r) => [r.criterion, r.status]), counts('inventory.reserve')).toEqual([['minParityLowerBound', 'fail']]);
   expect(inventory.topDiffs[0]!.field).toBe('/body/remaining');
   for (const name of ['fraud.check', 'logistics.ship', 'orders.checkout', ...RPC_FLOWS]) {
     const f = flow(name);
-    expect(f.samples).toBeGreaterThanOrEqual(200);
+    expect(f.samples, counts(name)).toBeGreaterThanOrEqual(200);
     expect(f.outcomes.match).toBe(f.samples);
     expect(f.verdict.reasons).toEqual([]);
   }
