@@ -42,9 +42,15 @@ async function primaryUrl(): Promise<string> {
   return `redis://127.0.0.1:${await redis.primaryPort()}`;
 }
 
+/** The switches logged since `before` (a `switches()` list), for messages. */
+async function switchesSince(before: string[]): Promise<string[]> {
+  return (await redis.switches()).slice(before.length);
+}
+
 describe('sidecar on Redis with Sentinel', () => {
   it.each(['shadow', 'bus'] as const)('%s mode (waitReplicas 1): the primary SIGKILLed mid-traffic, the replica promoted: no call fails, nothing lost', async (mode) => {
     const prefix = `cl-${mode}-${randomUUID().slice(0, 6)}:`;
+    const before = await redis.switches();
     const r = await runFailover({
       scenario: `redis primary killed (${mode})`,
       mode,
@@ -57,37 +63,61 @@ describe('sidecar on Redis with Sentinel', () => {
       defer: suite.defer,
     });
     table.add(r);
+    const switches = `; sentinel switches during the run: ${(await switchesSince(before)).join(' | ')}`;
     expect(r.failed, `calls failed; sidecar stderr: ${r.stderr.slice(-1500)}`).toBe(0);
-    expect(r.missing, `missing; sidecar stderr: ${r.stderr.slice(-1500)}`).toEqual([]);
-    expect(r.lost).toBe(0);
+    expect(r.missing, `missing${switches}; sidecar stderr: ${r.stderr.slice(-1500)}`).toEqual([]);
+    expect(r.lost, `lost${switches}`).toBe(0);
     expectParityUnharmed(r);
   }, 180_000);
 });
 
+type AdapterRow = FailoverRow & { acked: number; switches: string[] };
+
+/**
+ * Publishes through the adapter while the primary is SIGKILLed, promoted over and restarted; counts what
+ * was acknowledged and is not on the primary afterwards.
+ */
+async function publishAcrossFailover(waitReplicas: number): Promise<AdapterRow> {
+  const prefix = `cl-wait${waitReplicas}-${randomUUID().slice(0, 6)}:`;
+  const bus = await openBus({ kind: 'redis', sentinels: redis.sentinels, name: SENTINEL_MASTER, prefix, publishTimeout: '2s', waitReplicas, waitTimeout: '500ms' });
+  suite.defer(() => bus.close());
+  const before = await redis.switches();
+  const run = await publishThrough(bus, 'events.cluster.written', prefix, async () => {
+    const port = await redis.primaryPort();
+    await redis.nodes.get(port)!.kill();
+    await redis.waitFailover(port, 60_000);
+    await redis.rejoin(port, 60_000);
+  });
+  const events = await readRedis(await primaryUrl(), prefix);
+  await bus.close();
+  const held = new Set(events.map((e) => e.callId));
+  const lost = run.acked.filter((id) => !held.has(id)).length;
+  const duplicated = events.length - held.size;
+  const switches = await switchesSince(before);
+  return { scenario: `redis adapter, waitReplicas ${waitReplicas}`, calls: run.acked.length + run.failed, failed: run.failed, fallback: '-', lost, duplicated, recoveryMs: run.longestGapMs, acked: run.acked.length, switches };
+}
+
 describe('Redis adapter: what asynchronous replication loses in a failover', () => {
   it('waitReplicas 0 may lose acknowledged publishes; waitReplicas 1 loses none (they fail instead)', async () => {
-    const rows: Array<FailoverRow & { acked: number }> = [];
+    const rows: AdapterRow[] = [];
     for (const waitReplicas of [0, 1]) {
-      const prefix = `cl-wait${waitReplicas}-${randomUUID().slice(0, 6)}:`;
-      const bus = await openBus({ kind: 'redis', sentinels: redis.sentinels, name: SENTINEL_MASTER, prefix, publishTimeout: '2s', waitReplicas, waitTimeout: '500ms' });
-      suite.defer(() => bus.close());
-      const run = await publishThrough(bus, 'events.cluster.written', prefix, async () => {
-        const port = await redis.primaryPort();
-        await redis.nodes.get(port)!.kill();
-        await redis.waitFailover(port, 60_000);
-        await redis.rejoin(port, 60_000);
-      });
-      const events = await readRedis(await primaryUrl(), prefix);
-      const held = new Set(events.map((e) => e.callId));
-      const lost = run.acked.filter((id) => !held.has(id)).length;
-      const duplicated = events.length - held.size;
-      const row = { scenario: `redis adapter, waitReplicas ${waitReplicas}`, calls: run.acked.length + run.failed, failed: run.failed, fallback: '-' as const, lost, duplicated, recoveryMs: run.longestGapMs, acked: run.acked.length };
+      let row = await publishAcrossFailover(waitReplicas);
+      // The claim holds for the failover the test makes: the killed primary's replica is in sync. A second
+      // switch is one the sentinels made on their own (a primary stalled past down-after on a loaded
+      // machine, possibly promoting a node that had just restarted empty, which Redis does not protect
+      // against): the run measured another fault, and runs once more.
+      if (row.switches.length > 1) {
+        table.add({ ...row, scenario: `${row.scenario} (unplanned failover: ${row.switches.length} switches; run again)` });
+        row = await publishAcrossFailover(waitReplicas);
+      }
       table.add(row);
       rows.push(row);
-      await bus.close();
+    }
+    for (const r of rows) {
+      expect(r.switches, `${r.scenario}: the sentinels switched primaries other than the one the test caused: ${r.switches.join(' | ')}`).toHaveLength(1);
+      expect(r.acked, r.scenario).toBeGreaterThan(0);
     }
     // Every acknowledged publish with waitReplicas 1 was on the replica that took over.
-    expect(rows[1]!.lost).toBe(0);
-    for (const r of rows) expect(r.acked, r.scenario).toBeGreaterThan(0);
-  }, 180_000);
+    expect(rows[1]!.lost, `lost with waitReplicas 1; sentinel switches: ${rows[1]!.switches.join(' | ')}`).toBe(0);
+  }, 300_000);
 });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
@@ -137,6 +137,11 @@ export interface RedisSentinelSetup {
   waitFailover(port: number, timeoutMs: number): Promise<number>;
   /** Restarts the node on `port` (a former primary, killed) and waits until it is the primary's replica, in sync. */
   rejoin(port: number, timeoutMs: number): Promise<void>;
+  /**
+   * Every primary switch the sentinels made so far, oldest first, as logged ("+switch-master mymaster
+   * 127.0.0.1 26400 127.0.0.1 26401" with its time), from the sentinel that logged the most.
+   */
+  switches(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -144,16 +149,24 @@ export interface RedisSentinelSetup {
  * One primary, one replica and three Sentinels (quorum 2) watching it. A primary silent for a second is
  * down (`down-after-milliseconds 1000`), so a failover takes a few seconds. No persistence: the replica is
  * what keeps the data, as in a Sentinel deployment.
+ *
+ * A restarted node syncs at once (`repl-diskless-sync-delay 0`; the default waits 5 s for more replicas):
+ * until its first sync it is empty, and Sentinel (7.0) takes a replica that never synced for one in sync,
+ * so a primary that stalls past down-after in that window gets the empty node promoted over it, and then
+ * wiped by it. Each sentinel logs its switches (`switches()`), so a test can tell a failover it made from
+ * one the machine's load made.
  */
 export async function startRedisSentinel(dir: string): Promise<RedisSentinelSetup> {
   const started: OwnedBroker[] = [];
   const close = async (): Promise<void> => {
     await Promise.all(started.map((b) => b.close()));
   };
+  const sentinelLog = (port: number): string => path.join(dir, `sentinel-${port}.log`);
   try {
-    const primary = await startRedis({ port: REDIS_PRIMARY_PORT, dir: await mkdtemp(path.join(dir, 'primary-')) });
+    const sync = ['--repl-diskless-sync-delay', '0'];
+    const primary = await startRedis({ port: REDIS_PRIMARY_PORT, dir: await mkdtemp(path.join(dir, 'primary-')), args: sync });
     started.push(primary);
-    const replica = await startRedis({ port: REDIS_REPLICA_PORT, dir: await mkdtemp(path.join(dir, 'replica-')), args: ['--replicaof', '127.0.0.1', String(REDIS_PRIMARY_PORT)] });
+    const replica = await startRedis({ port: REDIS_REPLICA_PORT, dir: await mkdtemp(path.join(dir, 'replica-')), args: [...sync, '--replicaof', '127.0.0.1', String(REDIS_PRIMARY_PORT)] });
     started.push(replica);
     for (const port of SENTINEL_PORTS) {
       // Sentinel rewrites its config file: each gets its own, fresh.
@@ -167,7 +180,7 @@ export async function startRedisSentinel(dir: string): Promise<RedisSentinelSetu
           `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
         ].join('\n'),
       );
-      started.push(await startRedis({ port, dir, args: [conf, '--sentinel'] }));
+      started.push(await startRedis({ port, dir, args: [conf, '--sentinel', '--logfile', sentinelLog(port)] }));
     }
     /** Runs `fn` on a short-lived connection to 127.0.0.1:`port`; false when it does not answer. */
     const on = async <T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T | false> => {
@@ -230,6 +243,11 @@ export async function startRedisSentinel(dir: string): Promise<RedisSentinelSetu
         await nodes.get(port)!.restart();
         // Sentinel turns the returning former primary into a replica of the new one; it then syncs.
         await waitFor(failoverReady, { timeoutMs, intervalMs: 250, what: `127.0.0.1:${port} back as an in-sync replica` });
+      },
+      async switches() {
+        const logs = await Promise.all(SENTINEL_PORTS.map((port) => readFile(sentinelLog(port), 'utf8').catch(() => '')));
+        const each = logs.map((log) => log.split('\n').filter((line) => line.includes('+switch-master')).map((line) => line.replace(/^\d+:X /, '')));
+        return each.reduce((most, list) => (list.length > most.length ? list : most), [] as string[]);
       },
       close,
     };
