@@ -27,7 +27,9 @@
  *
  * Env: BENCH_RATE (default 500), BENCH_SECONDS (default 10), BENCH_ONLY (redis|kafka), REDIS_URL (default
  * redis://127.0.0.1:6379), KAFKA_BROKERS (default 127.0.0.1:19092), BENCH_BUS (JSON merged into both
- * sidecars' `bus:` config, to try client settings), BENCH_PROF (directory for the children's CPU profiles).
+ * sidecars' `bus:` config, to try client settings), BENCH_PROF (directory for the children's CPU profiles),
+ * BENCH_FROM_SOURCE=1 (run the agent and the sidecars from the TypeScript sources through tsx instead of
+ * the compiled dist/, which the run builds first).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -39,6 +41,7 @@ import { fileURLToPath } from 'node:url';
 import { deleteKafkaTopics } from '../src/bus/kafka/maintenance.js';
 import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
 import { openLoop, post, type RateResult } from './lib/load.js';
+import { buildProduct, product } from './lib/product.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROLE = process.argv[2];
@@ -154,8 +157,8 @@ function traceCalls(sc: { replies: { expect: (...a: never[]) => Promise<unknown>
 
 /** Child: the inventory agent and the callee sidecar that serves the flow's commands from the bus. */
 async function runCallee(configJson: string): Promise<void> {
-  const { start } = await import('../examples/agents/inventory.js');
-  const { startSidecar } = await import('../proxy/sidecar.js');
+  const { start } = await product<typeof import('../examples/agents/inventory.js')>('examples/agents/inventory');
+  const { startSidecar } = await product<typeof import('../proxy/sidecar.js')>('proxy/sidecar');
   const agent = await start();
   const config = JSON.parse(configJson) as Record<string, unknown>;
   const sc = await startSidecar({ ...config, upstream: agent.url } as never);
@@ -172,7 +175,7 @@ async function runCallee(configJson: string): Promise<void> {
 
 /** Child: the caller-side sidecar. */
 async function runCaller(configJson: string): Promise<void> {
-  const { startSidecar } = await import('../proxy/sidecar.js');
+  const { startSidecar } = await product<typeof import('../proxy/sidecar.js')>('proxy/sidecar');
   const sc = await startSidecar(JSON.parse(configJson) as never);
   await new Promise<void>((resolve, reject) => {
     const until = Date.now() + 30_000;
@@ -379,6 +382,8 @@ const TARGETS: Record<string, number> = { redis: 1.5, kafka: 5 };
 const SATURATED_DIRECT_P50 = 10;
 
 async function main(): Promise<void> {
+  // The agent and the sidecars run the compiled code (see product()): build it from the sources of this checkout.
+  buildProduct();
   const rate = Number(process.env.BENCH_RATE ?? 500);
   const seconds = Number(process.env.BENCH_SECONDS ?? 10);
   const only = process.env.BENCH_ONLY;

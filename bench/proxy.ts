@@ -50,7 +50,7 @@
  * KAFKA_BROKERS, RABBITMQ_URL, BENCH_LINGER (publisher.linger of the sidecars), BENCH_PROF (directory for CPU profiles),
  * BENCH_FROM_SOURCE=1 (run the sidecars from the TypeScript sources through tsx instead of the compiled dist/).
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -61,6 +61,7 @@ import { fileURLToPath } from 'node:url';
 import { deleteKafkaTopics } from '../src/bus/kafka/maintenance.js';
 import { deleteRedisPrefix } from '../src/bus/redis/maintenance.js';
 import { deleteRabbitObjects, deleteRabbitPrefixObjects, listRabbitNames } from '../src/bus/rabbitmq/maintenance.js';
+import { buildProduct, product } from './lib/product.js';
 import { openLoop, post, type RateResult } from './lib/load.js';
 import { buildCallMessage, buildObservationMessage } from '../proxy/call-event.js';
 
@@ -150,16 +151,6 @@ async function runProxyMiddleware(upstreamPort: number, bus?: { json: string; su
   process.on('SIGTERM', () => void (publishing ? publishing.stop() : Promise.resolve()).finally(() => process.exit(0)));
   reportCpu();
   process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies ChildMessage);
-}
-
-/**
- * A module of cutover as users run it: compiled to dist/ (the run builds it first), or the TypeScript source
- * through tsx with BENCH_FROM_SOURCE=1 (tsx's output differs: it names every closure it creates, which
- * costs a call per closure made on the request path).
- */
-async function product<T>(module: string): Promise<T> {
-  const file = process.env.BENCH_FROM_SOURCE === '1' ? `../${module}.ts` : `../dist/${module}.js`;
-  return (await import(new URL(file, import.meta.url).href)) as T;
 }
 
 async function runSidecarChild(configJson: string, traced: boolean): Promise<void> {
@@ -533,7 +524,7 @@ async function main(): Promise<void> {
   const out = (s: string): boolean => process.stdout.write(s + '\n');
 
   // The sidecars and floors run the compiled code (see product()): build it from the sources of this checkout.
-  if (process.env.BENCH_FROM_SOURCE !== '1') execFileSync(process.execPath, [fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url)), '-p', fileURLToPath(new URL('../tsconfig.build.json', import.meta.url))], { stdio: 'inherit' });
+  buildProduct();
   const agent = await spawnChild(['agent']);
   // The sidecar's publisher.linger (its default unless BENCH_LINGER says otherwise), for the floor row too.
   const { parseDuration } = await import('../src/duration.js');
