@@ -17,6 +17,8 @@ export const ErrorCodes = {
   BUS_MISCONFIGURED: 'CUTOVER_BUS_MISCONFIGURED',
   /** Operation on a bus that was closed or never started. */
   BUS_CLOSED: 'CUTOVER_BUS_CLOSED',
+  /** Entries the bus had acknowledged to this process are gone from it (logged, not thrown: publishing goes on). */
+  BUS_DATA_LOST: 'CUTOVER_BUS_DATA_LOST',
   /** Topic name or pattern does not follow the rules. */
   TOPIC_INVALID: 'CUTOVER_TOPIC_INVALID',
   /** A CloudEvent is malformed or misses a required attribute. */

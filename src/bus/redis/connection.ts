@@ -22,7 +22,8 @@ import { CLAIM_LUA, HEARTBEAT_LUA, PUBLISH_LUA, RELEASE_LUA } from './scripts.js
  * - reconnects forever with a capped delay, so one Bus instance recovers when the server is back.
  */
 export type RedisConnection = Redis & {
-  cutoverPublish(numKeys: number, ...args: Array<string | number>): Promise<string>;
+  /** [the batch's last id, the topic's last id before it or ''] */
+  cutoverPublish(numKeys: number, ...args: Array<string | number>): Promise<[string, string]>;
   cutoverHeartbeat(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   cutoverClaim(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   cutoverRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;

@@ -38,6 +38,8 @@ export class Publisher {
   private readonly partitionCounts = new Map<string, number>();
   private readonly inFlight = new Set<Promise<void>>();
   private nextUnkeyed = 0;
+  /** Per topic, the highest entry id this process acknowledged to a caller. */
+  private readonly lastAcknowledged = new Map<string, string>();
 
   constructor(
     private readonly conn: RedisConnection,
@@ -121,8 +123,11 @@ export class Publisher {
   private async sendChunk(topic: string, calls: PendingCall[]): Promise<void> {
     const messages = calls.length === 1 ? calls[0]!.messages : calls.flatMap((c) => c.messages);
     try {
-      await this.append(topic, messages, false);
-      for (const call of calls) this.settle(call);
+      const id = await this.append(topic, messages, false);
+      // Acknowledged to a caller only if one still waited (a call that timed out was told it failed).
+      let told = false;
+      for (const call of calls) told = this.settle(call) || told;
+      if (told) this.acknowledged(topic, id);
     } catch (err) {
       const error = toBusError(err, `publish to ${topic}`);
       this.logger.debug({ err: error, topic, messages: messages.length }, 'publish failed');
@@ -130,7 +135,8 @@ export class Publisher {
     }
   }
 
-  private async append(topic: string, messages: EncodedMessage[], retried: boolean): Promise<void> {
+  /** Appends one batch (one script call); resolves with the batch's last id once Redis (and `waitReplicas` replicas) hold it. */
+  private async append(topic: string, messages: EncodedMessage[], retried: boolean): Promise<string> {
     const n = this.partitionCounts.get(topic) ?? this.config.partitions;
     const keys: string[] = [this.keys.registry, this.keys.lastId(topic)];
     for (let p = 0; p < n; p++) keys.push(this.keys.stream(topic, p));
@@ -140,9 +146,11 @@ export class Publisher {
       args.push(partition, m.key === null ? '0' : '1', m.key ?? '', m.event, m.headers);
     }
     try {
-      await this.conn.cutoverPublish(keys.length, ...keys, ...args);
+      const [id, before] = await this.conn.cutoverPublish(keys.length, ...keys, ...args);
       this.partitionCounts.set(topic, n);
+      this.checkContinuity(topic, before);
       await this.waitForReplicas(topic);
+      return id;
     } catch (err) {
       // The topic already exists with another partition count (made by an installation configured
       // differently): hash with the count Redis recorded, so one key still maps to one stream.
@@ -153,6 +161,29 @@ export class Publisher {
       }
       throw err;
     }
+  }
+
+  /**
+   * Entries this process acknowledged are gone when the topic's last id, as the script found it before a
+   * batch, is below the last id acknowledged here: ids only grow (every publisher takes them from one
+   * counter per topic, and batches on this connection run in order), so a smaller one means Redis lost the
+   * topic's newest entries. That is what a failover to a replica that had not received them does (without
+   * `waitReplicas`, or a replica that restarted empty, see docs/production-topology.md), as does a topic
+   * deleted by hand. Logged as an error once per loss, naming the topic and both ids; publishing goes on.
+   */
+  private checkContinuity(topic: string, before: string): void {
+    const mine = this.lastAcknowledged.get(topic);
+    if (mine === undefined || compareIds(before, mine) >= 0) return;
+    this.lastAcknowledged.delete(topic);
+    this.logger.error(
+      { code: ErrorCodes.BUS_DATA_LOST, topic, acknowledgedUpTo: mine, foundUpTo: before || 'nothing' },
+      `topic ${topic} lost entries this process had acknowledged: its last id is ${before || 'gone (the topic is empty)'}, below ${mine} acknowledged earlier (a failover to a replica without them, or the topic deleted)`,
+    );
+  }
+
+  private acknowledged(topic: string, id: string): void {
+    const mine = this.lastAcknowledged.get(topic);
+    if (mine === undefined || compareIds(id, mine) > 0) this.lastAcknowledged.set(topic, id);
   }
 
   /**
@@ -175,11 +206,23 @@ export class Publisher {
     }
   }
 
-  private settle(call: PendingCall, error?: Error): void {
-    if (call.settled) return;
+  /** Settles a call once; true when this settled it (false when it had timed out already). */
+  private settle(call: PendingCall, error?: Error): boolean {
+    if (call.settled) return false;
     call.settled = true;
     clearTimeout(call.timer);
     if (error) call.reject(error);
     else call.resolve();
+    return true;
   }
+}
+
+/** Orders two stream ids (`ms-seq`); '' (none) sorts first. */
+export function compareIds(a: string, b: string): number {
+  if (a === b) return 0;
+  if (a === '') return -1;
+  if (b === '') return 1;
+  const [am, as] = a.split('-');
+  const [bm, bs] = b.split('-');
+  return Number(am) - Number(bm) || Number(as) - Number(bs);
 }

@@ -29,8 +29,10 @@ end
  * KEYS[1] registry hash, KEYS[2] topic's last-id key, KEYS[3..] the topic's partition streams in order.
  * ARGV[1] topic, ARGV[2] partition count the caller hashed with, ARGV[3] maxLen for the whole topic,
  * then 5 per message: partition (0-based), has-key ('1'/'0'), key, event JSON, headers JSON ('' = none).
- * Registers the topic on first use. Replies with the last id, or the error `CUTOVER_PARTITIONS <n>` when the
- * topic exists with another partition count (the caller re-hashes with n and retries).
+ * Registers the topic on first use. Replies with [the last id of the batch, the topic's last id found
+ * before it ('' when the topic held nothing)], or the error `CUTOVER_PARTITIONS <n>` when the topic exists
+ * with another partition count (the caller re-hashes with n and retries). The second id lets a publisher see
+ * that entries it had acknowledged are gone (see Publisher.checkContinuity).
  */
 export const PUBLISH_LUA = `${ID_HELPERS}
 local n = tonumber(ARGV[2])
@@ -54,6 +56,8 @@ else
     end
   end
 end
+local before = ''
+if lastMs >= 0 then before = string.format('%d-%d', lastMs, lastSeq) end
 local ms, seq = nowMs(), -1
 if lastMs >= ms then ms, seq = lastMs, lastSeq end
 for i = 4, #ARGV, 5 do
@@ -73,7 +77,7 @@ for i = 4, #ARGV, 5 do
 end
 local id = string.format('%d-%d', ms, seq)
 redis.call('SET', KEYS[2], id)
-return id
+return {id, before}
 `;
 
 /**

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createBus, DlqHeaders, dlqTopic, type Bus, type BusConfigInput, type Delivery } from '../../../src/bus/index.js';
 import { partitionOf, redisKeys } from '../../../src/bus/redis/keys.js';
@@ -90,6 +91,47 @@ if (!url) {
       expect(err).toMatchObject({ code: ErrorCodes.BUS_TIMEOUT, retriable: true, details: { replicas: 0, waitReplicas: 1 } });
       expect((err as Error).message).toContain('bus.waitReplicas');
       expect(await raw.xlen(keys.stream(topic, partitionOf('k', 8)))).toBe(1);
+    });
+
+    it('logs CUTOVER_BUS_DATA_LOST once when entries it acknowledged are gone (the tail or the whole topic), and keeps publishing', async () => {
+      const lines: Array<Record<string, unknown>> = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+      const b = await createBus(config(), { logger });
+      cleanups.push(() => b.close());
+      await b.start();
+      const lost = (): Array<Record<string, unknown>> => lines.filter((l) => l.code === ErrorCodes.BUS_DATA_LOST);
+      const topic = topicOf('lost');
+      const tail = async (): Promise<string> => (await raw.get(keys.lastId(topic)))!;
+      await b.publish(topic, [{ key: 'k', event: event(1) }]);
+      const first = await tail();
+      await b.publish(topic, [{ key: 'k', event: event(2) }]);
+      await b.publish(topic, [{ key: 'k', event: event(3) }]);
+      const third = await tail();
+      expect(lost()).toEqual([]);
+
+      // What a promoted replica that lagged leaves: the topic as it was after the first publish.
+      const partitions = Number(await raw.hget(keys.registry, topic));
+      const stream = keys.stream(topic, partitionOf('k', partitions));
+      const newer = ((await raw.xrange(stream, `(${first}`, '+')) as Array<[string, string[]]>).map(([id]) => id);
+      expect(newer).toHaveLength(2);
+      await raw.xdel(stream, ...newer);
+      await raw.set(keys.lastId(topic), first);
+      await b.publish(topic, [{ key: 'k', event: event(4) }]);
+      expect(lost()).toHaveLength(1);
+      expect(lost()[0]).toMatchObject({ level: 50, topic, foundUpTo: first, acknowledgedUpTo: third });
+      expect(String(lost()[0]!.msg)).toContain(topic);
+      // Reported once: the next publishes find what this process acknowledged since.
+      await b.publish(topic, [{ key: 'k', event: event(5) }]);
+      expect(lost()).toHaveLength(1);
+
+      // The whole topic gone (a replica that restarted empty was promoted, or the keys were deleted).
+      await raw.del(stream, keys.lastId(topic));
+      await b.publish(topic, [{ key: 'k', event: event(6) }]);
+      expect(lost()).toHaveLength(2);
+      expect(lost()[1]).toMatchObject({ topic, foundUpTo: 'nothing' });
+      // Publishing went on throughout: the entries published after each loss are there.
+      const events = ((await raw.xrange(stream, '-', '+')) as Array<[string, string[]]>).map(([, f]) => JSON.parse(f[f.indexOf('event') + 1]!).data.n as number);
+      expect(events).toEqual([6]);
     });
 
     it('rejects start with CUTOVER_BUS_UNAVAILABLE when Redis is unreachable', async () => {
