@@ -7,7 +7,7 @@ import { ErrorCodes } from '../../src/errors.js';
 import { readRedis } from '../faults/helpers/count.js';
 import { faultSuite } from '../faults/helpers/suite.js';
 import { SENTINEL_MASTER, startRedisSentinel, type RedisSentinelSetup } from './helpers/clusters.js';
-import { expectParityUnharmed, FailoverTable, publishThrough, runFailover, type FailoverRow } from './helpers/failover.js';
+import { expectParityUnharmed, FailoverTable, publishThrough, runFailover, type FailoverResult, type FailoverRow } from './helpers/failover.js';
 
 /**
  * A Redis primary with one replica and three Sentinels losing its primary under traffic: the primary is
@@ -51,26 +51,36 @@ async function switchesSince(before: string[]): Promise<string[]> {
 
 describe('sidecar on Redis with Sentinel', () => {
   it.each(['shadow', 'bus'] as const)('%s mode (waitReplicas 1): the primary SIGKILLed mid-traffic, the replica promoted: no call fails, nothing lost', async (mode) => {
-    const prefix = `cl-${mode}-${randomUUID().slice(0, 6)}:`;
-    const before = await redis.switches();
-    const r = await runFailover({
-      scenario: `redis primary killed (${mode})`,
-      mode,
-      // What a production setup should run: a publish is acknowledged once the replica has it too.
-      busYaml: busYaml(prefix, ', waitReplicas: 1, waitTimeout: 500ms'),
-      reader: () => ({ read: async () => readRedis(await primaryUrl(), prefix), close: async () => undefined }),
-      fault: () => killPrimary(),
-      upstream: suite.upstream,
-      dir: suite.dir,
-      defer: suite.defer,
-    });
+    const measure = async (): Promise<{ r: FailoverResult; switches: string[] }> => {
+      const prefix = `cl-${mode}-${randomUUID().slice(0, 6)}:`;
+      const before = await redis.switches();
+      const r = await runFailover({
+        scenario: `redis primary killed (${mode})`,
+        mode,
+        // What a production setup should run: a publish is acknowledged once the replica has it too.
+        busYaml: busYaml(prefix, ', waitReplicas: 1, waitTimeout: 500ms'),
+        reader: () => ({ read: async () => readRedis(await primaryUrl(), prefix), close: async () => undefined }),
+        fault: () => killPrimary(),
+        upstream: suite.upstream,
+        dir: suite.dir,
+        defer: suite.defer,
+      });
+      return { r, switches: await switchesSince(before) };
+    };
+    let { r, switches } = await measure();
+    // As in the adapter test below: a switch the test did not cause measured another fault; once more.
+    if (switches.length > 1) {
+      table.add({ ...r, scenario: `${r.scenario} (unplanned failover: ${switches.length} switches; run again)` });
+      ({ r, switches } = await measure());
+    }
     table.add(r);
-    const switches = `; sentinel switches during the run: ${(await switchesSince(before)).join(' | ')}`;
+    const told = `; sentinel switches during the run: ${switches.join(' | ')}`;
+    expect(switches, `the sentinels switched primaries other than the one the test caused${told}`).toHaveLength(1);
     expect(r.failed, `calls failed; sidecar stderr: ${r.stderr.slice(-1500)}`).toBe(0);
-    expect(r.missing, `missing${switches}; sidecar stderr: ${r.stderr.slice(-1500)}`).toEqual([]);
-    expect(r.lost, `lost${switches}`).toBe(0);
+    expect(r.missing, `missing${told}; sidecar stderr: ${r.stderr.slice(-1500)}`).toEqual([]);
+    expect(r.lost, `lost${told}`).toBe(0);
     expectParityUnharmed(r);
-  }, 180_000);
+  }, 360_000);
 });
 
 type AdapterRow = FailoverRow & { acked: number; switches: string[]; lossLogged: number };
