@@ -360,15 +360,23 @@ async function kafkajsBound(brokers: string[], id: string, rate: number, seconds
   await admin.createTopics({ topics: [spec.commands, spec.replies].map((topic) => ({ topic, numPartitions: 3 })), waitForLeaders: true });
   await admin.disconnect();
   const responder = await spawn('kafkajs-responder', spec);
+  const caller = fork(SELF, ['kafkajs-caller', JSON.stringify(spec)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // The caller reports within its warm-up, its run and 5 s of stragglers; a broker gone silent must not hang the bench.
+  const limitMs = (spec.seconds + 2) * 1_000 + 60_000;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    const caller = fork(SELF, ['kafkajs-caller', JSON.stringify(spec)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     return await new Promise((resolve, reject) => {
       caller.on('message', (m: { type: string; p50: number; p99: number; sent: number; answered: number }) => {
         if (m.type === 'bound') resolve(m);
       });
       caller.once('exit', (code) => reject(new Error(`kafkajs bound caller exited with ${code} before reporting`)));
+      timer = setTimeout(() => {
+        caller.kill('SIGKILL');
+        reject(new Error(`kafkajs bound caller did not report within ${limitMs} ms`));
+      }, limitMs);
     });
   } finally {
+    clearTimeout(timer);
     await responder.stop();
   }
 }
@@ -491,19 +499,13 @@ async function main(): Promise<void> {
   }
 }
 
-switch (ROLE) {
-  case 'callee':
-    await runCallee(process.argv[3]!);
-    break;
-  case 'caller':
-    await runCaller(process.argv[3]!);
-    break;
-  case 'kafkajs-responder':
-    await runKafkajsResponder(process.argv[3]!);
-    break;
-  case 'kafkajs-caller':
-    await runKafkajsCaller(process.argv[3]!);
-    break;
-  default:
-    await main();
-}
+/** The children's entry points, by the role this file is forked with; no role: the bench itself. */
+const roles: Record<string, (arg: string) => Promise<void>> = {
+  callee: runCallee,
+  caller: runCaller,
+  'kafkajs-responder': runKafkajsResponder,
+  'kafkajs-caller': runKafkajsCaller,
+};
+const role = ROLE === undefined ? undefined : roles[ROLE];
+if (role) await role(process.argv[3]!);
+else await main();

@@ -4,7 +4,7 @@ import type { Logger } from '../../logger.js';
 import type { RedisBusConfig } from '../../config/bus.js';
 import { toBusError, type RedisConnection } from './connection.js';
 import type { EncodedMessage } from './entries.js';
-import { partitionOf, type RedisKeys } from './keys.js';
+import { compareIds, partitionOf, type RedisKeys } from './keys.js';
 
 /** Upper bounds on one script call, so that a burst of coalesced calls does not stall Redis for long. */
 const MAX_MESSAGES_PER_CALL = 1_000;
@@ -173,7 +173,8 @@ export class Publisher {
    */
   private checkContinuity(topic: string, before: string): void {
     const mine = this.lastAcknowledged.get(topic);
-    if (mine === undefined || compareIds(before, mine) >= 0) return;
+    // '': the topic held nothing at all.
+    if (mine === undefined || (before !== '' && compareIds(before, mine) >= 0)) return;
     this.lastAcknowledged.delete(topic);
     this.logger.error(
       { code: ErrorCodes.BUS_DATA_LOST, topic, acknowledgedUpTo: mine, foundUpTo: before || 'nothing' },
@@ -217,12 +218,3 @@ export class Publisher {
   }
 }
 
-/** Orders two stream ids (`ms-seq`); '' (none) sorts first. */
-export function compareIds(a: string, b: string): number {
-  if (a === b) return 0;
-  if (a === '') return -1;
-  if (b === '') return 1;
-  const [am, as] = a.split('-');
-  const [bm, bs] = b.split('-');
-  return Number(am) - Number(bm) || Number(as) - Number(bs);
-}

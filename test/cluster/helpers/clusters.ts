@@ -152,9 +152,9 @@ export interface RedisSentinelSetup {
  *
  * A restarted node syncs at once (`repl-diskless-sync-delay 0`; the default waits 5 s for more replicas):
  * until its first sync it is empty, and Sentinel (7.0) takes a replica that never synced for one in sync,
- * so a primary that stalls past down-after in that window gets the empty node promoted over it, and then
- * wiped by it. Each sentinel logs its switches (`switches()`), so a test can tell a failover it made from
- * one the machine's load made.
+ * so a primary that stalls past down-after in that window can get the empty node promoted over it (and,
+ * turned into its replica, resync from it). Each sentinel logs its switches (`switches()`), so a test can
+ * tell a failover it made from one the machine's load made.
  */
 export async function startRedisSentinel(dir: string): Promise<RedisSentinelSetup> {
   const started: OwnedBroker[] = [];
