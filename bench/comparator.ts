@@ -6,8 +6,9 @@
  * every observation in arrival order (the bus reply of call i arrives after the direct observation of call
  * i + LAG, so ~LAG pairs are open at any time). Measured in the same process:
  *   baseline    JSON.parse of every observation, nothing else
- *   engine      JSON.parse + read the observation + pair + diff (flow rules: ignore, tolerance, unordered
- *               by key) + build the parity record: PairingEngine
+ *   engine      decode as every bus adapter does (parseEvent: JSON.parse + the CloudEvent check) + read
+ *               the observation + pair + diff (flow rules: ignore, tolerance, unordered by key) + build
+ *               the parity record: PairingEngine
  *   comparator  the same through Comparator.handle with 256 deliveries in flight, each acknowledged once
  *               its parity record is published (to a bus whose publish resolves at once, so the bus
  *               itself is not measured)
@@ -21,6 +22,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Bus, BusMessage, Delivery } from '../src/bus/types.js';
+import { parseEvent } from '../src/events/cloudevent.js';
 import type { CloudEvent } from '../src/events/types.js';
 import { silentLogger } from '../src/logger.js';
 import { Comparator } from '../shadow/comparator.js';
@@ -171,7 +173,7 @@ async function main(): Promise<void> {
     let records = 0;
     const now = 1_700_000_100_000;
     for (const o of obs) {
-      const ob = toObservation(JSON.parse(o.text) as CloudEvent, o.publishedAt);
+      const ob = toObservation(parseEvent(o.text), o.publishedAt);
       if (ob) records += e.ingest(ob, now).length;
     }
     lastStats = e.stats();
@@ -185,7 +187,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < obs.length; i += CONCURRENCY) {
       await Promise.all(
         obs.slice(i, i + CONCURRENCY).map((o) => {
-          const d: Delivery = { topic: 'cutover.observations', key: null, event: JSON.parse(o.text) as CloudEvent, headers: {}, position: '0', publishedAt: o.publishedAt, attempt: 1 };
+          const d: Delivery = { topic: 'cutover.observations', key: null, event: parseEvent(o.text), headers: {}, position: '0', publishedAt: o.publishedAt, attempt: 1 };
           return c.handle(d);
         }),
       );
