@@ -1,5 +1,6 @@
 import { ErrorCodes, ValidationError } from '../../errors.js';
 import type { CloudEvent } from '../../events/types.js';
+import { validateEvent } from '../../events/cloudevent.js';
 import type { BusMessage, Delivery } from '../types.js';
 import { idTime } from './keys.js';
 
@@ -63,8 +64,13 @@ export function decodeEntry(topic: string, id: string, fields: readonly string[]
   } catch (err) {
     throw new ValidationError(ErrorCodes.EVENT_INVALID, `stream entry ${id} is not JSON: ${(err as Error).message}`, { cause: err });
   }
-  assertEventShape(event, `stream entry ${id}`);
-  return { topic, key, event, headers, position: id, publishedAt: idTime(id), attempt };
+  let checked: CloudEvent;
+  try {
+    checked = validateEvent(event);
+  } catch (err) {
+    throw new ValidationError(ErrorCodes.EVENT_INVALID, `stream entry ${id}: ${(err as Error).message}`, { cause: err, ...(err instanceof ValidationError && err.details ? { details: err.details } : {}) });
+  }
+  return { topic, key, event: checked, headers, position: id, publishedAt: idTime(id), attempt };
 }
 
 /** The raw fields of an entry, for dead-lettering one that does not decode. */
@@ -79,9 +85,9 @@ export function rawFields(fields: readonly string[]): EncodedMessage {
 }
 
 /**
- * The structural minimum of a CloudEvent. Full schema validation (zod) costs more than the whole publish
- * path at 20k events/s, and events are built by buildEvent/validateEvent upstream; this catches values that
- * are not events at all.
+ * The structural minimum of a CloudEvent, checked on publish: events are built by buildEvent/validateEvent
+ * upstream, and this catches values that are not events at all. What a consumer reads is checked in full
+ * (decodeEntry), since anyone who can write the stream can put anything there.
  */
 function assertEventShape(value: unknown, where: string): asserts value is CloudEvent {
   const e = value as Record<string, unknown> | null;

@@ -353,6 +353,15 @@ if (!url) {
       expect(got).toEqual([0, 1, 2]);
     });
 
+    /** The fields of the first raw dead letter of `topic`, once there is one (every partition of its DLQ). */
+    async function firstDeadLetter(topic: string): Promise<string[]> {
+      const dead = await waitFor(async () => {
+        const entries = (await Promise.all(Array.from({ length: 8 }, (_, p) => raw.xrange(keys.stream(dlqTopic(topic), p), '-', '+')))).flat();
+        return entries.length > 0 ? entries : undefined;
+      }, { what: 'the raw dead letter' });
+      return dead[0]![1];
+    }
+
     it('moves an entry that is not a cutover message to the DLQ raw, and goes on', async () => {
       const b = await bus();
       const topic = topicOf('garbage');
@@ -361,15 +370,31 @@ if (!url) {
       await raw.xadd(keys.stream(topic, 0), '*', 'key', 'bad', 'event', 'not json');
       await b.publish(topic, [{ key: 'good', event: event(7) }]);
       await waitFor(() => got.length === 1, { what: 'the good message' });
-      const dead = await waitFor(async () => {
-        const entries = (await Promise.all(Array.from({ length: 8 }, (_, p) => raw.xrange(keys.stream(dlqTopic(topic), p), '-', '+')))).flat();
-        return entries.length > 0 ? entries : undefined;
-      }, { what: 'the raw dead letter' });
-      const fields = dead[0]![1];
+      const fields = await firstDeadLetter(topic);
       expect(fields[fields.indexOf('event') + 1]).toBe('not json');
       const headers = JSON.parse(fields[fields.indexOf('headers') + 1]!) as Record<string, string>;
       expect(headers[DlqHeaders.errorCode]).toBe(ErrorCodes.EVENT_INVALID);
       expect(headers[DlqHeaders.originalTopic]).toBe(topic);
+    });
+
+    it('moves an event with a bad attribute to the DLQ raw, naming the attribute, and never hands it to the handler', async () => {
+      const b = await bus();
+      const topic = topicOf('bad-attribute');
+      const got: string[] = [];
+      await b.subscribe({ group: `g-${randomUUID()}`, topics: [topic], handler: async (d) => void got.push(d.event.id) });
+      // JSON and the four required attributes, as the old structural check wanted; a writer of the stream
+      // can still put values there that no cutover code would (a number where a string goes, a bad traceparent).
+      const bad = JSON.stringify({ ...event(1), id: 'forged', correlationid: 5, traceparent: 'nope' });
+      await raw.xadd(keys.stream(topic, 0), '*', 'key', 'k', 'event', bad);
+      await b.publish(topic, [{ key: 'good', event: { ...event(7), id: 'good' } }]);
+      await waitFor(() => got.length === 1, { what: 'the good message' });
+      const fields = await firstDeadLetter(topic);
+      expect(fields[fields.indexOf('event') + 1]).toBe(bad);
+      const headers = JSON.parse(fields[fields.indexOf('headers') + 1]!) as Record<string, string>;
+      expect(headers[DlqHeaders.errorCode]).toBe(ErrorCodes.EVENT_INVALID);
+      expect(headers[DlqHeaders.errorMessage]).toContain('correlationid');
+      expect(headers[DlqHeaders.errorMessage]).toContain('traceparent');
+      expect(got).toEqual(['good']);
     });
   });
 }
