@@ -266,6 +266,43 @@ class Walker {
   }
 
   /**
+   * Pairs the elements `ia` of `a` with the elements `ib` of `b` that equal them, silently: exactly equal
+   * ones first, then ones equal under the rules below `nodes` (ignored fields, tolerances). Returns what is
+   * left unpaired on each side, in order.
+   */
+  private pairEqual(a: unknown[], b: unknown[], ia: readonly number[], ib: readonly number[], path: (string | number)[], nodes: Node[]): { restA: number[]; restB: number[] } {
+    const byCanon = new Map<string, number[]>();
+    for (const j of ib) {
+      const c = canonical(b[j]);
+      (byCanon.get(c) ?? byCanon.set(c, []).get(c)!).push(j);
+    }
+    let restA: number[] = [];
+    for (const i of ia) {
+      const js = byCanon.get(canonical(a[i]));
+      if (js && js.length > 0) js.shift();
+      else restA.push(i);
+    }
+    const restB: number[] = [];
+    for (const js of byCanon.values()) restB.push(...js);
+    restB.sort((x, y) => x - y);
+    if (restA.length > 0 && restB.length > 0 && nodes.some((n) => n.children.size > 0)) {
+      const stillA: number[] = [];
+      for (const i of restA) {
+        const child = RuleTrie.step(nodes, String(i));
+        const at = restB.findIndex((j) => {
+          const probe = new Walker(1);
+          probe.walk(a[i], b[j], [...path, i], child);
+          return probe.out.length === 0;
+        });
+        if (at >= 0) restB.splice(at, 1);
+        else stillA.push(i);
+      }
+      restA = stillA;
+    }
+    return { restA, restB };
+  }
+
+  /**
    * Order-free comparison. With `key`, elements pair by that field; otherwise equal elements pair first
    * (exactly, then under the rules), and the leftovers pair in order so that a changed element reports
    * its changed fields rather than one missing and one extra element.
@@ -274,7 +311,7 @@ class Walker {
     /** Index pairs (`a`, `b`) to compare, flat: a0, b0, a1, b1, … */
     const pairs: number[] = [];
     let restA: number[] = [];
-    const restB: number[] = [];
+    let restB: number[] = [];
     if (key !== undefined && a.length * b.length <= SMALL_UNORDERED) {
       // Few elements: each element of `a` takes the first unpaired element of `b` with its key, as the
       // map below pairs them, without building the map.
@@ -314,32 +351,20 @@ class Walker {
       for (const js of byKey.values()) restB.push(...js);
       restB.sort((x, y) => x - y);
     } else {
-      const byCanon = new Map<string, number[]>();
-      b.forEach((el, j) => {
-        const c = canonical(el);
-        (byCanon.get(c) ?? byCanon.set(c, []).get(c)!).push(j);
-      });
-      a.forEach((el, i) => {
-        const js = byCanon.get(canonical(el));
-        if (js && js.length > 0) js.shift();
-        else restA.push(i);
-      });
-      for (const js of byCanon.values()) restB.push(...js);
-      restB.sort((x, y) => x - y);
-      // Equal under the rules (ignored fields, tolerances) also pairs silently.
-      if (restA.length > 0 && restB.length > 0 && nodes.some((n) => n.children.size > 0)) {
-        const stillA: number[] = [];
-        for (const i of restA) {
-          const child = RuleTrie.step(nodes, String(i));
-          const at = restB.findIndex((j) => {
-            const probe = new Walker(1);
-            probe.walk(a[i], b[j], [...path, i], child);
-            return probe.out.length === 0;
-          });
-          if (at >= 0) restB.splice(at, 1);
-          else stillA.push(i);
-        }
-        restA = stillA;
+      ({ restA, restB } = this.pairEqual(a, b, indices(a.length), indices(b.length), path, nodes));
+    }
+    if (key !== undefined && restA.length > 0 && restB.length > 0) {
+      // Elements without the key cannot pair by it; one equal to an element without the key on the other
+      // side is that element (identical answers never differ), as in an array without a key.
+      const keyless = (arr: unknown[]) => (i: number) => scanKeyOf(arr[i], key) === undefined;
+      const loneA = restA.filter(keyless(a));
+      const loneB = restB.filter(keyless(b));
+      if (loneA.length > 0 && loneB.length > 0) {
+        const left = this.pairEqual(a, b, loneA, loneB, path, nodes);
+        const pairedA = new Set(loneA.filter((i) => !left.restA.includes(i)));
+        const pairedB = new Set(loneB.filter((j) => !left.restB.includes(j)));
+        restA = restA.filter((i) => !pairedA.has(i));
+        restB = restB.filter((j) => !pairedB.has(j));
       }
     }
     // Keyed elements without a partner are different entities: missing and extra, never paired by position.
@@ -369,6 +394,11 @@ class Walker {
       path.pop();
     }
   }
+}
+
+/** 0, 1, …, n - 1. */
+function indices(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
 }
 
 /** Key-paired arrays up to this many element pairs (length × length) are paired by scanning, not a map. */

@@ -127,6 +127,24 @@ describe('diff engine: unordered arrays', () => {
     ]);
   });
 
+  it('with key: elements without the key pair with an equal element without it, in any place', () => {
+    const rules = { unordered: [{ path: '/body/items', key: 'sku' }], ignore: ['/body/items/*/at'] };
+    const body = { items: [{ sku: 'a', qty: 1 }, { note: 'gift wrap' }, { sku: 'b', qty: 2 }, { note: 'fragile' }] };
+    // Identical answers never differ, whether or not every element has the key (small arrays are scanned,
+    // large ones go through a map: both ways).
+    expect(diff(json(body), json(structuredClone(body)), rules)).toEqual([]);
+    const many = { items: [...Array.from({ length: 20 }, (_, i) => ({ sku: `s${i}`, qty: i })), { note: 'gift wrap' }] };
+    expect(diff(json(many), json(structuredClone(many)), rules)).toEqual([]);
+    // In another place, or equal under the rules: still the same element.
+    const moved = { items: [{ note: 'fragile' }, { sku: 'b', qty: 2 }, { note: 'gift wrap', at: 2 }, { sku: 'a', qty: 1 }] };
+    expect(diff(json({ items: [...body.items.slice(0, 1), { note: 'gift wrap', at: 1 }, ...body.items.slice(2)] }), json(moved), rules)).toEqual([]);
+    // A keyless element with no equal on the other side is missing there, and the other one extra, as before.
+    expect(diff(json(body), json({ items: [{ sku: 'a', qty: 1 }, { note: 'gift wrapped' }, { sku: 'b', qty: 2 }, { note: 'fragile' }] }), rules)).toEqual([
+      { path: '/body/items/1', kind: 'missing', direct: { note: 'gift wrap' } },
+      { path: '/body/items/1', kind: 'extra', bus: { note: 'gift wrapped' } },
+    ]);
+  });
+
   it('with key under a wildcard path', () => {
     const rules = { unordered: [{ path: '/body/orders/*/lines', key: 'id' }] };
     const a = json({ orders: [{ lines: [{ id: 1 }, { id: 2 }] }] });
