@@ -205,3 +205,42 @@ describe('canonical', () => {
     expect(canonical({ b: 1, a: [{ d: 1, c: 2 }] })).toBe(canonical({ a: [{ c: 2, d: 1 }], b: 1 }));
   });
 });
+
+describe('diff engine: identical answers', () => {
+  it('never differ, under any mix of unordered (with and without keys), ignore and tolerance rules', () => {
+    let seed = 7;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const names = ['id', 'sku', 'qty', 'note', 'at', 'items', 'tags'];
+    const value = (depth: number): unknown => {
+      const r = rand(depth > 3 ? 4 : 7);
+      if (r === 0) return rand(5);
+      if (r === 1) return ['a', 'b', 'x'][rand(3)];
+      if (r === 2) return null;
+      if (r === 3) return rand(2) === 0;
+      if (r === 4) return Array.from({ length: rand(5) }, () => value(depth + 1));
+      const o: Record<string, unknown> = {};
+      for (let i = rand(4); i > 0; i--) o[names[rand(names.length)]!] = value(depth + 1);
+      return o;
+    };
+    /** Pointers to the arrays of `v`, some through a `*` segment. */
+    const arrays = (v: unknown, p: string, out: string[]): string[] => {
+      if (Array.isArray(v)) {
+        out.push(p);
+        v.forEach((e, i) => arrays(e, `${p}/${rand(3) === 0 ? '*' : i}`, out));
+      } else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) arrays(x, `${p}/${k}`, out);
+      return out;
+    };
+    const differing: string[] = [];
+    for (let t = 0; t < 20_000; t++) {
+      const body = value(0);
+      const unordered = arrays(body, '/body', []).filter(() => rand(2) === 0).map((p) => (rand(2) === 0 ? p : { path: p, key: names[rand(names.length)]! }));
+      const rules: FlowCompareInput = { unordered, ...(rand(3) === 0 ? { ignore: ['/body/*/at'] } : {}), ...(rand(2) === 0 ? { tolerance: { '/body/qty': 1 } } : {}) };
+      const found = diff(json(body), json(structuredClone(body)), rules);
+      if (found.length > 0) differing.push(`${JSON.stringify(body)} ${JSON.stringify(unordered)}: ${JSON.stringify(found)}`);
+    }
+    expect(differing.slice(0, 3)).toEqual([]);
+  });
+});
