@@ -206,41 +206,73 @@ describe('canonical', () => {
   });
 });
 
-describe('diff engine: identical answers', () => {
-  it('never differ, under any mix of unordered (with and without keys), ignore and tolerance rules', () => {
-    let seed = 7;
-    const rand = (n: number): number => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed % n;
-    };
-    const names = ['id', 'sku', 'qty', 'note', 'at', 'items', 'tags'];
-    const value = (depth: number): unknown => {
-      const r = rand(depth > 3 ? 4 : 7);
-      if (r === 0) return rand(5);
-      if (r === 1) return ['a', 'b', 'x'][rand(3)];
-      if (r === 2) return null;
-      if (r === 3) return rand(2) === 0;
-      if (r === 4) return Array.from({ length: rand(5) }, () => value(depth + 1));
-      const o: Record<string, unknown> = {};
-      for (let i = rand(4); i > 0; i--) o[names[rand(names.length)]!] = value(depth + 1);
-      return o;
-    };
-    /** Pointers to the arrays of `v`, some through a `*` segment. */
-    const arrays = (v: unknown, p: string, out: string[]): string[] => {
-      if (Array.isArray(v)) {
-        out.push(p);
-        v.forEach((e, i) => arrays(e, `${p}/${rand(3) === 0 ? '*' : i}`, out));
-      } else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) arrays(x, `${p}/${k}`, out);
-      return out;
-    };
+describe('diff engine: identical and changed answers', () => {
+  let seed = 7;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const names = ['id', 'sku', 'qty', 'note', 'at', 'items', 'tags'];
+  const value = (depth: number): unknown => {
+    const r = rand(depth > 3 ? 4 : 7);
+    if (r === 0) return rand(5);
+    if (r === 1) return ['a', 'b', 'x'][rand(3)];
+    if (r === 2) return null;
+    if (r === 3) return rand(2) === 0;
+    if (r === 4) return Array.from({ length: rand(5) }, () => value(depth + 1));
+    const o: Record<string, unknown> = {};
+    for (let i = rand(4); i > 0; i--) o[names[rand(names.length)]!] = value(depth + 1);
+    return o;
+  };
+  /** Pointers to the arrays of `v`, some through a `*` segment. */
+  const arrays = (v: unknown, p: string, out: string[]): string[] => {
+    if (Array.isArray(v)) {
+      out.push(p);
+      v.forEach((e, i) => arrays(e, `${p}/${rand(3) === 0 ? '*' : i}`, out));
+    } else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) arrays(x, `${p}/${k}`, out);
+    return out;
+  };
+  /** Random unordered rules over the arrays of `body`, with and without a key. */
+  const unorderedOf = (body: unknown): FlowCompareInput['unordered'] =>
+    arrays(body, '/body', []).filter(() => rand(2) === 0).map((p) => (rand(2) === 0 ? p : { path: p, key: names[rand(names.length)]! }));
+
+  it('identical answers never differ, under any mix of unordered (with and without keys), ignore and tolerance rules', () => {
     const differing: string[] = [];
     for (let t = 0; t < 20_000; t++) {
       const body = value(0);
-      const unordered = arrays(body, '/body', []).filter(() => rand(2) === 0).map((p) => (rand(2) === 0 ? p : { path: p, key: names[rand(names.length)]! }));
+      const unordered = unorderedOf(body);
       const rules: FlowCompareInput = { unordered, ...(rand(3) === 0 ? { ignore: ['/body/*/at'] } : {}), ...(rand(2) === 0 ? { tolerance: { '/body/qty': 1 } } : {}) };
       const found = diff(json(body), json(structuredClone(body)), rules);
       if (found.length > 0) differing.push(`${JSON.stringify(body)} ${JSON.stringify(unordered)}: ${JSON.stringify(found)}`);
     }
     expect(differing.slice(0, 3)).toEqual([]);
+  });
+
+  it('one changed value is a difference both ways, under any mix of unordered rules', () => {
+    const missed: string[] = [];
+    let tried = 0;
+    for (let t = 0; t < 60_000; t++) {
+      const body = value(0);
+      if (body === null || typeof body !== 'object') continue;
+      const leaves: Array<[Record<string | number, unknown>, string | number]> = [];
+      const collect = (x: unknown): void => {
+        if (x === null || typeof x !== 'object') return;
+        for (const k of Object.keys(x)) {
+          const v = (x as Record<string, unknown>)[k];
+          if (v !== null && typeof v === 'object') collect(v);
+          else leaves.push([x as Record<string, unknown>, Array.isArray(x) ? Number(k) : k]);
+        }
+      };
+      const changed = structuredClone(body);
+      collect(changed);
+      if (leaves.length === 0) continue;
+      const [holder, at] = leaves[rand(leaves.length)]!;
+      holder[at] = 'changed';
+      tried++;
+      const rules: FlowCompareInput = { unordered: unorderedOf(body) };
+      if (diff(json(body), json(changed), rules).length === 0 || diff(json(changed), json(body), rules).length === 0) missed.push(`${JSON.stringify(body)} -> ${JSON.stringify(changed)}`);
+    }
+    expect(tried).toBeGreaterThan(3_000);
+    expect(missed.slice(0, 3)).toEqual([]);
   });
 });
