@@ -196,3 +196,49 @@ describe('PairingEngine: noise baseline', () => {
     expect(e.ingest(obs('bus', 'c', ok({ items: [{ id: 'x' }, { id: 'q' }] })), 0)).toMatchObject([{ outcome: 'match', noise: ['/body/items/1/id'] }]);
   });
 });
+
+describe('PairingEngine: any arrival order', () => {
+  it('gives each call one record, the same whatever order and redeliveries its observations come in', () => {
+    let seed = 3;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    for (let round = 0; round < 200; round++) {
+      // Calls with both sides (equal or not), with one side only, and observations delivered twice.
+      const calls = Array.from({ length: 1 + rand(30) }, (_, i) => ({ id: `r${round}-c${i}`, sides: rand(5), body: { n: rand(3) }, other: { n: rand(3) } }));
+      const expected = new Map<string, string>();
+      const arrivals: Observation[] = [];
+      for (const c of calls) {
+        const hasDirect = c.sides !== 1;
+        const hasBus = c.sides !== 2;
+        if (hasDirect) arrivals.push(obs('direct', c.id, ok(c.body)));
+        if (hasBus) arrivals.push(obs('bus', c.id, ok(c.other)));
+        expected.set(c.id, hasDirect && hasBus ? (c.body.n === c.other.n ? 'match' : 'mismatch') : hasDirect ? 'missing_bus' : 'missing_direct');
+      }
+      for (const a of [...arrivals]) if (rand(4) === 0) arrivals.push({ ...a });
+      const outcomes = (order: Observation[]): Map<string, string[]> => {
+        const e = engine({ maxOpenPairs: 10_000 });
+        const got = new Map<string, string[]>();
+        const take = (records: ReturnType<PairingEngine['ingest']>): void => {
+          for (const r of records) got.set(r.correlationId, [...(got.get(r.correlationId) ?? []), r.outcome]);
+        };
+        order.forEach((o, i) => take(e.ingest(o, 1_000 + i)));
+        take(e.expire(1_000 + order.length + 30_000));
+        // Redeliveries after the decision change nothing either.
+        for (const o of order.slice(0, 3)) take(e.ingest(o, 1_000 + order.length + 30_001));
+        return got;
+      };
+      const shuffled = (): Observation[] => {
+        const a = [...arrivals];
+        for (let i = a.length - 1; i > 0; i--) {
+          const j = rand(i + 1);
+          [a[i], a[j]] = [a[j]!, a[i]!];
+        }
+        return a;
+      };
+      const want = new Map([...expected].map(([id, outcome]) => [id, [outcome]]));
+      for (let k = 0; k < 3; k++) expect(outcomes(shuffled())).toEqual(want);
+    }
+  });
+});
