@@ -165,6 +165,18 @@ export function validateEvent(value: unknown): CloudEvent {
   return acceptedAsIs(value) ?? validateEventBySchema(value);
 }
 
+/**
+ * {@link validateEvent} for a value found at `where` (a message being published, an entry read off a bus):
+ * the CUTOVER_EVENT_INVALID it throws starts with `where`.
+ */
+export function checkedEvent(value: unknown, where: string): CloudEvent {
+  try {
+    return validateEvent(value);
+  } catch (err) {
+    throw new ValidationError(ErrorCodes.EVENT_INVALID, `${where}: ${(err as Error).message}`, { cause: err, ...(err instanceof ValidationError && err.details ? { details: err.details } : {}) });
+  }
+}
+
 /** {@link validateEvent} through the zod schema alone: the reference the hand-written check must agree with. */
 export function validateEventBySchema(value: unknown): CloudEvent {
   const result = cloudEventSchema.safeParse(value);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createBus, DlqHeaders, dlqTopic, type Bus, type BusKind, type BusConfigInput, type CreateBusOptions, type Delivery, type Subscription } from '../../src/bus/index.js';
 import { buildEvent } from '../../src/events/cloudevent.js';
+import type { CloudEvent } from '../../src/events/types.js';
 import { ErrorCodes, isCutoverError } from '../../src/errors.js';
 import { settled, waitFor } from '../helpers/wait-for.js';
 
@@ -258,6 +259,12 @@ export function runConformance(target: ConformanceTarget): void {
       expect((bad as { code?: string }).code).toBe(ErrorCodes.TOPIC_INVALID);
       const big = await b.publish(topic, [{ key: 'a', event: event(1) }, { key: 'a', event: event(2, { big: 'y'.repeat(5_000) }) }]).catch((e: unknown) => e);
       expect((big as { code?: string }).code).toBe(ErrorCodes.MESSAGE_TOO_LARGE);
+      // Not a CloudEvent a consumer would take (every bus's consumers check in full): refused before
+      // anything of the batch is written, naming the message and the attribute.
+      const forged = { ...event(4), correlationid: 5 } as unknown as CloudEvent;
+      const invalid = await b.publish(topic, [{ key: 'a', event: event(4) }, { key: 'a', event: forged }]).catch((e: unknown) => e);
+      expect((invalid as { code?: string }).code).toBe(ErrorCodes.EVENT_INVALID);
+      expect((invalid as Error).message).toMatch(/messages\[1\]\.event.*correlationid/);
       await b.publish(topic, [{ key: 'a', event: event(3) }]);
       const all: number[] = [];
       for await (const d of b.read(topic, { from: 'start', follow: false })) all.push((d.event.data as { n: number }).n);

@@ -1,4 +1,5 @@
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
+import { checkedEvent } from '../../events/cloudevent.js';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
 import type { EmbeddedBusConfig } from '../../config/bus.js';
@@ -84,9 +85,7 @@ export class EmbeddedBus implements Bus {
 
   private encode(message: BusMessage, index: number): NewRow {
     const event = message?.event as unknown;
-    if (typeof event !== 'object' || event === null || typeof (event as { id?: unknown }).id !== 'string') {
-      throw new ValidationError(ErrorCodes.EVENT_INVALID, `messages[${index}].event: expected a CloudEvent object with an id`);
-    }
+    checkedEvent(event, `messages[${index}].event`);
     const text = JSON.stringify(event);
     const headers = message.headers && Object.keys(message.headers).length > 0 ? JSON.stringify(message.headers) : null;
     const key = message.key ?? null;

@@ -1,6 +1,6 @@
 import type { ConsumeMessage, Options } from 'amqplib';
 import { ErrorCodes, ValidationError } from '../../errors.js';
-import { parseEvent, serializeEvent } from '../../events/cloudevent.js';
+import { checkedEvent, parseEvent, serializeEvent } from '../../events/cloudevent.js';
 import { CLOUDEVENTS_JSON } from '../../events/types.js';
 import { partitionOf } from '../hash.js';
 import type { BusMessage, Delivery } from '../types.js';
@@ -42,10 +42,7 @@ export function encodeMessages(topic: string, messages: readonly BusMessage[], p
     if (m === null || typeof m !== 'object') throw new ValidationError(ErrorCodes.EVENT_INVALID, `${where}: expected { key, event, headers? }`);
     const key = m.key ?? null;
     if (key !== null && typeof key !== 'string') throw new ValidationError(ErrorCodes.EVENT_INVALID, `${where}.key: expected a string or null, got ${typeof key}`);
-    const e = m.event as unknown as Record<string, unknown> | null;
-    if (typeof e !== 'object' || e === null || e.specversion !== '1.0' || typeof e.id !== 'string' || typeof e.source !== 'string' || typeof e.type !== 'string') {
-      throw new ValidationError(ErrorCodes.EVENT_INVALID, `${where}.event: not a CloudEvent 1.0 (specversion "1.0", id, source and type are required)`);
-    }
+    checkedEvent(m.event, `messages[${i}].event to ${topic}`);
     const headers: Record<string, string> = {};
     let bytes = FRAME_OVERHEAD;
     for (const [name, value] of Object.entries(m.headers ?? {})) {

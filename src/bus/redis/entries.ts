@@ -1,6 +1,6 @@
 import { ErrorCodes, ValidationError } from '../../errors.js';
 import type { CloudEvent } from '../../events/types.js';
-import { validateEvent } from '../../events/cloudevent.js';
+import { checkedEvent } from '../../events/cloudevent.js';
 import type { BusMessage, Delivery } from '../types.js';
 import { idTime } from './keys.js';
 
@@ -20,7 +20,7 @@ export type RawEntry = [string, string[] | null];
  * CUTOVER_MESSAGE_TOO_LARGE over `maxBytes` (key + event + headers).
  */
 export function encodeMessage(message: BusMessage, maxBytes: number, index: number): EncodedMessage {
-  assertEventShape(message?.event, `messages[${index}].event`);
+  checkedEvent(message?.event, `messages[${index}].event`);
   const key = message.key ?? null;
   if (key !== null && typeof key !== 'string') throw new ValidationError(ErrorCodes.EVENT_INVALID, `messages[${index}].key: expected a string or null, got ${typeof key}`);
   let headers = '';
@@ -64,13 +64,7 @@ export function decodeEntry(topic: string, id: string, fields: readonly string[]
   } catch (err) {
     throw new ValidationError(ErrorCodes.EVENT_INVALID, `stream entry ${id} is not JSON: ${(err as Error).message}`, { cause: err });
   }
-  let checked: CloudEvent;
-  try {
-    checked = validateEvent(event);
-  } catch (err) {
-    throw new ValidationError(ErrorCodes.EVENT_INVALID, `stream entry ${id}: ${(err as Error).message}`, { cause: err, ...(err instanceof ValidationError && err.details ? { details: err.details } : {}) });
-  }
-  return { topic, key, event: checked, headers, position: id, publishedAt: idTime(id), attempt };
+  return { topic, key, event: checkedEvent(event, `stream entry ${id}`), headers, position: id, publishedAt: idTime(id), attempt };
 }
 
 /** The raw fields of an entry, for dead-lettering one that does not decode. */
@@ -82,25 +76,6 @@ export function rawFields(fields: readonly string[]): EncodedMessage {
     else if (fields[i] === 'headers') out.headers = fields[i + 1]!;
   }
   return out;
-}
-
-/**
- * The structural minimum of a CloudEvent, checked on publish: events are built by buildEvent/validateEvent
- * upstream, and this catches values that are not events at all. What a consumer reads is checked in full
- * (decodeEntry), since anyone who can write the stream can put anything there.
- */
-function assertEventShape(value: unknown, where: string): asserts value is CloudEvent {
-  const e = value as Record<string, unknown> | null;
-  if (
-    typeof e !== 'object' ||
-    e === null ||
-    e.specversion !== '1.0' ||
-    typeof e.id !== 'string' ||
-    typeof e.source !== 'string' ||
-    typeof e.type !== 'string'
-  ) {
-    throw new ValidationError(ErrorCodes.EVENT_INVALID, `${where}: not a CloudEvent 1.0 (specversion "1.0", id, source and type are required)`);
-  }
 }
 
 /** Narrows an XREAD / XREADGROUP reply: `[[stream, [[id, fields], ...]], ...]` or null. */
