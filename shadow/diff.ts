@@ -284,7 +284,7 @@ class Walker {
     }
     const restB: number[] = [];
     for (const js of byCanon.values()) restB.push(...js);
-    restB.sort((x, y) => x - y);
+    restB.sort(byIndex);
     if (restA.length > 0 && restB.length > 0 && nodes.some((n) => n.children.size > 0)) {
       const stillA: number[] = [];
       for (const i of restA) {
@@ -349,22 +349,20 @@ class Walker {
         else restA.push(i);
       });
       for (const js of byKey.values()) restB.push(...js);
-      restB.sort((x, y) => x - y);
+      restB.sort(byIndex);
     } else {
       ({ restA, restB } = this.pairEqual(a, b, indices(a.length), indices(b.length), path, nodes));
     }
     if (key !== undefined && restA.length > 0 && restB.length > 0) {
       // Elements without the key cannot pair by it; one equal to an element without the key on the other
       // side is that element (identical answers never differ), as in an array without a key.
-      const keyless = (arr: unknown[]) => (i: number) => scanKeyOf(arr[i], key) === undefined;
-      const loneA = restA.filter(keyless(a));
-      const loneB = restB.filter(keyless(b));
+      const keyed = (arr: unknown[]) => (i: number) => scanKeyOf(arr[i], key) !== undefined;
+      const loneA = restA.filter((i) => !keyed(a)(i));
+      const loneB = restB.filter((j) => !keyed(b)(j));
       if (loneA.length > 0 && loneB.length > 0) {
         const left = this.pairEqual(a, b, loneA, loneB, path, nodes);
-        const pairedA = new Set(loneA.filter((i) => !left.restA.includes(i)));
-        const pairedB = new Set(loneB.filter((j) => !left.restB.includes(j)));
-        restA = restA.filter((i) => !pairedA.has(i));
-        restB = restB.filter((j) => !pairedB.has(j));
+        restA = restA.filter(keyed(a)).concat(left.restA).sort(byIndex);
+        restB = restB.filter(keyed(b)).concat(left.restB).sort(byIndex);
       }
     }
     // Keyed elements without a partner are different entities: missing and extra, never paired by position.
@@ -395,6 +393,8 @@ class Walker {
     }
   }
 }
+
+const byIndex = (x: number, y: number): number => x - y;
 
 /** 0, 1, …, n - 1. */
 function indices(n: number): number[] {

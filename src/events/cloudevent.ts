@@ -42,7 +42,7 @@ const SHAPE = new Set(SHAPE_KEYS);
 /** The exact test zod's `datetime({ offset: true })` applies. */
 const DATETIME = datetimeRegex({ precision: null, offset: true, local: false });
 
-/** How each attribute is checked on the fast path; data is anything, specversion is checked apart. */
+/** How each attribute is checked by hand; data is anything, specversion is checked apart. */
 const enum Rule {
   NonEmpty,
   Text,
@@ -88,38 +88,46 @@ function passes(rule: Rule, v: unknown): boolean {
   }
 }
 
+/** The attributes checked one by one: the schema's, in its order, but specversion (checked first). */
+const CHECKED_KEYS = SHAPE_KEYS.filter((k) => k !== 'specversion');
+
 /**
- * The schema's result for an event it accepts, without zod: undefined when the event is not a plain object
- * whose every attribute passes, and then the schema decides (and words the errors). Accepts nothing the
- * schema refuses, and returns what it would: a shallow copy, the schema's attributes first in its order,
- * then the extensions in the event's order (checked against the schema in test/events/cloudevent.test.ts).
+ * Whether the schema accepts `value`, decided without zod for the usual event: true only for a plain object
+ * whose every attribute passes; false sends it to the schema, which decides (and words the errors). Never
+ * true for what the schema refuses (checked against it in test/events/cloudevent.test.ts). An attribute of
+ * the schema without a rule here is left to the schema. With `out` (holding specversion), fills it with
+ * what the schema returns for an accepted event: a shallow copy, the schema's attributes first in its order
+ * (one present but undefined kept), then the extensions in the event's order (undefined ones left out).
  */
-function acceptedAsIs(value: unknown): CloudEvent | undefined {
-  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) return undefined;
+function passesByHand(value: unknown, out?: Record<string, unknown>): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) return false;
   const v = value as Record<string, unknown>;
   // zod reads an object with then() and catch() as a promise.
-  if (typeof v.then === 'function') return undefined;
-  if (v.specversion !== '1.0' || v.id === undefined || v.source === undefined || v.type === undefined) return undefined;
-  if (v.data !== undefined && v.data_base64 !== undefined) return undefined;
-  const out: Record<string, unknown> = { specversion: '1.0' };
-  // SHAPE_KEYS[0] is specversion, checked above.
-  for (let i = 1; i < SHAPE_KEYS.length; i++) {
-    const key = SHAPE_KEYS[i]!;
+  if (typeof v.then === 'function') return false;
+  if (v.specversion !== '1.0' || v.id === undefined || v.source === undefined || v.type === undefined) return false;
+  if (v.data !== undefined && v.data_base64 !== undefined) return false;
+  for (const key of CHECKED_KEYS) {
     const attr = v[key];
     if (attr === undefined) {
-      if (key in v) out[key] = undefined;
+      if (out && key in v) out[key] = undefined;
       continue;
     }
-    if (!passes(RULES[key]!, attr)) return undefined;
-    out[key] = attr;
+    const rule = RULES[key];
+    if (rule === undefined || !passes(rule, attr)) return false;
+    if (out) out[key] = attr;
   }
   for (const key in v) {
     if (SHAPE.has(key)) continue;
-    if (!EXTENSION_NAME.test(key)) return undefined;
-    const attr = v[key];
-    if (attr !== undefined) out[key] = attr;
+    if (!EXTENSION_NAME.test(key)) return false;
+    if (out && v[key] !== undefined) out[key] = v[key];
   }
-  return out as unknown as CloudEvent;
+  return true;
+}
+
+/** The schema's result for `value` when the hand-written check accepts it, else undefined. */
+function acceptedByHand(value: unknown): CloudEvent | undefined {
+  const out: Record<string, unknown> = { specversion: '1.0' };
+  return passesByHand(value, out) ? (out as unknown as CloudEvent) : undefined;
 }
 
 /** Attribute names the spec allows; checked apart from the schema so one report lists every problem. */
@@ -162,16 +170,28 @@ export function buildEvent<T>(input: NewEvent<T>): CloudEvent<T> {
  * zod's time); anything else goes through the schema.
  */
 export function validateEvent(value: unknown): CloudEvent {
-  return acceptedAsIs(value) ?? validateEventBySchema(value);
+  return acceptedByHand(value) ?? validateEventBySchema(value);
 }
 
 /**
- * {@link validateEvent} for a value found at `where` (a message being published, an entry read off a bus):
- * the CUTOVER_EVENT_INVALID it throws starts with `where`.
+ * {@link validateEvent} for a value found at `where` (an entry read off a bus): the CUTOVER_EVENT_INVALID it
+ * throws starts with `where`.
  */
 export function checkedEvent(value: unknown, where: string): CloudEvent {
+  return acceptedByHand(value) ?? bySchemaAt(value, where);
+}
+
+/**
+ * The same check for a message being published, without the copy (what is published is serialized from
+ * the caller's object): throws CUTOVER_EVENT_INVALID starting with `where`.
+ */
+export function assertEvent(value: unknown, where: string): asserts value is CloudEvent {
+  if (!passesByHand(value)) bySchemaAt(value, where);
+}
+
+function bySchemaAt(value: unknown, where: string): CloudEvent {
   try {
-    return validateEvent(value);
+    return validateEventBySchema(value);
   } catch (err) {
     throw new ValidationError(ErrorCodes.EVENT_INVALID, `${where}: ${(err as Error).message}`, { cause: err, ...(err instanceof ValidationError && err.details ? { details: err.details } : {}) });
   }

@@ -1,6 +1,6 @@
 import { CloudEvent as SdkCloudEvent } from 'cloudevents';
 import { describe, expect, it } from 'vitest';
-import { buildEvent, isTraceparent, newTraceparent, parseEvent, schemaMajor, serializeEvent, validateEvent, validateEventBySchema } from '../../src/events/cloudevent.js';
+import { buildEvent, isTraceparent, newTraceparent, parseEvent, schemaMajor, serializeEvent, validateEvent, validateEventBySchema, assertEvent, checkedEvent } from '../../src/events/cloudevent.js';
 import { ErrorCodes } from '../../src/errors.js';
 
 describe('CloudEvents', () => {
@@ -90,7 +90,11 @@ describe('validateEvent: the hand-written check agrees with the schema', () => {
   }
 
   function expectSame(value: unknown): void {
-    expect(outcome(validateEvent, value), JSON.stringify(value)).toBe(outcome(validateEventBySchema, value));
+    const reference = outcome(validateEventBySchema, value);
+    expect(outcome(validateEvent, value), JSON.stringify(value)).toBe(reference);
+    // The publish check (no copy) and the read check (where in the message) refuse exactly the same.
+    expect(outcome((v) => (assertEvent(v, 'here'), {}), value).startsWith('ok'), JSON.stringify(value)).toBe(reference.startsWith('ok'));
+    expect(outcome((v) => checkedEvent(v, 'here'), value).replace('here: ', ''), JSON.stringify(value)).toBe(reference);
   }
 
   it('on every attribute given every kind of value', () => {

@@ -1,6 +1,6 @@
 import { deliverWithRetry, KeyedScheduler, retryPolicy, type RetryPolicy } from '../../src/bus/attempts.js';
 import { partitionOf } from '../../src/bus/hash.js';
-import { checkedEvent } from '../../src/events/cloudevent.js';
+import { assertEvent } from '../../src/events/cloudevent.js';
 import { assertTopicName, assertTopicPattern, topicsMatcher } from '../../src/bus/topics.js';
 import type { Bus, BusHealth, BusMessage, Delivery, ReadOptions, ReadStream, SubscribeOptions, Subscription } from '../../src/bus/types.js';
 import { BusError, ErrorCodes, ValidationError } from '../../src/errors.js';
@@ -110,7 +110,7 @@ export class MemoryBus implements Bus {
     assertTopicName(topic);
     messages.forEach((m, i) => {
       // What every adapter checks before publishing anything of the batch.
-      checkedEvent(m?.event, `messages[${i}].event`);
+      assertEvent(m?.event, `messages[${i}].event`);
       const size = Buffer.byteLength(JSON.stringify({ key: m.key, event: m.event, headers: m.headers ?? {} }));
       if (size > this.maxMessageBytes) throw new ValidationError(ErrorCodes.MESSAGE_TOO_LARGE, `messages[${i}]: ${size} bytes serialized, over the limit of ${this.maxMessageBytes}`);
     });

@@ -1,5 +1,5 @@
 import { BusError, ErrorCodes, ValidationError } from '../../errors.js';
-import { checkedEvent } from '../../events/cloudevent.js';
+import { assertEvent } from '../../events/cloudevent.js';
 import type { Logger } from '../../logger.js';
 import type { CreateBusOptions } from '../options.js';
 import type { EmbeddedBusConfig } from '../../config/bus.js';
@@ -85,7 +85,7 @@ export class EmbeddedBus implements Bus {
 
   private encode(message: BusMessage, index: number): NewRow {
     const event = message?.event as unknown;
-    checkedEvent(event, `messages[${index}].event`);
+    assertEvent(event, `messages[${index}].event`);
     const text = JSON.stringify(event);
     const headers = message.headers && Object.keys(message.headers).length > 0 ? JSON.stringify(message.headers) : null;
     const key = message.key ?? null;

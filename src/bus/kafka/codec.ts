@@ -1,6 +1,6 @@
 import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { ErrorCodes, ValidationError } from '../../errors.js';
-import { checkedEvent, parseEvent, serializeEvent } from '../../events/cloudevent.js';
+import { assertEvent, parseEvent, serializeEvent } from '../../events/cloudevent.js';
 import { CLOUDEVENTS_JSON } from '../../events/types.js';
 import type { BusMessage, Delivery } from '../types.js';
 
@@ -32,7 +32,7 @@ export interface OutgoingMessage {
 export function encodeMessages(topic: string, messages: readonly BusMessage[], maxMessageBytes: number): OutgoingMessage[] {
   const out: OutgoingMessage[] = [];
   messages.forEach((m, i) => {
-    checkedEvent(m?.event, `messages[${i}].event to ${topic}`);
+    assertEvent(m?.event, `messages[${i}].event to ${topic}`);
     // A string, not a Buffer: kafkajs writes it straight into the request, one copy fewer per message.
     const value = serializeEvent(m.event);
     const valueBytes = Buffer.byteLength(value, 'utf8');

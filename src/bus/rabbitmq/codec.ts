@@ -1,6 +1,6 @@
 import type { ConsumeMessage, Options } from 'amqplib';
 import { ErrorCodes, ValidationError } from '../../errors.js';
-import { checkedEvent, parseEvent, serializeEvent } from '../../events/cloudevent.js';
+import { assertEvent, parseEvent, serializeEvent } from '../../events/cloudevent.js';
 import { CLOUDEVENTS_JSON } from '../../events/types.js';
 import { partitionOf } from '../hash.js';
 import type { BusMessage, Delivery } from '../types.js';
@@ -42,7 +42,7 @@ export function encodeMessages(topic: string, messages: readonly BusMessage[], p
     if (m === null || typeof m !== 'object') throw new ValidationError(ErrorCodes.EVENT_INVALID, `${where}: expected { key, event, headers? }`);
     const key = m.key ?? null;
     if (key !== null && typeof key !== 'string') throw new ValidationError(ErrorCodes.EVENT_INVALID, `${where}.key: expected a string or null, got ${typeof key}`);
-    checkedEvent(m.event, `messages[${i}].event to ${topic}`);
+    assertEvent(m.event, `messages[${i}].event to ${topic}`);
     const headers: Record<string, string> = {};
     let bytes = FRAME_OVERHEAD;
     for (const [name, value] of Object.entries(m.headers ?? {})) {

@@ -1,6 +1,6 @@
 import { ErrorCodes, ValidationError } from '../../errors.js';
 import type { CloudEvent } from '../../events/types.js';
-import { checkedEvent } from '../../events/cloudevent.js';
+import { assertEvent, checkedEvent } from '../../events/cloudevent.js';
 import type { BusMessage, Delivery } from '../types.js';
 import { idTime } from './keys.js';
 
@@ -20,7 +20,7 @@ export type RawEntry = [string, string[] | null];
  * CUTOVER_MESSAGE_TOO_LARGE over `maxBytes` (key + event + headers).
  */
 export function encodeMessage(message: BusMessage, maxBytes: number, index: number): EncodedMessage {
-  checkedEvent(message?.event, `messages[${index}].event`);
+  assertEvent(message?.event, `messages[${index}].event`);
   const key = message.key ?? null;
   if (key !== null && typeof key !== 'string') throw new ValidationError(ErrorCodes.EVENT_INVALID, `messages[${index}].key: expected a string or null, got ${typeof key}`);
   let headers = '';
