@@ -57,7 +57,10 @@ export interface ComparatorOptions {
   sweepInterval?: number;
   /** Records published per bus call at most. Default 500. */
   batchSize?: number;
-  /** Records queued for publishing at most; beyond it the oldest are dropped and counted. Default 100,000. */
+  /**
+   * Records queued for publishing at most; beyond it the oldest waiting are dropped and counted (their
+   * observations acknowledged). Default 100,000.
+   */
   maxQueued?: number;
   registry?: Registry;
   /** Called with every record before it is queued (in-process consumers, tests). */
@@ -91,7 +94,11 @@ export class Comparator {
   private readonly now: () => number;
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private queue: Array<{ message: BusMessage; done: () => void }> = [];
+  private queue: Array<{ message: BusMessage; ticket: Ticket }> = [];
+  /** The ticket of the records queued since the drain last took a batch. */
+  private ticket: Ticket | undefined;
+  /** Records of the batch being published (out of the queue meanwhile). */
+  private inFlight = 0;
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private flushing: Promise<void> | undefined;
   private readonly abort = new AbortController();
@@ -208,7 +215,7 @@ export class Comparator {
    * decrypt with the keyring.
    */
   stats(): PairingStats & { queued: number; dropped: number; ignored: number; foreign: number; undecryptable: number } {
-    return { ...this.engine.stats(), queued: this.queue.length, dropped: this.dropped, ignored: this.ignored, foreign: this.foreign, undecryptable: this.undecryptable };
+    return { ...this.engine.stats(), queued: this.queue.length + this.inFlight, dropped: this.dropped, ignored: this.ignored, foreign: this.foreign, undecryptable: this.undecryptable };
   }
 
   /** The consumer groups this comparator consumes in (one per known flow, or the one shared group). */
@@ -243,29 +250,26 @@ export class Comparator {
   }
 
   private emit(records: ParityRecord[]): Promise<void> {
-    return new Promise<void>((resolve) => {
-      let left = records.length;
-      // One record (the usual case): its publication resolves the caller directly.
-      const done =
-        left === 1
-          ? resolve
-          : (): void => {
-              left -= 1;
-              if (left === 0) resolve();
-            };
-      for (const r of records) {
-        this.metrics?.records.inc({ flow: r.flow, outcome: r.outcome });
-        this.opts.onRecord?.(r);
-        if (this.queue.length >= this.opts.maxQueued) {
-          // Bounded memory wins over completeness when the bus is down for long; the count says so.
-          const old = this.queue.shift()!;
-          this.dropped += 1;
-          old.done();
-        }
-        this.queue.push({ message: parityMessage(r), done });
-      }
-      this.kick();
-    });
+    // The records queued between two batches share one ticket: one promise for all their handlers.
+    const ticket = (this.ticket ??= new Ticket());
+    ticket.left += records.length;
+    for (const r of records) {
+      this.metrics?.records.inc({ flow: r.flow, outcome: r.outcome });
+      this.opts.onRecord?.(r);
+      // Bounded memory wins over completeness when the bus is down for long; the count says so. A batch
+      // being published is never dropped: while one is, one record may wait beyond the bound.
+      if (this.queue.length > 0 && this.queue.length + this.inFlight >= this.opts.maxQueued) this.drop();
+      this.queue.push({ message: parityMessage(r), ticket });
+    }
+    this.kick();
+    return ticket.promise;
+  }
+
+  /** Drops the oldest queued record; its handler is acknowledged (the record is counted as dropped). */
+  private drop(): void {
+    const old = this.queue.shift()!;
+    this.dropped += 1;
+    old.ticket.settle();
   }
 
   private kick(): void {
@@ -287,10 +291,18 @@ export class Comparator {
     while (this.queue.length > 0) {
       // Gather what arrived in the same tick: one bus call for many records.
       await new Promise((r) => setImmediate(r));
-      const batch = this.queue.slice(0, this.opts.batchSize);
+      // Records queued from now on wait for a later batch: they get a ticket of their own.
+      this.ticket = undefined;
+      // Taken out of the queue while on their way, so that records dropped for room are never these.
+      const batch = this.queue.splice(0, this.opts.batchSize);
+      this.inFlight = batch.length;
       try {
         await this.opts.bus.publish(this.opts.parityTopic, batch.map((b) => b.message));
       } catch (err) {
+        this.inFlight = 0;
+        // Back at the head, oldest first; what no longer fits goes from there.
+        this.queue = batch.concat(this.queue);
+        while (this.queue.length > this.opts.maxQueued) this.drop();
         failures += 1;
         const { code } = describeError(err);
         this.log.warn({ err, code, queued: this.queue.length, failures }, 'publishing parity records failed; retrying');
@@ -305,9 +317,26 @@ export class Comparator {
         continue;
       }
       failures = 0;
-      this.queue.splice(0, batch.length);
-      for (const b of batch) b.done();
+      this.inFlight = 0;
+      for (const b of batch) b.ticket.settle();
     }
+  }
+}
+
+/**
+ * Records queued together and the promise their handlers wait on: it resolves once each of them is on the
+ * bus (or dropped for room), so a handler is acknowledged no earlier than its own records are published.
+ */
+class Ticket {
+  left = 0;
+  private resolve!: () => void;
+  readonly promise = new Promise<void>((resolve) => {
+    this.resolve = resolve;
+  });
+
+  settle(): void {
+    this.left -= 1;
+    if (this.left === 0) this.resolve();
   }
 }
 

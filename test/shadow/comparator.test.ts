@@ -192,3 +192,86 @@ describe('Comparator: per-flow observation topics', () => {
     expect(c.stats().open).toBe(0);
   });
 });
+
+describe('Comparator: acknowledgement and the queue bound', () => {
+  /** A bus whose parity publishes wait until the test lets them through (or fails them). */
+  function gatedBus() {
+    const published: BusMessage[][] = [];
+    const pending: Array<{ messages: BusMessage[]; pass: () => void; fail: (e: unknown) => void }> = [];
+    const bus = new MemoryBus();
+    bus.publish = (_topic: string, messages: readonly BusMessage[]) =>
+      new Promise<void>((resolve, reject) => {
+        pending.push({
+          messages: [...messages],
+          pass: () => {
+            published.push([...messages]);
+            resolve();
+          },
+          fail: reject,
+        });
+      });
+    return { bus, published, pending };
+  }
+  const ids = (ms: readonly BusMessage[]): string[] => ms.map((m) => (m.event.data as ParityRecord).correlationId);
+
+  function comparator(bus: MemoryBus, options: { batchSize?: number; maxQueued?: number } = {}) {
+    const c = new Comparator({ bus, observationsTopic: OBS, parityTopic: PARITY, sweepInterval: 0, ...options });
+    /** Handles both sides of call `id`; resolves with the acknowledgement of the side that completed the pair. */
+    const pair = (id: string): { acked: () => boolean; promise: Promise<void> } => {
+      void c.handle({ topic: FLOW_OBS, key: id, headers: {}, position: '0', publishedAt: 0, attempt: 1, event: observation(ObservationTypes.direct, id, { status: 200 }).event });
+      const promise = c.handle({ topic: FLOW_OBS, key: id, headers: {}, position: '1', publishedAt: 0, attempt: 1, event: observation(ObservationTypes.bus, id, { status: 200 }).event });
+      let acked = false;
+      void promise.then(() => (acked = true));
+      return { acked: () => acked, promise };
+    };
+    return { c, pair };
+  }
+
+  it('acknowledges an observation once its record is on the bus: records queued during a publish go in a later batch and are acknowledged together', async () => {
+    const { bus, published, pending } = gatedBus();
+    const { c, pair } = comparator(bus, { batchSize: 2 });
+    const first = pair('c1');
+    await waitFor(() => pending.length === 1, { what: 'the first batch on its way' });
+    const later = [pair('c2'), pair('c3'), pair('c4')];
+    await new Promise((r) => setImmediate(r));
+    expect(first.acked()).toBe(false);
+    pending.shift()!.pass();
+    await first.promise;
+    expect(ids(published[0]!)).toEqual(['c1']);
+    await waitFor(() => pending.length === 1, { what: 'the second batch' });
+    expect(ids(pending[0]!.messages)).toEqual(['c2', 'c3']);
+    pending.shift()!.pass();
+    // Queued in one go, they are acknowledged once the last of them (c4, in the third batch) is published.
+    await waitFor(() => pending.length === 1, { what: 'the third batch' });
+    expect(later.map((p) => p.acked())).toEqual([false, false, false]);
+    pending.shift()!.pass();
+    await Promise.all(later.map((p) => p.promise));
+    expect(published.flatMap(ids)).toEqual(['c1', 'c2', 'c3', 'c4']);
+    expect(c.stats()).toMatchObject({ queued: 0, dropped: 0 });
+    void c.close();
+  });
+
+  it('when full, drops the oldest waiting record (counted), never one being published, and loses nothing else', async () => {
+    const { bus, published, pending } = gatedBus();
+    const { c, pair } = comparator(bus, { batchSize: 2, maxQueued: 2 });
+    const calls = [pair('c1'), pair('c2')];
+    await waitFor(() => pending.length === 1, { what: 'the first batch on its way' });
+    expect(ids(pending[0]!.messages)).toEqual(['c1', 'c2']);
+    // The bound is reached by the batch in flight: each newer record pushes the oldest waiting one out.
+    calls.push(pair('c3'), pair('c4'), pair('c5'));
+    expect(c.stats()).toMatchObject({ dropped: 2, queued: 3 });
+    await new Promise((r) => setImmediate(r));
+    expect(calls.map((p) => p.acked())).toEqual([false, false, false, false, false]);
+    // The batch fails: back at the head, and the oldest beyond the bound goes (c1).
+    pending.shift()!.fail(new BusError(ErrorCodes.BUS_UNAVAILABLE, 'down', { retriable: true }));
+    await waitFor(() => c.stats().dropped === 3, { what: 'the oldest dropped' });
+    expect(c.stats().queued).toBe(2);
+    await waitFor(() => pending.length === 1, { what: 'the retry' });
+    expect(ids(pending[0]!.messages)).toEqual(['c2', 'c5']);
+    pending.shift()!.pass();
+    await Promise.all(calls.map((p) => p.promise));
+    expect(published.flatMap(ids)).toEqual(['c2', 'c5']);
+    expect(c.stats()).toMatchObject({ dropped: 3, queued: 0 });
+    void c.close();
+  });
+});
