@@ -222,8 +222,12 @@ class Walker {
       // so there is nothing extra to look for and no key needs an own-property check.
       for (let i = 0; i < keysA.length; i++) {
         const k = keysA[i]!;
+        const va = a[k];
+        const vb = b[k];
+        // Equal primitives (most fields) cannot differ under any rule: skip the rule lookup and the call.
+        if (va === vb) continue;
         path.push(k);
-        this.walk(a[k], b[k], path, nodes.length ? RuleTrie.step(nodes, k) : nodes);
+        this.walk(va, vb, path, nodes.length ? RuleTrie.step(nodes, k) : nodes);
         path.pop();
         if (this.full) return;
       }
@@ -368,25 +372,25 @@ class Walker {
     // Keyed elements without a partner are different entities: missing and extra, never paired by position.
     const n = key === undefined ? Math.min(restA.length, restB.length) : 0;
     for (let x = 0; x < n; x++) pairs.push(restA[x]!, restB[x]!);
-    const missing = restA.slice(n);
-    const extra = restB.slice(n);
     // `pairs` is in the order of `a` already: keyed pairs are made walking `a`, positional ones from `restA`.
     for (let x = 0; x < pairs.length; x += 2) {
       const i = pairs[x]!;
       const j = pairs[x + 1]!;
+      if (a[i] === b[j]) continue;
       path.push(i);
       this.walk(a[i], b[j], path, nodes.length ? RuleTrie.step(nodes, String(i)) : nodes);
       path.pop();
       if (this.full) return;
     }
-    for (let x = 0; x < missing.length; x++) {
-      const i = missing[x]!;
+    // Past the first n, the rest of each side is missing (direct) and extra (bus).
+    for (let x = n; x < restA.length; x++) {
+      const i = restA[x]!;
       path.push(i);
       this.push({ path: formatPointer(path), kind: 'missing', direct: preview(a[i]) });
       path.pop();
     }
-    for (let x = 0; x < extra.length; x++) {
-      const j = extra[x]!;
+    for (let x = n; x < restB.length; x++) {
+      const j = restB[x]!;
       path.push(j);
       this.push({ path: formatPointer(path), kind: 'extra', bus: preview(b[j]) });
       path.pop();

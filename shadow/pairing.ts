@@ -4,7 +4,7 @@ import { NoiseBaseline } from './noise.js';
 import type { Observation } from './observations.js';
 import { sealDiffs } from './sealed.js';
 import type { FlowCompareInput, FlowNoiseOptions } from '../src/config/shadow.js';
-import { endSpan, SpanKind, startSpan } from '../src/tracing.js';
+import { endSpan, SpanKind, startSpan, tracing } from '../src/tracing.js';
 
 /**
  * The comparator's core, free of I/O and of the wall clock (every call passes `now`): pairs direct and bus
@@ -284,7 +284,7 @@ export class PairingEngine {
     if (typeof direct?.data.drift === 'string') r.drift = direct.data.drift.slice(0, 300);
     if (typeof t?.version === 'string') r.busVersion = t.version;
     // The decision as a span of the call's trace (a no-op without an OpenTelemetry SDK).
-    endSpan(startSpan('cutover compare', SpanKind.INTERNAL, direct?.traceparent ?? bus?.traceparent, { 'cutover.flow': r.flow, 'cutover.outcome': outcome, 'cutover.correlation_id': r.correlationId }));
+    if (tracing()) endSpan(startSpan('cutover compare', SpanKind.INTERNAL, direct?.traceparent ?? bus?.traceparent, { 'cutover.flow': r.flow, 'cutover.outcome': outcome, 'cutover.correlation_id': r.correlationId }));
     if (Array.isArray(direct?.data.rpcHeaderMismatch) && direct.data.rpcHeaderMismatch.length > 0) r.rpcHeaderMismatch = direct.data.rpcHeaderMismatch;
     if (t?.saga) r.saga = t.saga;
     if (outcome !== 'match') {

@@ -31,7 +31,7 @@ export function traceparentOf(span: Span): string {
 }
 
 /** Whether an SDK is registered: without one nothing is parsed, created or recorded. */
-function tracing(): boolean {
+export function tracing(): boolean {
   const provider = trace.getTracerProvider();
   return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer(TRACER_NAME) !== undefined;
 }
