@@ -96,14 +96,21 @@ async function expectDesignedRun(run: Run, out: string): Promise<Report> {
   const flow = (name: string) => report.flows.find((f) => f.flow === name)!;
   // On a failure: what the demo said about its traffic and pairing, and each flow's counts.
   const said = run.stdout.split('\n').filter((l) => /^(Traffic|Comparator|Customer service)/.test(l.trim())).join('\n');
-  const counts = (name: string): string => `${said}\n${name}: ${flow(name).samples} samples, ${JSON.stringify(flow(name).outcomes)}`;
+  const counts = (name: string): string => `${said}\n${name}: ${flow(name).samples} samples, ${JSON.stringify(flow(name).outcomes)}${flow(name).change ? `, parity changed at ${flow(name).change!.at}` : ''}`;
   // The rounding bug: parity fails (not sample size), on the price fields.
   const pricing = flow('pricing.quote');
   expect(pricing.verdict.reasons.map((r) => [r.criterion, r.status]), counts('pricing.quote')).toEqual([['minParityLowerBound', 'fail']]);
   expect(pricing.topDiffs.map((d) => d.field)).toEqual(expect.arrayContaining(['/body/lines/*/unitPrice', '/body/total']));
   // The ordering bug: parity fails on the stock the callers are told remains.
   const inventory = flow('inventory.reserve');
-  expect(inventory.verdict.reasons.map((r) => [r.criterion, r.status]), counts('inventory.reserve')).toEqual([['minParityLowerBound', 'fail']]);
+  // How often two orders race for one SKU follows the machine's pace, so on a slow run the report may find a
+  // change in this flow's parity and judge only the calls after it: then, and only then, those can also be
+  // fewer than minSamples. Parity fails conclusively either way.
+  const inventoryReasons = inventory.verdict.reasons.map((r) => `${r.criterion} ${r.status}`);
+  const allowed = inventory.change ? ['minParityLowerBound fail', 'minSamples insufficient'] : ['minParityLowerBound fail'];
+  expect(inventoryReasons, counts('inventory.reserve')).toContain('minParityLowerBound fail');
+  expect(inventoryReasons.filter((r) => !allowed.includes(r)), counts('inventory.reserve')).toEqual([]);
+  expect(inventory.verdict.reasons.find((r) => r.criterion === 'minParityLowerBound')!.conclusive, counts('inventory.reserve')).toBe(true);
   expect(inventory.topDiffs[0]!.field).toBe('/body/remaining');
   for (const name of ['fraud.check', 'logistics.ship', 'orders.checkout', ...RPC_FLOWS]) {
     const f = flow(name);
