@@ -52,15 +52,43 @@ afterAll(async () => {
   await cluster?.close();
 });
 
+/**
+ * A counting consumer that reads nothing new for this long is replaced by one in a fresh group, reading the
+ * same topics from the start: after a node loss a group's join can stall on the cluster (the consumer then
+ * never consumes), which is the reader's trouble, not a loss. A replacement cannot hide a loss: it reads
+ * the same topics and its events replace the old reader's.
+ */
+const READER_STALL_MS = 30_000;
+
 function reader(mode: 'shadow' | 'bus') {
   return (flow: FlowUnderTest): BusReader => {
+    const topics = mode === 'shadow' ? [flow.topic, observationsTopicOf(flow.name), PARITY_TOPIC] : [flow.topic];
     let collector: Promise<KafkaCollector> | undefined;
+    let seen = 0;
+    let grewAt = 0;
+    const replaced: Array<Promise<KafkaCollector>> = [];
     return {
       async read() {
-        collector ??= collectKafka(cluster.brokers, mode === 'shadow' ? [flow.topic, observationsTopicOf(flow.name), PARITY_TOPIC] : [flow.topic]);
-        return (await collector).events();
+        if (!collector) {
+          collector = collectKafka(cluster.brokers, topics);
+          seen = 0;
+          grewAt = Date.now();
+        }
+        const events = (await collector).events();
+        if (events.length > seen) {
+          seen = events.length;
+          grewAt = Date.now();
+        } else if (Date.now() - grewAt > READER_STALL_MS) {
+          process.stderr.write(`counting reader: nothing new for ${READER_STALL_MS / 1000} s after ${seen} events; reading ${topics.join(', ')} again in a fresh group\n`);
+          replaced.push(collector);
+          collector = undefined;
+        }
+        return events;
       },
-      close: async () => void (await (await collector)?.close()),
+      close: async () => {
+        // A stalled consumer may not leave its group promptly either: each gets 10 s.
+        await Promise.all([...replaced, ...(collector ? [collector] : [])].map(async (c) => Promise.race([(await c).close().catch(() => undefined), sleep(10_000)])));
+      },
     };
   };
 }
