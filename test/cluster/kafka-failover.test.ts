@@ -55,7 +55,7 @@ afterAll(async () => {
 /**
  * A counting consumer that reads nothing new for this long is replaced by one in a fresh group, reading the
  * same topics from the start: after a node loss a group's join can stall on the cluster (the consumer then
- * never consumes), which is the reader's trouble, not a loss. A replacement cannot hide a loss: it reads
+ * never consumes, or never finishes starting, or fails to), which is the reader's trouble, not a loss. A replacement cannot hide a loss: it reads
  * the same topics and its events replace the old reader's.
  */
 const READER_STALL_MS = 30_000;
@@ -74,7 +74,17 @@ function reader(mode: 'shadow' | 'bus') {
           seen = 0;
           grewAt = Date.now();
         }
-        const events = (await collector).events();
+        let current: KafkaCollector;
+        try {
+          // Joining may hang or fail while the cluster settles: give up on this consumer and try a new one.
+          current = await Promise.race([collector, sleep(READER_STALL_MS).then(() => Promise.reject(new Error(`the counting consumer did not start within ${READER_STALL_MS / 1000} s`)))]);
+        } catch (err) {
+          process.stderr.write(`counting reader: ${(err as Error).message}; starting another in a fresh group\n`);
+          replaced.push(collector);
+          collector = undefined;
+          return [];
+        }
+        const events = current.events();
         if (events.length > seen) {
           seen = events.length;
           grewAt = Date.now();
@@ -87,7 +97,7 @@ function reader(mode: 'shadow' | 'bus') {
       },
       close: async () => {
         // A stalled consumer may not leave its group promptly either: each gets 10 s.
-        await Promise.all([...replaced, ...(collector ? [collector] : [])].map(async (c) => Promise.race([(await c).close().catch(() => undefined), sleep(10_000)])));
+        await Promise.all([...replaced, ...(collector ? [collector] : [])].map((c) => Promise.race([c.then((x) => x.close()).catch(() => undefined), sleep(10_000)])));
       },
     };
   };
