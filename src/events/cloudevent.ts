@@ -125,17 +125,17 @@ function passesByHand(value: unknown, out?: Record<string, unknown>): value is R
   for (const key of CHECKED_KEYS) {
     const attr = v[key];
     if (attr === undefined) {
-      if (out && key in v) out[key] = undefined;
+      if (key in v) out[key] = undefined;
       continue;
     }
-    const rule = RULES[key];
+    const rule = RULE_OF.get(key);
     if (rule === undefined || !passes(rule, attr)) return false;
-    if (out) out[key] = attr;
+    out[key] = attr;
   }
   for (const key in v) {
     if (SHAPE.has(key)) continue;
     if (!EXTENSION_NAME.test(key)) return false;
-    if (out && v[key] !== undefined) out[key] = v[key];
+    if (v[key] !== undefined) out[key] = v[key];
   }
   return true;
 }

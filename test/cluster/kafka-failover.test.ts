@@ -53,12 +53,29 @@ afterAll(async () => {
 });
 
 /**
- * A counting consumer that reads nothing new for this long is replaced by one in a fresh group, reading the
- * same topics from the start: after a node loss a group's join can stall on the cluster (the consumer then
- * never consumes, or never finishes starting, or fails to), which is the reader's trouble, not a loss. A replacement cannot hide a loss: it reads
- * the same topics and its events replace the old reader's.
+ * A counting consumer that fails to start, takes longer than this to, or reads nothing new for this long is
+ * replaced by one in a fresh group reading the same topics from the start: after a node loss a group's join
+ * can stall on the cluster, which is the reader's trouble, not a loss. A replacement cannot hide a loss: it
+ * reads the same topics and its events replace the old reader's.
  */
 const READER_STALL_MS = 30_000;
+
+/** collectKafka, rejected when it has not started within READER_STALL_MS (one timer, cleared once it settles). */
+function startCollector(topics: string[]): Promise<KafkaCollector> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the counting consumer did not start within ${READER_STALL_MS / 1000} s`)), READER_STALL_MS);
+    collectKafka(cluster.brokers, topics).then(
+      (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
 
 function reader(mode: 'shadow' | 'bus') {
   return (flow: FlowUnderTest): BusReader => {
@@ -67,21 +84,23 @@ function reader(mode: 'shadow' | 'bus') {
     let seen = 0;
     let grewAt = 0;
     const replaced: Array<Promise<KafkaCollector>> = [];
+    const replace = (why: string): void => {
+      process.stderr.write(`counting reader: ${why}; reading ${topics.join(', ')} again in a fresh group\n`);
+      replaced.push(collector!);
+      collector = undefined;
+    };
     return {
       async read() {
         if (!collector) {
-          collector = collectKafka(cluster.brokers, topics);
+          collector = startCollector(topics);
           seen = 0;
           grewAt = Date.now();
         }
         let current: KafkaCollector;
         try {
-          // Joining may hang or fail while the cluster settles: give up on this consumer and try a new one.
-          current = await Promise.race([collector, sleep(READER_STALL_MS).then(() => Promise.reject(new Error(`the counting consumer did not start within ${READER_STALL_MS / 1000} s`)))]);
+          current = await collector;
         } catch (err) {
-          process.stderr.write(`counting reader: ${(err as Error).message}; starting another in a fresh group\n`);
-          replaced.push(collector);
-          collector = undefined;
+          replace((err as Error).message);
           return [];
         }
         const events = current.events();
@@ -89,9 +108,7 @@ function reader(mode: 'shadow' | 'bus') {
           seen = events.length;
           grewAt = Date.now();
         } else if (Date.now() - grewAt > READER_STALL_MS) {
-          process.stderr.write(`counting reader: nothing new for ${READER_STALL_MS / 1000} s after ${seen} events; reading ${topics.join(', ')} again in a fresh group\n`);
-          replaced.push(collector);
-          collector = undefined;
+          replace(`nothing new for ${READER_STALL_MS / 1000} s after ${seen} events`);
         }
         return events;
       },
