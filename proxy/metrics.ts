@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { ResolvedCounter, ResolvedHistogram, type CounterIncrement, type HistogramObserver } from '../src/metrics.js';
 import type { OutboxHooks } from './outbox.js';
 
 /** Label value for requests that matched no flow. */
@@ -10,8 +11,8 @@ export type SkipReason = 'body_too_large' | 'response_too_large' | 'client_abort
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export interface FlowMetrics {
-  duration: Histogram.Internal<'flow' | 'mode'>;
-  upstream: Histogram.Internal<'flow'>;
+  duration: HistogramObserver;
+  upstream: HistogramObserver;
   request(status: number): void;
 }
 
@@ -20,9 +21,9 @@ export interface FlowMetrics {
  * sidecars can live in one test process).
  */
 export class SidecarMetrics {
-  readonly requestDuration: Histogram<'flow' | 'mode'>;
-  readonly upstreamDuration: Histogram<'flow'>;
-  readonly requests: Counter<'flow' | 'mode' | 'status'>;
+  readonly requestDuration: ResolvedHistogram<'flow' | 'mode'>;
+  readonly upstreamDuration: ResolvedHistogram<'flow'>;
+  readonly requests: ResolvedCounter<'flow' | 'mode' | 'status'>;
   readonly unmatched: Counter;
   readonly upstreamErrors: Counter<'code'>;
   readonly skipped: Counter<'flow' | 'reason'>;
@@ -30,9 +31,9 @@ export class SidecarMetrics {
   readonly busPath: Counter<'flow' | 'outcome'>;
   readonly rpcUnparsed: Counter<'reason'>;
   readonly rpcHeaderMismatch: Counter<'flow' | 'header'>;
-  readonly publishDuration: Histogram<'outcome'>;
+  readonly publishDuration: ResolvedHistogram<'outcome'>;
   readonly publishFailures: Counter<'code'>;
-  readonly events: Counter<'agent' | 'topic'>;
+  readonly events: ResolvedCounter<'agent' | 'topic'>;
   readonly spooled: Counter;
   readonly dropped: Counter<'reason'>;
   readonly queueDepth: Gauge;
@@ -46,21 +47,21 @@ export class SidecarMetrics {
 
   constructor(registry: Registry, agent: string, sources: { queueDepth: () => number; spoolDepth: () => number; spoolBytes: () => number; spoolHealthy: () => boolean }) {
     const registers = [registry];
-    this.requestDuration = new Histogram({
+    this.requestDuration = new ResolvedHistogram({
       name: 'cutover_sidecar_request_duration_seconds',
       help: 'Time from a request arriving at the sidecar to the last byte of its response, by flow and mode',
       labelNames: ['flow', 'mode'],
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.upstreamDuration = new Histogram({
+    this.upstreamDuration = new ResolvedHistogram({
       name: 'cutover_sidecar_upstream_duration_seconds',
       help: 'Time from forwarding a request to the upstream response headers, by flow',
       labelNames: ['flow'],
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.requests = new Counter({ name: 'cutover_sidecar_requests_total', help: 'Requests forwarded, by flow, mode and status class', labelNames: ['flow', 'mode', 'status'], registers });
+    this.requests = new ResolvedCounter({ name: 'cutover_sidecar_requests_total', help: 'Requests forwarded, by flow, mode and status class', labelNames: ['flow', 'mode', 'status'], registers });
     this.unmatched = new Counter({ name: 'cutover_sidecar_unmatched_requests_total', help: 'Requests that matched no flow (forwarded, nothing published)', registers });
     this.upstreamErrors = new Counter({ name: 'cutover_sidecar_upstream_errors_total', help: 'Requests the sidecar answered itself because the upstream failed', labelNames: ['code'], registers });
     this.skipped = new Counter({ name: 'cutover_sidecar_capture_skipped_total', help: 'Flow calls forwarded but not (fully) dual-written, by reason', labelNames: ['flow', 'reason'], registers });
@@ -83,7 +84,7 @@ export class SidecarMetrics {
       labelNames: ['flow', 'header'],
       registers,
     });
-    this.publishDuration = new Histogram({ name: 'cutover_sidecar_publish_duration_seconds', help: 'Duration of one bus publish call', labelNames: ['outcome'], buckets: LATENCY_BUCKETS, registers });
+    this.publishDuration = new ResolvedHistogram({ name: 'cutover_sidecar_publish_duration_seconds', help: 'Duration of one bus publish call', labelNames: ['outcome'], buckets: LATENCY_BUCKETS, registers });
     this.publishFailures = new Counter({ name: 'cutover_sidecar_publish_failures_total', help: 'Failed bus publish calls, by error code', labelNames: ['code'], registers });
     this.flipsRejected = new Counter({
       name: 'cutover_flips_rejected_total',
@@ -91,7 +92,7 @@ export class SidecarMetrics {
       labelNames: ['flow', 'reason'],
       registers,
     });
-    this.events = new Counter({ name: 'cutover_sidecar_events_published_total', help: 'Events the bus accepted, by agent and topic', labelNames: ['agent', 'topic'], registers });
+    this.events = new ResolvedCounter({ name: 'cutover_sidecar_events_published_total', help: 'Events the bus accepted, by agent and topic', labelNames: ['agent', 'topic'], registers });
     this.spooled = new Counter({ name: 'cutover_sidecar_events_spooled_total', help: 'Events written to the local spool', registers });
     this.dropped = new Counter({ name: 'cutover_sidecar_events_dropped_total', help: 'Events lost: spool full, spool unwritable, or refused by the bus for good', labelNames: ['reason'], registers });
     this.queueDepth = new Gauge({ name: 'cutover_sidecar_publish_queue_depth', help: 'Events waiting in memory to be published', registers, collect() { this.set(sources.queueDepth()); } });
@@ -122,15 +123,15 @@ export class SidecarMetrics {
     const id = `${flow}\u0000${mode}`;
     let m = this.perFlow.get(id);
     if (!m) {
-      const statuses = new Map<number, Counter.Internal>();
+      const statuses = new Map<number, CounterIncrement>();
       const requests = this.requests;
       m = {
-        duration: this.requestDuration.labels(flow, mode),
-        upstream: this.upstreamDuration.labels(flow),
+        duration: this.requestDuration.series(flow, mode),
+        upstream: this.upstreamDuration.series(flow),
         request(status: number) {
           const cls = Math.floor(status / 100);
           let c = statuses.get(cls);
-          if (!c) statuses.set(cls, (c = requests.labels(flow, mode, `${cls}xx`)));
+          if (!c) statuses.set(cls, (c = requests.series(flow, mode, `${cls}xx`)));
           c.inc();
         },
       };
@@ -141,9 +142,15 @@ export class SidecarMetrics {
 
   /** Hooks for the outbox. */
   outboxHooks(): OutboxHooks {
+    const published = new Map<string, CounterIncrement>();
+    const latency = { ok: this.publishDuration.series('ok'), error: this.publishDuration.series('error') };
     return {
-      published: (topic, count) => this.events.inc({ agent: this.agent, topic }, count),
-      publishLatency: (seconds, ok) => this.publishDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
+      published: (topic, count) => {
+        let c = published.get(topic);
+        if (!c) published.set(topic, (c = this.events.series(this.agent, topic)));
+        c.inc(count);
+      },
+      publishLatency: (seconds, ok) => (ok ? latency.ok : latency.error).observe(seconds),
       failed: (code) => this.publishFailures.inc({ code }),
       spooled: (count) => this.spooled.inc(count),
       dropped: (reason, count) => this.dropped.inc({ reason }, count),
