@@ -85,8 +85,8 @@ export class CallEvents {
       build: (id, mode, replyTo) => {
         const body = cipher ? { ...encoded, body: structuredClone(encoded.body) } : encoded;
         const kid = encryptBody(cipher, body, { eventId: id, part: 'request' });
-        // After encryption: the sample shows the body exactly as the bus saw it.
-        ex.sample = callSample({ method, target, headers, body });
+        // After encryption: the sample shows the body exactly as the bus saw it (without a cipher, as above).
+        if (cipher) ex.sample = callSample({ method, target, headers, body });
         return buildCallMessage({
           agent: this.opts.agent,
           flow: { name: entry.config.name, schemaVersion: entry.config.schemaVersion, mode },
