@@ -122,7 +122,9 @@ function inChild(variant: Variant): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = fork(fileURLToPath(import.meta.url), ['child', variant], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.once('message', (m) => resolve(m as Result));
-    child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`${variant}: child exited with ${code}`))));
+    child.once('error', reject);
+    // Once the result came, a later rejection is a no-op; an exit without one is a failure whatever its code.
+    child.once('exit', (code) => reject(new Error(`${variant}: the child exited (code ${code}) without a result`)));
   });
 }
 

@@ -26,14 +26,14 @@ interface MetricConfig<L extends string> {
 }
 
 /** What the resolved metrics share: registration, and a series per label set made on first use. */
-abstract class ResolvedMetric<S> {
+abstract class ResolvedMetric<L extends string, S> {
   readonly name: string;
   readonly help: string;
   readonly aggregator = 'sum';
   protected readonly series_ = new Map<string, S>();
   private readonly labelNames: readonly string[];
 
-  constructor(config: MetricConfig<string>) {
+  constructor(config: MetricConfig<L>) {
     this.name = config.name;
     this.help = config.help;
     this.labelNames = config.labelNames;
@@ -74,7 +74,7 @@ export interface HistogramObserver {
  * Registered on a prom-client registry and exposed in the same text and JSON as prom-client's Histogram
  * (same names, labels, `le` values and order), so scrapers and dashboards see no difference.
  */
-export class ResolvedHistogram<L extends string> extends ResolvedMetric<HistogramSeries> {
+export class ResolvedHistogram<L extends string> extends ResolvedMetric<L, HistogramSeries> {
   readonly type = 'histogram';
   private readonly bounds: readonly number[];
 
@@ -150,12 +150,8 @@ interface CounterSeries {
  * A counter whose label sets are resolved once, for the per-request path (prom-client's labelled `inc`
  * hashes the label set on every call). Exposed like prom-client's Counter; see {@link ResolvedHistogram}.
  */
-export class ResolvedCounter<L extends string> extends ResolvedMetric<CounterSeries> {
+export class ResolvedCounter<L extends string> extends ResolvedMetric<L, CounterSeries> {
   readonly type = 'counter';
-
-  constructor(config: MetricConfig<L>) {
-    super(config);
-  }
 
   /** The increment of one label set, values in `labelNames` order. */
   series(...values: string[]): CounterIncrement {

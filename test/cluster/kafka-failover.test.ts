@@ -60,14 +60,22 @@ afterAll(async () => {
  */
 const READER_STALL_MS = 30_000;
 
-/** collectKafka, rejected when it has not started within READER_STALL_MS (one timer, cleared once it settles). */
+/**
+ * collectKafka, rejected when it has not started within READER_STALL_MS (one timer, cleared once it settles);
+ * a consumer that starts after that is closed at once, since nobody reads it.
+ */
 function startCollector(topics: string[]): Promise<KafkaCollector> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the counting consumer did not start within ${READER_STALL_MS / 1000} s`)), READER_STALL_MS);
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new Error(`the counting consumer did not start within ${READER_STALL_MS / 1000} s`));
+    }, READER_STALL_MS);
     collectKafka(cluster.brokers, topics).then(
       (c) => {
         clearTimeout(timer);
-        resolve(c);
+        if (late) void c.close().catch(() => undefined);
+        else resolve(c);
       },
       (err: unknown) => {
         clearTimeout(timer);
