@@ -105,12 +105,15 @@ async function expectDesignedRun(run: Run, out: string): Promise<Report> {
   const inventory = flow('inventory.reserve');
   // How often two orders race for one SKU follows the machine's pace, so on a slow run the report may find a
   // change in this flow's parity and judge only the calls after it: then, and only then, those can also be
-  // fewer than minSamples. Parity fails conclusively either way.
+  // fewer than minSamples, and the NOT_READY above rests on the parity failure being conclusive. With enough
+  // samples a failure decides alone, however few the mismatches of a slow run (20 of 438 were seen).
   const inventoryReasons = inventory.verdict.reasons.map((r) => `${r.criterion} ${r.status}`);
   const allowed = inventory.change ? ['minParityLowerBound fail', 'minSamples insufficient'] : ['minParityLowerBound fail'];
   expect(inventoryReasons, counts('inventory.reserve')).toContain('minParityLowerBound fail');
   expect(inventoryReasons.filter((r) => !allowed.includes(r)), counts('inventory.reserve')).toEqual([]);
-  expect(inventory.verdict.reasons.find((r) => r.criterion === 'minParityLowerBound')!.conclusive, counts('inventory.reserve')).toBe(true);
+  if (inventoryReasons.includes('minSamples insufficient')) {
+    expect(inventory.verdict.reasons.find((r) => r.criterion === 'minParityLowerBound')!.conclusive, counts('inventory.reserve')).toBe(true);
+  }
   expect(inventory.topDiffs[0]!.field).toBe('/body/remaining');
   for (const name of ['fraud.check', 'logistics.ship', 'orders.checkout', ...RPC_FLOWS]) {
     const f = flow(name);
